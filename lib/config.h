@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "plan.h"
+
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/guestkeeper/guestkeeper.conf"
+
+/* The parsed configuration: a plain struct, every key of CONTRACT.md. Times in µs. */
+typedef struct Config {
+        char **uris; /* "default" kept as is: the hypervisor layer resolves it */
+        Scope save;
+        Scope shutdown;
+        Scope poweroff;
+        guint64 shutdown_timeout_usec; /* 0 = no limit */
+        guint64 deadline_usec;         /* 0 = no limit */
+        unsigned parallel_saves;       /* 0 = no limit */
+        unsigned parallel_shutdowns;   /* 0 = no limit */
+        bool bypass_cache;
+        bool restore;
+        guint64 start_delay_usec;
+        unsigned parallel_starts; /* 0 = no limit */
+        bool sync_time;
+} Config;
+
+Config *config_new_default(void);
+Config *config_free(Config *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free);
+
+/* Reads @path, then @path.d/\*.conf in lexical order (later wins).
+ * @must_exist: a missing @path is an error (given with --config) rather than "all defaults".
+ * On error returns negative errno and sets *ret_error to "FILE: [Section] Key: what is wrong".
+ * Unknown groups/keys are appended to @warnings (may be NULL) as strings of the same form. */
+int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warnings, char **ret_error);
+
+/* Parses one file's text into @c (used by config_load and the fuzzer). @name is for messages. */
+int config_apply_data(Config *c, const char *name, const char *data, gsize len, GPtrArray *warnings,
+                      char **ret_error);

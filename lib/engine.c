@@ -1,0 +1,1281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "engine.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "util.h"
+
+static const char *const run_kind_table[_RUN_KIND_MAX] = {
+        [RUN_PRESERVE] = "preserve",
+        [RUN_RESTORE] = "restore",
+};
+DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
+
+/* Priority of the record flush: just below the worker results (G_PRIORITY_DEFAULT), so all
+ * outcomes ready in one main-loop turn go to disk in one write (STYLE.md, pitfall 9). */
+#define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
+
+typedef struct Guest Guest;
+typedef struct HvSlot HvSlot;
+
+typedef enum Phase {
+        PHASE_NEW,
+        PHASE_LISTING,
+        PHASE_RUNNING,
+        PHASE_FLUSHING, /* every guest has an outcome; waiting for the record write */
+        PHASE_DONE,
+} Phase;
+
+struct HvSlot {
+        Hypervisor *hv;
+        guint listener;
+        GHashTable *guests; /* uuid → Guest* */
+        char *uri;          /* resolved once listed */
+        GPtrArray *listed;  /* GuestInfo*, from the list job */
+        bool reachable;
+};
+
+struct Guest {
+        EngineGuest pub;
+        Engine *engine;
+        HvSlot *slot;
+        int last_step;      /* index of the last step attempted, -1 before the first */
+        int step;           /* step under way, -1 if none */
+        guint64 gen;        /* bumps at every step start; stale job results are ignored */
+        unsigned jobs;      /* jobs in flight for this guest */
+        bool stopped_seen;  /* a lifecycle event said it stopped, not by our save */
+        bool late_save_ok;  /* a save superseded by the deadline succeeded after all */
+        bool counts_save;   /* holds a save slot */
+        bool counts_shutdown; /* holds a shutdown slot */
+        bool progress_supported;
+        bool progress_query;
+        GSource *timeout;
+        RecordGuest *rec;
+        /* restore */
+        Outcome prior;
+        char *save_file;
+        char *xml;
+};
+
+struct Engine {
+        int ref;
+        RunKind kind;
+        Config config;
+        char **config_uris;
+        char *save_dir;
+        guint64 connect_retry_usec;
+        guint64 progress_interval_usec;
+        Workers *workers;
+        Record *record;
+        const EngineCallbacks *cb;
+        EngineCallbacks cb_copy;
+        void *userdata;
+
+        HvSlot *slots;
+        guint n_slots;
+        guint lists_pending;
+
+        Phase phase;
+        bool cancelled;
+        bool deadline_passed;
+        GPtrArray *guests; /* Guest*, run order */
+        GQueue save_queue;
+        GQueue shutdown_queue;
+        GQueue start_queue;
+        unsigned saves_active, shutdowns_active, starts_active;
+        unsigned peak_saves, peak_shutdowns, peak_starts;
+        unsigned finished, done, failed;
+        GPtrArray *unreachable;
+        guint64 last_progress;
+
+        GSource *deadline_source;
+        GSource *progress_source;
+        GSource *flush_source;
+        GSource *delay_source; /* StartDelaySec between two starts */
+        bool record_dirty;
+};
+
+typedef enum JobKind {
+        JOB_LIST,
+        JOB_SAVE,
+        JOB_SHUTDOWN,
+        JOB_DESTROY,
+        JOB_STATE,
+        JOB_PROGRESS,
+        JOB_START,
+        JOB_RESTORE,
+        JOB_CREATE,
+        JOB_SYNC_TIME,
+} JobKind;
+
+/* Why a JOB_STATE was asked. */
+typedef enum Check {
+        CHECK_AFTER_REQUEST, /* right after a shutdown request: did it stop before we listened? */
+        CHECK_AFTER_TIMEOUT, /* the shutdown timeout fired: was the event lost? */
+        CHECK_AFTER_FAILURE, /* a step failed: did the guest stop anyway? */
+} Check;
+
+typedef struct Job {
+        JobKind kind;
+        Check check;
+        Engine *engine;
+        Guest *guest; /* NULL for JOB_LIST */
+        HvSlot *slot;
+        Hypervisor *hv;
+        guint64 gen;
+        /* inputs, owned copies: the worker never touches engine state */
+        char *uuid;
+        char *file;
+        char *xml;
+        bool flag; /* bypass cache; include inactive */
+        guint64 retry_usec;
+        /* outputs */
+        int r;
+        char *error;
+        GPtrArray *list;
+        GuestState state;
+        guint64 processed, total;
+} Job;
+
+static void schedule(Engine *e);
+static void engine_begin(Engine *e);
+static void advance(Guest *g);
+static void guest_finish(Guest *g, Outcome o);
+static void maybe_finish_run(Engine *e);
+
+/* ---- callbacks to the owner ---- */
+
+static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
+{
+        g_autofree char *text = NULL;
+        va_list ap;
+
+        if (!e->cb || !e->cb->message)
+                return;
+        va_start(ap, fmt);
+        text = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        e->cb->message(e, level, g ? &g->pub : NULL, uri ? uri : (g ? g->pub.uri : NULL), text, e->userdata);
+}
+
+static void note_progress(Engine *e)
+{
+        e->last_progress = now_usec();
+        if (e->cb && e->cb->progress)
+                e->cb->progress(e, e->userdata);
+}
+
+static void set_outcome(Guest *g, Outcome o)
+{
+        Engine *e = g->engine;
+
+        g->pub.outcome = o;
+        if (e->cb && e->cb->guest_changed)
+                e->cb->guest_changed(e, &g->pub, e->userdata);
+}
+
+/* ---- record ---- */
+
+static gboolean flush_cb(gpointer p)
+{
+        Engine *e = p;
+        int r;
+
+        e->flush_source = NULL;
+        if (e->record_dirty) {
+                e->record_dirty = false;
+                r = record_save(e->record);
+                if (r < 0)
+                        say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s",
+                            e->record->path, g_strerror(-r));
+        }
+        if (e->phase == PHASE_FLUSHING) {
+                e->phase = PHASE_DONE;
+                g_clear_pointer(&e->deadline_source, g_source_destroy);
+                g_clear_pointer(&e->progress_source, g_source_destroy);
+                if (e->cb && e->cb->finished)
+                        e->cb->finished(e, e->userdata);
+        }
+        return G_SOURCE_REMOVE;
+}
+
+static void record_touch(Engine *e)
+{
+        GSource *s;
+
+        e->record_dirty = true;
+        if (e->flush_source)
+                return;
+        s = g_idle_source_new();
+        g_source_set_priority(s, FLUSH_PRIORITY);
+        g_source_set_callback(s, flush_cb, e, NULL);
+        g_source_attach(s, NULL);
+        e->flush_source = s;
+        g_source_unref(s);
+}
+
+/* ---- jobs ---- */
+
+static void job_free(gpointer p)
+{
+        Job *j = p;
+
+        g_free(j->uuid);
+        g_free(j->file);
+        g_free(j->xml);
+        g_free(j->error);
+        if (j->list)
+                g_ptr_array_unref(j->list);
+        hypervisor_unref(j->hv);
+        engine_unref(j->engine);
+        g_free(j);
+}
+
+static void job_run(gpointer p)
+{
+        Job *j = p;
+        const HypervisorOps *ops = j->hv->ops;
+        guint64 until;
+
+        switch (j->kind) {
+        case JOB_LIST:
+                /* An unreachable URI is retried briefly (libvirtd may be starting). */
+                until = now_usec() + j->retry_usec;
+                for (;;) {
+                        g_clear_pointer(&j->error, g_free);
+                        j->r = ops->list(j->hv, j->flag, &j->list, &j->error);
+                        if (j->r != -ENOTCONN || now_usec() >= until)
+                                break;
+                        g_usleep(MIN(250 * USEC_PER_MSEC, until - now_usec()));
+                }
+                break;
+        case JOB_SAVE:
+                j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
+                break;
+        case JOB_SHUTDOWN:
+                j->r = ops->shutdown(j->hv, j->uuid, &j->error);
+                break;
+        case JOB_DESTROY:
+                j->r = ops->destroy(j->hv, j->uuid, &j->error);
+                break;
+        case JOB_STATE:
+                j->r = ops->get_state(j->hv, j->uuid, &j->state, &j->error);
+                break;
+        case JOB_PROGRESS:
+                j->r = ops->job_progress(j->hv, j->uuid, &j->processed, &j->total, &j->error);
+                break;
+        case JOB_START:
+                j->r = ops->start(j->hv, j->uuid, j->flag, &j->error);
+                break;
+        case JOB_RESTORE:
+                j->r = ops->restore(j->hv, j->file, j->flag, &j->error);
+                break;
+        case JOB_CREATE:
+                j->r = ops->create_xml(j->hv, j->xml, &j->error);
+                break;
+        case JOB_SYNC_TIME:
+                j->r = ops->sync_time(j->hv, j->uuid, &j->error);
+                break;
+        }
+}
+
+static void job_done(gpointer p);
+
+static Job *job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
+{
+        Job *j = g_new0(Job, 1);
+
+        j->kind = kind;
+        j->engine = engine_ref(e);
+        j->guest = g;
+        j->slot = g ? g->slot : slot;
+        j->hv = hypervisor_ref(j->slot->hv);
+        if (g) {
+                j->gen = g->gen;
+                j->uuid = g_strdup(g->pub.uuid);
+                g->jobs++;
+        }
+        return j;
+}
+
+static void job_submit(Job *j)
+{
+        workers_submit(j->engine->workers, j, job_run, job_done, job_free);
+}
+
+static void submit_guest_job(Guest *g, JobKind kind)
+{
+        job_submit(job_new(g->engine, kind, g, NULL));
+}
+
+static void submit_check(Guest *g, Check check)
+{
+        Job *j = job_new(g->engine, JOB_STATE, g, NULL);
+
+        j->check = check;
+        job_submit(j);
+}
+
+/* ---- preserve: the escalation ---- */
+
+static void cancel_timeout(Guest *g)
+{
+        if (g->timeout) {
+                g_source_destroy(g->timeout);
+                g_source_unref(g->timeout);
+                g->timeout = NULL;
+        }
+}
+
+static void release_slots(Guest *g)
+{
+        Engine *e = g->engine;
+
+        if (g->counts_shutdown) {
+                g->counts_shutdown = false;
+                e->shutdowns_active--;
+        }
+}
+
+static void guest_finish(Guest *g, Outcome o)
+{
+        Engine *e = g->engine;
+
+        if (g->pub.finished)
+                return;
+        cancel_timeout(g);
+        release_slots(g);
+        g->pub.finished = true;
+        g->step = -1;
+        g->pub.fraction = 0;
+        e->finished++;
+        if (o == OUTCOME_FAILED)
+                e->failed++;
+        else if (o != OUTCOME_NONE)
+                e->done++;
+
+        if (g->rec) {
+                if (e->kind == RUN_PRESERVE) {
+                        g->rec->outcome = o;
+                        record_guest_set_error(g->rec, g->pub.error);
+                } else if (o == OUTCOME_RESTORED) {
+                        record_remove(e->record, g->pub.uri, g->pub.uuid);
+                        g->rec = NULL;
+                } else
+                        record_guest_set_error(g->rec, g->pub.error);
+                record_touch(e);
+        }
+        set_outcome(g, o);
+        note_progress(e);
+        maybe_finish_run(e);
+        schedule(e);
+}
+
+static void guest_set_error(Guest *g, const char *what, const char *error)
+{
+        g_free(g->pub.error);
+        g->pub.error = error ? g_strdup_printf("%s: %s", what, error) : g_strdup(what);
+}
+
+static void start_step(Guest *g, Step s)
+{
+        Engine *e = g->engine;
+
+        g->step = s;
+        g->last_step = s;
+        g->gen++;
+        switch (s) {
+        case STEP_SAVE:
+                g->counts_save = true;
+                e->saves_active++;
+                e->peak_saves = MAX(e->peak_saves, e->saves_active);
+                g->progress_supported = true;
+                set_outcome(g, OUTCOME_SAVING);
+                {
+                        Job *j = job_new(e, JOB_SAVE, g, NULL);
+                        j->flag = e->config.bypass_cache;
+                        if (!g->pub.persistent) {
+                                g_free(g->save_file);
+                                g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
+                                j->file = g_strdup(g->save_file);
+                        }
+                        job_submit(j);
+                }
+                break;
+        case STEP_SHUTDOWN:
+                g->counts_shutdown = true;
+                e->shutdowns_active++;
+                e->peak_shutdowns = MAX(e->peak_shutdowns, e->shutdowns_active);
+                set_outcome(g, OUTCOME_SHUTTING_DOWN);
+                submit_guest_job(g, JOB_SHUTDOWN);
+                break;
+        case STEP_POWEROFF:
+                set_outcome(g, OUTCOME_SHUTTING_DOWN);
+                say(e, ENGINE_LEVEL_NOTICE, g, NULL, "Powering off %s", g->pub.name);
+                submit_guest_job(g, JOB_DESTROY);
+                break;
+        default:
+                g_assert_not_reached();
+        }
+        note_progress(e);
+}
+
+/* Picks the guest's next step, or finishes it when none is left. */
+static void advance(Guest *g)
+{
+        Engine *e = g->engine;
+        int next = -1;
+
+        if (g->pub.finished)
+                return;
+        g->step = -1;
+        if (g->stopped_seen) {
+                guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+        if (e->cancelled) {
+                /* Untouched from here on: the guest keeps running. */
+                guest_finish(g, OUTCOME_NONE);
+                return;
+        }
+        if (e->deadline_passed) {
+                if ((g->pub.steps & STEP_MASK(STEP_POWEROFF)) && g->last_step < STEP_POWEROFF)
+                        next = STEP_POWEROFF;
+        } else
+                for (int s = g->last_step + 1; s < _STEP_MAX; s++)
+                        if (g->pub.steps & STEP_MASK(s)) {
+                                next = s;
+                                break;
+                        }
+
+        if (next < 0) {
+                say(e, ENGINE_LEVEL_ERR, g, NULL, "%s is STILL RUNNING: no step left to try (last error: %s)",
+                    g->pub.name, g->pub.error ? g->pub.error : "none");
+                guest_finish(g, OUTCOME_FAILED);
+                return;
+        }
+
+        g->last_step = next - 1; /* the step is chosen, it starts when a slot is free */
+        switch (next) {
+        case STEP_SAVE:
+                g_queue_push_tail(&e->save_queue, g);
+                break;
+        case STEP_SHUTDOWN:
+                g_queue_push_tail(&e->shutdown_queue, g);
+                break;
+        default:
+                start_step(g, STEP_POWEROFF);
+                return;
+        }
+        schedule(e);
+}
+
+static bool slot_free(unsigned active, unsigned cap)
+{
+        return cap == 0 || active < cap;
+}
+
+static Guest *pop_waiting(GQueue *q)
+{
+        Guest *g;
+
+        while ((g = g_queue_pop_head(q)))
+                if (!g->pub.finished && g->step < 0)
+                        return g;
+        return NULL;
+}
+
+static void schedule_preserve(Engine *e)
+{
+        Guest *g;
+
+        while (slot_free(e->saves_active, e->config.parallel_saves) && (g = pop_waiting(&e->save_queue)))
+                start_step(g, STEP_SAVE);
+        while (slot_free(e->shutdowns_active, e->config.parallel_shutdowns) &&
+               (g = pop_waiting(&e->shutdown_queue)))
+                start_step(g, STEP_SHUTDOWN);
+}
+
+static gboolean shutdown_timeout_cb(gpointer p)
+{
+        Guest *g = p;
+
+        cancel_timeout(g);
+        /* The event may have been lost (reconnect): ask once before escalating. */
+        g_free(g->pub.error);
+        g->pub.error = g_strdup_printf("did not shut down within %" G_GUINT64_FORMAT " s",
+                                       g->engine->config.shutdown_timeout_usec / USEC_PER_SEC);
+        submit_check(g, CHECK_AFTER_TIMEOUT);
+        return G_SOURCE_REMOVE;
+}
+
+static void arm_shutdown_timeout(Guest *g)
+{
+        guint64 t = g->engine->config.shutdown_timeout_usec;
+
+        if (t == 0 || g->timeout)
+                return;
+        g->timeout = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
+        g_source_set_callback(g->timeout, shutdown_timeout_cb, g, NULL);
+        g_source_attach(g->timeout, NULL);
+}
+
+/* A step failed: did the guest stop anyway? The state job's result decides. */
+static void check_after_failure(Guest *g)
+{
+        submit_check(g, CHECK_AFTER_FAILURE);
+}
+
+static void on_save_done(Guest *g, Job *j)
+{
+        Engine *e = g->engine;
+
+        if (g->counts_save) {
+                g->counts_save = false;
+                e->saves_active--;
+        }
+        if (g->pub.finished)
+                return;
+        if (j->gen != g->gen) {
+                /* Superseded by the deadline's poweroff, which is in flight. */
+                if (j->r >= 0)
+                        g->late_save_ok = true;
+                return;
+        }
+        if (j->r >= 0) {
+                if (g->rec && g->save_file) {
+                        g_free(g->rec->save_file);
+                        g->rec->save_file = g_strdup(g->save_file);
+                }
+                guest_finish(g, OUTCOME_SAVED);
+                return;
+        }
+        guest_set_error(g, "save failed", j->error);
+        say(e, ENGINE_LEVEL_WARNING, g, NULL, "Save of %s failed: %s", g->pub.name, j->error);
+        if (g->save_file)
+                (void) unlink(g->save_file);
+        check_after_failure(g);
+}
+
+static void on_shutdown_done(Guest *g, Job *j)
+{
+        if (g->pub.finished || j->gen != g->gen)
+                return;
+        if (j->r < 0) {
+                guest_set_error(g, "shutdown request failed", j->error);
+                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s", g->pub.name,
+                    j->error);
+                release_slots(g);
+                check_after_failure(g);
+                return;
+        }
+        if (g->stopped_seen) {
+                guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+        arm_shutdown_timeout(g);
+        /* Covers a stop that happened before we listened (no event will come). */
+        submit_check(g, CHECK_AFTER_REQUEST);
+}
+
+static void on_destroy_done(Guest *g, Job *j)
+{
+        if (g->pub.finished)
+                return;
+        if (j->r >= 0) {
+                guest_finish(g, OUTCOME_POWEROFF);
+                return;
+        }
+        guest_set_error(g, "poweroff failed", j->error);
+        say(g->engine, ENGINE_LEVEL_ERR, g, NULL, "Poweroff of %s failed: %s", g->pub.name, j->error);
+        check_after_failure(g);
+}
+
+static void on_state_done(Guest *g, Job *j)
+{
+        bool gone = j->r == -ENOENT || (j->r >= 0 && !guest_state_is_active(j->state));
+
+        if (g->pub.finished || j->gen != g->gen)
+                return;
+
+        if (g->engine->kind == RUN_RESTORE) {
+                /* After a failed start: maybe it is running after all (autostart, a race). */
+                if (j->r >= 0 && guest_state_is_active(j->state)) {
+                        g_clear_pointer(&g->pub.error, g_free);
+                        guest_finish(g, OUTCOME_RESTORED);
+                } else
+                        guest_finish(g, OUTCOME_FAILED);
+                return;
+        }
+
+        if (gone) {
+                if (g->late_save_ok || (j->r >= 0 && j->state == GUEST_STATE_SAVED))
+                        guest_finish(g, OUTCOME_SAVED);
+                else
+                        guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+
+        switch (j->check) {
+        case CHECK_AFTER_REQUEST:
+                return; /* still running: the event or the timeout will tell */
+        case CHECK_AFTER_TIMEOUT:
+                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "%s %s", g->pub.name, g->pub.error);
+                break;
+        case CHECK_AFTER_FAILURE:
+                break;
+        }
+        release_slots(g);
+        if (g->engine->cancelled) {
+                guest_finish(g, OUTCOME_NONE);
+                return;
+        }
+        advance(g);
+}
+
+/* ---- restore ---- */
+
+static bool start_slot_free(Engine *e)
+{
+        if (e->config.start_delay_usec > 0)
+                return e->starts_active == 0 && !e->delay_source;
+        return slot_free(e->starts_active, e->config.parallel_starts);
+}
+
+static gboolean delay_done_cb(gpointer p)
+{
+        Engine *e = p;
+
+        g_source_unref(e->delay_source);
+        e->delay_source = NULL;
+        schedule(e);
+        return G_SOURCE_REMOVE;
+}
+
+static void start_restore(Guest *g)
+{
+        Engine *e = g->engine;
+        Job *j;
+
+        e->starts_active++;
+        e->peak_starts = MAX(e->peak_starts, e->starts_active);
+        g->gen++;
+        g->step = 0;
+        set_outcome(g, OUTCOME_RESTORING);
+
+        if (g->pub.persistent) {
+                j = job_new(e, JOB_START, g, NULL);
+                j->flag = e->config.bypass_cache;
+        } else if (g->save_file && (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
+                j = job_new(e, JOB_RESTORE, g, NULL);
+                j->file = g_strdup(g->save_file);
+                j->flag = e->config.bypass_cache;
+        } else if (g->xml) {
+                j = job_new(e, JOB_CREATE, g, NULL);
+                j->xml = g_strdup(g->xml);
+        } else {
+                e->starts_active--;
+                guest_set_error(g, "transient guest without save file or XML: cannot be re-created", NULL);
+                say(e, ENGINE_LEVEL_ERR, g, NULL, "%s: %s", g->pub.name, g->pub.error);
+                guest_finish(g, OUTCOME_FAILED);
+                return;
+        }
+        job_submit(j);
+        note_progress(e);
+}
+
+static void schedule_restore(Engine *e)
+{
+        Guest *g;
+
+        while (start_slot_free(e) && (g = pop_waiting(&e->start_queue)))
+                start_restore(g);
+}
+
+static void on_start_done(Guest *g, Job *j)
+{
+        Engine *e = g->engine;
+
+        e->starts_active--;
+        if (e->config.start_delay_usec > 0 && !e->delay_source) {
+                e->delay_source = g_timeout_source_new((guint) (e->config.start_delay_usec / USEC_PER_MSEC));
+                g_source_set_callback(e->delay_source, delay_done_cb, e, NULL);
+                g_source_attach(e->delay_source, NULL);
+        }
+        if (g->pub.finished)
+                return;
+        if (j->r >= 0) {
+                if (j->kind == JOB_RESTORE && g->save_file)
+                        (void) unlink(g->save_file);
+                if (e->config.sync_time && (g->prior == OUTCOME_SAVED || j->kind == JOB_RESTORE))
+                        submit_guest_job(g, JOB_SYNC_TIME);
+                g_clear_pointer(&g->pub.error, g_free);
+                guest_finish(g, OUTCOME_RESTORED);
+                return;
+        }
+        guest_set_error(g, "start failed", j->error);
+        say(e, ENGINE_LEVEL_ERR, g, NULL, "Failed to start %s: %s", g->pub.name, j->error);
+        check_after_failure(g);
+}
+
+/* ---- run ---- */
+
+static void schedule(Engine *e)
+{
+        if (e->phase != PHASE_RUNNING)
+                return;
+        if (e->kind == RUN_PRESERVE)
+                schedule_preserve(e);
+        else
+                schedule_restore(e);
+}
+
+static void maybe_finish_run(Engine *e)
+{
+        if (e->phase != PHASE_RUNNING || e->finished < e->guests->len)
+                return;
+        e->phase = PHASE_FLUSHING;
+        /* Always pass through the flush: the finished callback comes after the record. */
+        record_touch(e);
+}
+
+static gboolean deadline_cb(gpointer p)
+{
+        Engine *e = p;
+        g_autoptr(GPtrArray) snapshot = g_ptr_array_copy(e->guests, NULL, NULL);
+
+        e->deadline_source = NULL;
+        e->deadline_passed = true;
+        say(e, ENGINE_LEVEL_WARNING, NULL, NULL, "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
+            e->config.deadline_usec / USEC_PER_SEC);
+
+        for (guint i = 0; i < snapshot->len; i++) {
+                Guest *g = snapshot->pdata[i];
+
+                if (g->pub.finished || g->step == STEP_POWEROFF)
+                        continue;
+                if (g->step == STEP_SAVE && !(g->pub.steps & STEP_MASK(STEP_POWEROFF)))
+                        continue; /* nothing better to do than let the save finish */
+                cancel_timeout(g);
+                release_slots(g);
+                if (!(g->pub.steps & STEP_MASK(STEP_POWEROFF)) || g->last_step >= STEP_POWEROFF) {
+                        /* Waiting for a slot or for a graceful shutdown, and no poweroff
+                         * allowed: the run ends here with the guest still running. */
+                        guest_set_error(g, "deadline spent before it stopped", NULL);
+                        say(e, ENGINE_LEVEL_ERR, g, NULL, "%s is STILL RUNNING: deadline spent and PowerOff= does not cover it",
+                            g->pub.name);
+                        guest_finish(g, OUTCOME_FAILED);
+                        continue;
+                }
+                start_step(g, STEP_POWEROFF);
+        }
+        return G_SOURCE_REMOVE;
+}
+
+static gboolean progress_tick_cb(gpointer p)
+{
+        Engine *e = p;
+
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+
+                if (g->step != STEP_SAVE || !g->progress_supported || g->progress_query || g->pub.finished)
+                        continue;
+                g->progress_query = true;
+                {
+                        /* Not a step: carries no generation change. */
+                        Job *j = job_new(e, JOB_PROGRESS, g, NULL);
+                        job_submit(j);
+                }
+        }
+        return G_SOURCE_CONTINUE;
+}
+
+static void on_progress_done(Guest *g, Job *j)
+{
+        double f;
+
+        g->progress_query = false;
+        if (j->r == -EOPNOTSUPP) {
+                g->progress_supported = false;
+                return;
+        }
+        if (j->r < 0 || j->total == 0 || g->step != STEP_SAVE)
+                return;
+        f = MIN(1.0, (double) j->processed / (double) j->total);
+        if (f > g->pub.fraction) {
+                g->pub.fraction = f;
+                set_outcome(g, g->pub.outcome);
+                note_progress(g->engine);
+        }
+}
+
+static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int detail, void *userdata)
+{
+        HvSlot *slot = NULL;
+        Engine *e = userdata;
+        Guest *g;
+
+        if (!uuid || e->phase != PHASE_RUNNING)
+                return;
+        for (guint i = 0; i < e->n_slots; i++)
+                if (e->slots[i].hv == h)
+                        slot = &e->slots[i];
+        if (!slot || !(g = g_hash_table_lookup(slot->guests, uuid)) || g->pub.finished)
+                return;
+        if (e->kind != RUN_PRESERVE)
+                return;
+        if (event != GUEST_EVENT_STOPPED && event != GUEST_EVENT_UNDEFINED)
+                return;
+        if (detail == STOP_REASON_SAVED && g->step == STEP_SAVE)
+                return; /* our own save; its job's result decides */
+        if (detail == STOP_REASON_DESTROYED && g->step == STEP_POWEROFF)
+                return;
+        if (event == GUEST_EVENT_UNDEFINED && g->step >= 0)
+                return; /* a transient guest going away after its save/destroy: the job decides */
+
+        g->stopped_seen = true;
+        if (g->step == STEP_SHUTDOWN) {
+                guest_finish(g, OUTCOME_SHUTDOWN);
+        } else if (g->step < 0) {
+                /* Waiting for a slot: it stopped by itself. */
+                say(e, ENGINE_LEVEL_INFO, g, NULL, "%s stopped by itself", g->pub.name);
+                guest_finish(g, OUTCOME_SHUTDOWN);
+        }
+        /* During a save or poweroff the job's result (and the state check) decides. */
+}
+
+static void job_done(gpointer p)
+{
+        Job *j = p;
+        Guest *g = j->guest;
+
+        if (g)
+                g->jobs--;
+        if (j->engine->phase == PHASE_NEW)
+                return; /* detached */
+
+        switch (j->kind) {
+        case JOB_LIST:
+                break;
+        case JOB_SAVE:
+                on_save_done(g, j);
+                return;
+        case JOB_SHUTDOWN:
+                on_shutdown_done(g, j);
+                return;
+        case JOB_DESTROY:
+                on_destroy_done(g, j);
+                return;
+        case JOB_STATE:
+                on_state_done(g, j);
+                return;
+        case JOB_PROGRESS:
+                on_progress_done(g, j);
+                return;
+        case JOB_START:
+        case JOB_RESTORE:
+        case JOB_CREATE:
+                on_start_done(g, j);
+                return;
+        case JOB_SYNC_TIME:
+                if (j->r < 0)
+                        say(j->engine, ENGINE_LEVEL_WARNING, g, NULL, "Could not set the clock of %s: %s",
+                            g->pub.name, j->error);
+                return;
+        }
+
+        /* JOB_LIST */
+        {
+                Engine *e = j->engine;
+                HvSlot *slot = j->slot;
+
+                slot->uri = hypervisor_get_uri(slot->hv);
+                if (j->r < 0) {
+                        slot->reachable = false;
+                        g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, j->error));
+                        say(e, ENGINE_LEVEL_ERR, NULL, slot->uri, "Cannot reach %s: %s; its guests are not %s",
+                            slot->uri, j->error, e->kind == RUN_PRESERVE ? "preserved" : "restored");
+                } else {
+                        slot->reachable = true;
+                        slot->listed = g_steal_pointer(&j->list);
+                }
+                g_assert(e->lists_pending > 0);
+                if (--e->lists_pending == 0)
+                        engine_begin(e);
+        }
+}
+
+static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
+{
+        Guest *g = g_new0(Guest, 1);
+
+        g->engine = e;
+        g->slot = slot;
+        g->pub.uri = g_strdup(slot->uri);
+        g->pub.uuid = g_strdup(uuid);
+        g->pub.name = g_strdup(name);
+        g->pub.persistent = persistent;
+        g->last_step = -1;
+        g->step = -1;
+        g_ptr_array_add(e->guests, g);
+        g_hash_table_insert(slot->guests, g->pub.uuid, g);
+        return g;
+}
+
+static HvSlot *slot_for_uri(Engine *e, const char *uri)
+{
+        for (guint i = 0; i < e->n_slots; i++)
+                if (streq_ptr(e->slots[i].uri, uri) || streq_ptr(e->slots[i].hv->uri, uri))
+                        return &e->slots[i];
+        return NULL;
+}
+
+static void begin_preserve(Engine *e)
+{
+        int r;
+
+        for (guint i = 0; i < e->n_slots; i++) {
+                HvSlot *slot = &e->slots[i];
+
+                if (!slot->listed)
+                        continue;
+                for (guint k = 0; k < slot->listed->len; k++) {
+                        GuestInfo *info = slot->listed->pdata[k];
+                        Guest *g;
+
+                        if (!guest_state_is_active(info->state) || g_hash_table_contains(slot->guests, info->uuid))
+                                continue;
+                        g = guest_new(e, slot, info->uuid, info->name, info->persistent);
+                        g->pub.memory_kib = info->memory_kib;
+                        g->pub.steps = plan_steps(&e->config, info->persistent);
+                        /* A guest enters the record before anything is done to it. */
+                        g->rec = record_put(e->record, slot->uri, info->uuid, info->name, info->persistent);
+                        g->rec->steps = g->pub.steps;
+                        if (!info->persistent)
+                                g->rec->xml = g_strdup(info->xml);
+                }
+        }
+
+        if (e->guests->len > 0 && g_mkdir_with_parents(e->save_dir, 0700) < 0)
+                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir, g_strerror(errno));
+
+        /* Written synchronously: no action may precede it. */
+        r = record_save(e->record);
+        if (r < 0)
+                say(e, ENGINE_LEVEL_ERR, NULL, NULL,
+                    "Failed to write the record %s: %s; preserving the guests anyway, but they will not be restored automatically",
+                    e->record->path, g_strerror(-r));
+}
+
+static void begin_restore(Engine *e)
+{
+        g_autoptr(GPtrArray) snapshot = g_ptr_array_copy(e->record->guests, NULL, NULL);
+
+        /* The copy inherits the record's free function: it must not free the entries. */
+        g_ptr_array_set_free_func(snapshot, NULL);
+        for (guint i = 0; i < snapshot->len; i++) {
+                RecordGuest *rg = snapshot->pdata[i];
+                HvSlot *slot = slot_for_uri(e, rg->uri);
+                Guest *g;
+
+                if (!outcome_is_stopped(rg->outcome) && !outcome_is_in_flight(rg->outcome)) {
+                        /* Never stopped by us (failed, untouched, or already restored). */
+                        record_remove(e->record, rg->uri, rg->uuid);
+                        e->record_dirty = true;
+                        continue;
+                }
+                if (!slot) {
+                        say(e, ENGINE_LEVEL_WARNING, NULL, rg->uri,
+                            "%s is in the record but its URI %s is not configured; kept for later", rg->name,
+                            rg->uri);
+                        continue;
+                }
+                if (!slot->reachable)
+                        continue; /* reported once for the URI; stays in the record */
+                if (g_hash_table_contains(slot->guests, rg->uuid))
+                        continue;
+                g = guest_new(e, slot, rg->uuid, rg->name, rg->persistent);
+                g->rec = rg;
+                g->prior = rg->outcome;
+                g->pub.steps = rg->steps;
+                g->save_file = g_strdup(rg->save_file);
+                g->xml = g_strdup(rg->xml);
+                g->pub.error = g_strdup(rg->error);
+        }
+        if (e->record_dirty) {
+                int r = record_save(e->record);
+                e->record_dirty = false;
+                if (r < 0)
+                        say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", e->record->path,
+                            g_strerror(-r));
+        }
+}
+
+static void engine_begin(Engine *e)
+{
+        e->phase = PHASE_RUNNING;
+        e->failed += e->unreachable->len;
+
+        if (e->kind == RUN_PRESERVE)
+                begin_preserve(e);
+        else
+                begin_restore(e);
+
+        if (e->kind == RUN_PRESERVE && e->config.deadline_usec > 0) {
+                e->deadline_source = g_timeout_source_new((guint) (e->config.deadline_usec / USEC_PER_MSEC));
+                g_source_set_callback(e->deadline_source, deadline_cb, e, NULL);
+                g_source_attach(e->deadline_source, NULL);
+                g_source_unref(e->deadline_source);
+        }
+        if (e->kind == RUN_PRESERVE && e->progress_interval_usec > 0) {
+                e->progress_source = g_timeout_source_new((guint) (e->progress_interval_usec / USEC_PER_MSEC));
+                g_source_set_callback(e->progress_source, progress_tick_cb, e, NULL);
+                g_source_attach(e->progress_source, NULL);
+                g_source_unref(e->progress_source);
+        }
+        note_progress(e);
+
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+                HvSlot *slot = g->slot;
+
+                if (e->kind == RUN_PRESERVE) {
+                        advance(g);
+                        continue;
+                }
+                /* Restore: one list per URI told us what is running already. */
+                for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
+                        GuestInfo *info = slot->listed->pdata[k];
+                        if (streq_ptr(info->uuid, g->pub.uuid) && guest_state_is_active(info->state)) {
+                                say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running", g->pub.name);
+                                g_clear_pointer(&g->pub.error, g_free);
+                                guest_finish(g, OUTCOME_RESTORED);
+                                break;
+                        }
+                }
+                if (!g->pub.finished)
+                        g_queue_push_tail(&e->start_queue, g);
+        }
+        schedule(e);
+        maybe_finish_run(e);
+}
+
+/* ---- object ---- */
+
+Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hvs, Workers *workers,
+                   Record *record, const EngineCallbacks *cb, void *userdata)
+{
+        Engine *e = g_new0(Engine, 1);
+
+        e->ref = 1;
+        e->kind = opts->kind;
+        e->config = *opts->config;
+        e->config_uris = g_strdupv(opts->config->uris);
+        e->config.uris = e->config_uris;
+        e->save_dir = g_strdup(opts->save_dir);
+        e->connect_retry_usec = opts->connect_retry_usec;
+        e->progress_interval_usec = opts->progress_interval_usec;
+        e->workers = workers;
+        e->record = record;
+        if (cb) {
+                e->cb_copy = *cb;
+                e->cb = &e->cb_copy;
+        }
+        e->userdata = userdata;
+        e->guests = g_ptr_array_new();
+        e->unreachable = g_ptr_array_new_with_free_func(g_free);
+        g_queue_init(&e->save_queue);
+        g_queue_init(&e->shutdown_queue);
+        g_queue_init(&e->start_queue);
+
+        e->n_slots = n_hvs;
+        e->slots = g_new0(HvSlot, n_hvs);
+        for (guint i = 0; i < n_hvs; i++) {
+                e->slots[i].hv = hypervisor_ref(hvs[i]);
+                e->slots[i].guests = g_hash_table_new(g_str_hash, g_str_equal);
+        }
+        return e;
+}
+
+Engine *engine_ref(Engine *e)
+{
+        e->ref++;
+        return e;
+}
+
+static void guest_free(Guest *g)
+{
+        cancel_timeout(g);
+        g_free(g->pub.uri);
+        g_free(g->pub.uuid);
+        g_free(g->pub.name);
+        g_free(g->pub.error);
+        g_free(g->save_file);
+        g_free(g->xml);
+        g_free(g);
+}
+
+static void engine_stop_sources(Engine *e)
+{
+        g_clear_pointer(&e->deadline_source, g_source_destroy);
+        g_clear_pointer(&e->progress_source, g_source_destroy);
+        g_clear_pointer(&e->flush_source, g_source_destroy);
+        if (e->delay_source) {
+                g_source_destroy(e->delay_source);
+                g_clear_pointer(&e->delay_source, g_source_unref);
+        }
+        for (guint i = 0; i < e->guests->len; i++)
+                cancel_timeout(e->guests->pdata[i]);
+}
+
+Engine *engine_unref(Engine *e)
+{
+        if (!e || --e->ref > 0)
+                return NULL;
+
+        engine_stop_sources(e);
+        for (guint i = 0; i < e->n_slots; i++) {
+                if (e->slots[i].listener)
+                        hypervisor_remove_listener(e->slots[i].hv, e->slots[i].listener);
+                hypervisor_unref(e->slots[i].hv);
+                g_hash_table_unref(e->slots[i].guests);
+                g_free(e->slots[i].uri);
+                if (e->slots[i].listed)
+                        g_ptr_array_unref(e->slots[i].listed);
+        }
+        g_free(e->slots);
+        for (guint i = 0; i < e->guests->len; i++)
+                guest_free(e->guests->pdata[i]);
+        g_ptr_array_unref(e->guests);
+        g_ptr_array_unref(e->unreachable);
+        g_queue_clear(&e->save_queue);
+        g_queue_clear(&e->shutdown_queue);
+        g_queue_clear(&e->start_queue);
+        g_strfreev(e->config_uris);
+        g_free(e->save_dir);
+        g_free(e);
+        return NULL;
+}
+
+void engine_start(Engine *e)
+{
+        g_return_if_fail(e->phase == PHASE_NEW);
+
+        e->phase = PHASE_LISTING;
+        e->lists_pending = e->n_slots;
+        for (guint i = 0; i < e->n_slots; i++) {
+                Job *j;
+
+                e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, on_event, e);
+                j = job_new(e, JOB_LIST, NULL, &e->slots[i]);
+                /* A restore needs to know which recorded guests run already. */
+                j->flag = e->kind == RUN_RESTORE;
+                j->retry_usec = e->connect_retry_usec;
+                job_submit(j);
+        }
+        if (e->n_slots == 0)
+                engine_begin(e);
+}
+
+void engine_cancel(Engine *e)
+{
+        g_autoptr(GPtrArray) snapshot = NULL;
+
+        if (e->cancelled || e->phase == PHASE_DONE || e->phase == PHASE_FLUSHING)
+                return;
+        e->cancelled = true;
+        if (e->phase != PHASE_RUNNING)
+                return; /* listing: engine_begin() will find every guest queued and cancelled */
+
+        snapshot = g_ptr_array_copy(e->guests, NULL, NULL);
+        for (guint i = 0; i < snapshot->len; i++) {
+                Guest *g = snapshot->pdata[i];
+
+                if (!g->pub.finished && g->step < 0)
+                        guest_finish(g, e->kind == RUN_PRESERVE ? OUTCOME_NONE : OUTCOME_FAILED);
+        }
+        maybe_finish_run(e);
+}
+
+void engine_detach(Engine *e)
+{
+        engine_stop_sources(e);
+        e->cb = NULL;
+        e->phase = PHASE_NEW;
+}
+
+RunKind engine_kind(Engine *e)
+{
+        return e->kind;
+}
+
+bool engine_is_finished(Engine *e)
+{
+        return e->phase == PHASE_DONE;
+}
+
+bool engine_is_cancelled(Engine *e)
+{
+        return e->cancelled;
+}
+
+GPtrArray *engine_guests(Engine *e)
+{
+        GPtrArray *a = g_ptr_array_sized_new(e->guests->len);
+
+        for (guint i = 0; i < e->guests->len; i++)
+                g_ptr_array_add(a, &((Guest *) e->guests->pdata[i])->pub);
+        return a;
+}
+
+void engine_counts(Engine *e, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed)
+{
+        if (ret_total)
+                *ret_total = e->guests->len + e->unreachable->len;
+        if (ret_done)
+                *ret_done = e->done;
+        if (ret_failed)
+                *ret_failed = e->failed;
+}
+
+double engine_progress(Engine *e)
+{
+        double sum = 0;
+        unsigned total = e->guests->len + e->unreachable->len;
+
+        if (e->phase == PHASE_DONE || e->phase == PHASE_FLUSHING)
+                return 1.0;
+        if (total == 0)
+                return 0.0;
+        sum = e->finished + e->unreachable->len;
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+                if (!g->pub.finished)
+                        sum += g->pub.fraction;
+        }
+        return MIN(1.0, sum / total);
+}
+
+guint64 engine_last_progress_usec(Engine *e)
+{
+        return e->last_progress;
+}
+
+GPtrArray *engine_unreachable(Engine *e)
+{
+        return e->unreachable;
+}
+
+void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsigned *ret_starts)
+{
+        if (ret_saves)
+                *ret_saves = e->peak_saves;
+        if (ret_shutdowns)
+                *ret_shutdowns = e->peak_shutdowns;
+        if (ret_starts)
+                *ret_starts = e->peak_starts;
+}

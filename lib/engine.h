@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* One run over the guests of all configured URIs: a preserve run (the escalation
+ * save → shutdown → poweroff of CONTRACT.md) or a restore run (start what the record lists
+ * as stopped by us).
+ *
+ * The engine lives on one main context and never blocks it: every hypervisor call is a
+ * job on the worker pool. It owns no policy about *when* to run (that is the manager's),
+ * and it does not log: it reports through callbacks. It keeps the record up to date. */
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "config.h"
+#include "hypervisor.h"
+#include "record.h"
+#include "worker.h"
+
+typedef enum RunKind {
+        RUN_PRESERVE,
+        RUN_RESTORE,
+        _RUN_KIND_MAX,
+        _RUN_KIND_INVALID = -EINVAL,
+} RunKind;
+
+const char *run_kind_to_string(RunKind k);
+RunKind run_kind_from_string(const char *s);
+
+typedef struct Engine Engine;
+
+/* What the engine knows of one guest of the run. Owned by the engine; valid until
+ * engine_unref() drops the last reference. */
+typedef struct EngineGuest {
+        char *uri; /* resolved URI, as in the record */
+        char *uuid;
+        char *name;
+        bool persistent;
+        guint64 memory_kib;
+        unsigned steps;  /* planned (preserve) */
+        Outcome outcome; /* what ListGuests() shows */
+        bool finished;
+        char *error;     /* last error, NULL if none */
+        double fraction; /* a save in flight: bytes done / total */
+} EngineGuest;
+
+typedef enum EngineLevel {
+        ENGINE_LEVEL_ERR,
+        ENGINE_LEVEL_WARNING,
+        ENGINE_LEVEL_NOTICE,
+        ENGINE_LEVEL_INFO,
+        ENGINE_LEVEL_DEBUG,
+} EngineLevel;
+
+typedef struct EngineCallbacks {
+        /* A guest's outcome changed (a step started, or it finished). */
+        void (*guest_changed)(Engine *e, const EngineGuest *g, void *userdata);
+        /* Something worth saying; @g or @uri may be NULL. */
+        void (*message)(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
+                        void *userdata);
+        /* Progress: a step started, a guest finished, or a save's bytes advanced. */
+        void (*progress)(Engine *e, void *userdata);
+        /* The run is over and the record is on disk. */
+        void (*finished)(Engine *e, void *userdata);
+} EngineCallbacks;
+
+typedef struct EngineOptions {
+        RunKind kind;
+        const Config *config;   /* copied */
+        const char *save_dir;   /* transient guests' save files */
+        guint64 connect_retry_usec;    /* how long an unreachable URI is retried at the start */
+        guint64 progress_interval_usec; /* how often a save's job stats are read */
+} EngineOptions;
+
+/* @hvs: the hypervisors (referenced), @record: the run's record (borrowed; the caller keeps
+ * it alive longer than the engine and does not modify it during the run). */
+Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hvs, Workers *workers,
+                   Record *record, const EngineCallbacks *cb, void *userdata);
+Engine *engine_ref(Engine *e);
+Engine *engine_unref(Engine *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Engine, engine_unref);
+
+void engine_start(Engine *e);
+/* Start no further step; steps under way finish (a graceful shutdown already requested is
+ * still awaited) and the run ends. */
+void engine_cancel(Engine *e);
+/* Forget the callbacks: the owner is going away; jobs in flight finish silently. */
+void engine_detach(Engine *e);
+
+RunKind engine_kind(Engine *e);
+bool engine_is_finished(Engine *e);
+bool engine_is_cancelled(Engine *e);
+/* Guests of the run (const EngineGuest*), in run order. */
+GPtrArray *engine_guests(Engine *e);
+void engine_counts(Engine *e, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed);
+double engine_progress(Engine *e);
+/* Monotonic time of the last progress (see EngineCallbacks.progress). */
+guint64 engine_last_progress_usec(Engine *e);
+/* URIs that could not be reached at the start of the run, with their errors ("uri: error"). */
+GPtrArray *engine_unreachable(Engine *e);
+/* Highest number of saves / graceful shutdowns / starts that were under way at once. */
+void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsigned *ret_starts);

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A scripted backend for unit tests, benchmarks and fault injection: guests with delays,
+ * failures and guests that ignore shutdown. Thread-safe like the real one; its lifecycle
+ * events reach listeners on the hypervisor's main context. Delays are real time: a "slow
+ * save" keeps a worker busy exactly like a real one, which is what the caps are about. */
+
+#include "hypervisor.h"
+
+typedef struct FakeGuestSpec {
+        const char *name;
+        const char *uuid; /* NULL: made up from the name */
+        bool persistent;
+        bool paused;
+        guint64 memory_kib;
+        guint save_ms;          /* how long a save takes */
+        guint shutdown_ms;      /* from the ACPI request to the guest stopping */
+        bool ignore_shutdown;   /* never reacts to the ACPI request */
+        guint destroy_ms;
+        guint start_ms;
+        bool save_fails;
+        bool shutdown_fails;    /* the request itself errors */
+        bool destroy_fails;
+        bool start_fails;
+} FakeGuestSpec;
+
+typedef enum FakeCounter {
+        FAKE_SAVE,
+        FAKE_SHUTDOWN, /* request sent, not stopped yet: a graceful shutdown in progress */
+        FAKE_DESTROY,
+        FAKE_START, /* start, restore, create */
+        _FAKE_COUNTER_MAX,
+} FakeCounter;
+
+Hypervisor *hypervisor_fake_new(const char *uri, GMainContext *ctx);
+/* Returns the guest's UUID (owned by the fake). */
+const char *fake_add_guest(Hypervisor *h, const FakeGuestSpec *spec);
+/* Change behaviour of an existing guest (same fields as the spec, name selects). */
+void fake_update_guest(Hypervisor *h, const FakeGuestSpec *spec);
+/* State of a guest by name; _GUEST_STATE_INVALID if it does not exist (a transient guest
+ * that was saved or stopped). */
+GuestState fake_guest_state(Hypervisor *h, const char *name);
+bool fake_has_managed_save(Hypervisor *h, const char *name);
+/* How often an operation was called for a guest. */
+unsigned fake_calls(Hypervisor *h, const char *name, FakeCounter c);
+/* Most operations of a kind in progress at once, over all guests. */
+unsigned fake_peak(Hypervisor *h, FakeCounter c);
+/* Operations of a kind in progress right now. */
+unsigned fake_active(Hypervisor *h, FakeCounter c);
+/* While closed, saves entering the fake wait (after counting as active) until it opens:
+ * lets a test observe true concurrency without depending on timing. */
+void fake_gate_saves(Hypervisor *h, bool closed);
+/* Makes the guest stop by itself (as if shut down from inside). Main context. */
+void fake_guest_stop(Hypervisor *h, const char *name);
+/* Makes the whole hypervisor unreachable (connect/list fail with -ENOTCONN). */
+void fake_set_unreachable(Hypervisor *h, bool unreachable);
+/* Sets the guest running (next boot: fake state survives, like libvirtd's). */
+void fake_set_running(Hypervisor *h, const char *name);

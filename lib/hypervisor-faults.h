@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Fault injection around a real backend: every call goes to the inner hypervisor except
+ * the faults set for a guest (by name). Used by the demo (a test-driver guest that ignores
+ * ACPI) and the fault-injection tests. */
+
+#include "hypervisor.h"
+
+typedef enum Fault {
+        FAULT_SAVE_FAILS = 1 << 0,       /* save returns an error, the guest keeps running */
+        FAULT_IGNORE_SHUTDOWN = 1 << 1,  /* the ACPI request "succeeds" and nothing happens */
+        FAULT_DESTROY_FAILS = 1 << 2,
+        FAULT_START_FAILS = 1 << 3,
+} Fault;
+
+Hypervisor *hypervisor_faults_new(Hypervisor *inner);
+/* Adds @faults to the guest's; 0 clears them. */
+void faults_set(Hypervisor *h, const char *guest_name, unsigned faults);
+/* Parses "save-fails", "ignore-shutdown", "destroy-fails", "start-fails"; -EINVAL otherwise. */
+int fault_from_string(const char *s);

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The libvirt backend. Every function except the event/close callbacks blocks and runs on
+ * a worker thread; virConnect is thread-safe, so workers share one connection per URI.
+ * Events reach the GLib main context through libvirt-glib's event loop implementation. */
+#include "hypervisor.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libvirt-glib/libvirt-glib.h>
+
+#include "util.h"
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree);
+
+typedef struct LibvirtHypervisor {
+        Hypervisor base;
+        virConnectPtr conn;  /* guarded by base.lock */
+        int lifecycle_id;    /* guarded by base.lock */
+} LibvirtHypervisor;
+
+#define LV(h) ((LibvirtHypervisor *) (h))
+
+/* Keepalive: 5 s interval, 3 missed = dead, as virsh does. It needs the event loop,
+ * which gvir_event_register() provides. */
+#define KEEPALIVE_INTERVAL 5
+#define KEEPALIVE_COUNT    3
+
+static void silence_errors(void *userdata, virErrorPtr err)
+{
+        /* libvirt prints every error to stderr by default; we copy them out ourselves. */
+}
+
+void hypervisor_libvirt_global_init(void)
+{
+        static gsize once = 0;
+
+        if (g_once_init_enter(&once)) {
+                /* Must come before the first virConnectOpen (libvirt-glib docs). */
+                gvir_event_register();
+                virInitialize();
+                virSetErrorFunc(NULL, silence_errors);
+                g_once_init_leave(&once, 1);
+        }
+}
+
+/* Maps the thread's last libvirt error to -errno + message. */
+static int error_from_libvirt(char **ret_error, const char *fallback)
+{
+        virErrorPtr e = virGetLastError();
+        int r = -EIO;
+
+        if (ret_error)
+                *ret_error = g_strdup(e && e->message ? e->message : fallback);
+        if (!e)
+                return r;
+
+        switch (e->code) {
+        case VIR_ERR_NO_DOMAIN:
+                r = -ENOENT;
+                break;
+        case VIR_ERR_OPERATION_INVALID:
+                r = -EINVAL;
+                break;
+        case VIR_ERR_NO_SUPPORT:
+        case VIR_ERR_ARGUMENT_UNSUPPORTED:
+                r = -EOPNOTSUPP;
+                break;
+        case VIR_ERR_NO_CONNECT:
+        case VIR_ERR_INVALID_CONN:
+        case VIR_ERR_RPC:
+        case VIR_ERR_AUTH_FAILED:
+        case VIR_ERR_AUTH_UNAVAILABLE:
+                r = -ENOTCONN;
+                break;
+        case VIR_ERR_SYSTEM_ERROR:
+        case VIR_ERR_INTERNAL_ERROR:
+                /* "end of file while reading data", "client socket is closed" */
+                if (e->domain == VIR_FROM_RPC || e->domain == VIR_FROM_REMOTE)
+                        r = -ENOTCONN;
+                break;
+        default:
+                break;
+        }
+        virResetLastError();
+        return r;
+}
+
+static StopReason stop_reason_from_detail(int detail)
+{
+        switch (detail) {
+        case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+                return STOP_REASON_SHUTDOWN;
+        case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+                return STOP_REASON_DESTROYED;
+        case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+                return STOP_REASON_SAVED;
+        default:
+                return STOP_REASON_OTHER;
+        }
+}
+
+/* Runs on the main context (libvirt-glib dispatches libvirt's events there). */
+static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+        Hypervisor *h = opaque;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        GuestEvent ev;
+
+        if (virDomainGetUUIDString(dom, uuid) < 0)
+                return 0;
+
+        switch (event) {
+        case VIR_DOMAIN_EVENT_STARTED:
+                ev = GUEST_EVENT_STARTED;
+                break;
+        case VIR_DOMAIN_EVENT_STOPPED:
+                ev = GUEST_EVENT_STOPPED;
+                detail = stop_reason_from_detail(detail);
+                break;
+        case VIR_DOMAIN_EVENT_SUSPENDED:
+        case VIR_DOMAIN_EVENT_PMSUSPENDED:
+                ev = GUEST_EVENT_PAUSED;
+                break;
+        case VIR_DOMAIN_EVENT_RESUMED:
+                ev = GUEST_EVENT_RESUMED;
+                break;
+        case VIR_DOMAIN_EVENT_DEFINED:
+                ev = GUEST_EVENT_DEFINED;
+                break;
+        case VIR_DOMAIN_EVENT_UNDEFINED:
+                ev = GUEST_EVENT_UNDEFINED;
+                break;
+        case VIR_DOMAIN_EVENT_CRASHED:
+                ev = GUEST_EVENT_STOPPED;
+                detail = STOP_REASON_OTHER;
+                break;
+        default:
+                return 0;
+        }
+        hypervisor_dispatch(h, uuid, ev, detail);
+        return 0;
+}
+
+/* Runs on the main context when the connection drops (libvirtd died, keepalive timeout).
+ * Only reports it: the dead connection is dropped by the next get_conn() on a worker.
+ * @opaque is the hypervisor, not a reference: lv_free() unregisters the callback first.
+ * (No per-connection allocation: drivers without close callbacks never free it.) */
+static void close_cb(virConnectPtr conn, int reason, void *opaque)
+{
+        Hypervisor *h = opaque;
+        bool current;
+
+        g_mutex_lock(&h->lock);
+        current = LV(h)->conn == conn;
+        g_mutex_unlock(&h->lock);
+        if (current)
+                hypervisor_dispatch(h, NULL, GUEST_EVENT_DISCONNECTED, reason);
+}
+
+/* Drops the connection. Called with the lock held. */
+static void drop_conn(LibvirtHypervisor *lh)
+{
+        if (!lh->conn)
+                return;
+        if (lh->lifecycle_id >= 0)
+                virConnectDomainEventDeregisterAny(lh->conn, lh->lifecycle_id);
+        virConnectUnregisterCloseCallback(lh->conn, close_cb);
+        virConnectClose(lh->conn);
+        virResetLastError();
+        lh->conn = NULL;
+        lh->lifecycle_id = -1;
+}
+
+/* Returns a new reference to a live connection, (re)connecting if needed. Worker only. */
+static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
+{
+        LibvirtHypervisor *lh = LV(h);
+        virConnectPtr c = NULL;
+        bool fresh = false;
+
+        g_mutex_lock(&h->lock);
+        if (lh->conn && virConnectIsAlive(lh->conn) != 1)
+                drop_conn(lh);
+        if (!lh->conn) {
+                const char *uri = streq_ptr(h->uri, "default") ? NULL : h->uri;
+                virConnectPtr n = virConnectOpen(uri);
+
+                if (!n) {
+                        g_mutex_unlock(&h->lock);
+                        (void) error_from_libvirt(ret_error, "cannot connect");
+                        /* Whatever the reason, for callers this URI is not reachable now. */
+                        *ret = -ENOTCONN;
+                        return NULL;
+                }
+                (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+                if (virConnectRegisterCloseCallback(n, close_cb, h, NULL) < 0)
+                        virResetLastError();
+                lh->lifecycle_id = virConnectDomainEventRegisterAny(
+                        n, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), h, NULL);
+                if (lh->lifecycle_id < 0)
+                        virResetLastError();
+                if (!h->resolved_uri) {
+                        char *u = virConnectGetURI(n);
+                        h->resolved_uri = g_strdup(u ? u : h->uri);
+                        free(u);
+                }
+                lh->conn = n;
+                fresh = true;
+        }
+        c = lh->conn;
+        virConnectRef(c);
+        g_mutex_unlock(&h->lock);
+
+        if (fresh)
+                hypervisor_dispatch_async(h, NULL, GUEST_EVENT_CONNECTED, 0);
+        *ret = 0;
+        return c;
+}
+
+static int lookup(Hypervisor *h, const char *uuid, virConnectPtr *ret_conn, virDomainPtr *ret_dom,
+                  char **ret_error)
+{
+        virConnectPtr c;
+        virDomainPtr d;
+        int r;
+
+        c = get_conn(h, ret_error, &r);
+        if (!c)
+                return r;
+        d = virDomainLookupByUUIDString(c, uuid);
+        if (!d) {
+                r = error_from_libvirt(ret_error, "no such guest");
+                virConnectClose(c);
+                return r;
+        }
+        *ret_conn = c;
+        *ret_dom = d;
+        return 0;
+}
+
+static int lv_connect(Hypervisor *h, char **ret_error)
+{
+        virConnectPtr c;
+        int r;
+
+        c = get_conn(h, ret_error, &r);
+        if (!c)
+                return r;
+        virConnectClose(c);
+        return 0;
+}
+
+static GuestState state_from_libvirt(virDomainPtr d, int st)
+{
+        switch (st) {
+        case VIR_DOMAIN_RUNNING:
+        case VIR_DOMAIN_BLOCKED:
+        case VIR_DOMAIN_SHUTDOWN:
+        case VIR_DOMAIN_NOSTATE:
+                return GUEST_STATE_RUNNING;
+        case VIR_DOMAIN_PAUSED:
+        case VIR_DOMAIN_PMSUSPENDED:
+                return GUEST_STATE_PAUSED;
+        default:
+                if (virDomainHasManagedSaveImage(d, 0) == 1)
+                        return GUEST_STATE_SAVED;
+                virResetLastError();
+                return GUEST_STATE_SHUTOFF;
+        }
+}
+
+static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char **ret_error)
+{
+        g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(guest_info_destroy);
+        virDomainPtr *doms = NULL;
+        virConnectPtr c;
+        int n, r;
+
+        c = get_conn(h, ret_error, &r);
+        if (!c)
+                return r;
+        n = virConnectListAllDomains(c, &doms, include_inactive ? 0 : VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        if (n < 0) {
+                r = error_from_libvirt(ret_error, "cannot list guests");
+                virConnectClose(c);
+                return r;
+        }
+        for (int i = 0; i < n; i++) {
+                char uuid[VIR_UUID_STRING_BUFLEN];
+                GuestInfo *g;
+                int st = 0, reason;
+
+                if (virDomainGetUUIDString(doms[i], uuid) < 0 || virDomainGetState(doms[i], &st, &reason, 0) < 0) {
+                        /* Vanished between list and query: not ours to report. */
+                        virResetLastError();
+                        virDomainFree(doms[i]);
+                        continue;
+                }
+                g = g_new0(GuestInfo, 1);
+                g->uuid = g_strdup(uuid);
+                g->name = g_strdup(virDomainGetName(doms[i]));
+                g->persistent = virDomainIsPersistent(doms[i]) == 1;
+                g->state = state_from_libvirt(doms[i], st);
+                g->memory_kib = virDomainGetMaxMemory(doms[i]);
+                if (!g->persistent && guest_state_is_active(g->state)) {
+                        char *xml = virDomainGetXMLDesc(doms[i], VIR_DOMAIN_XML_SECURE);
+                        g->xml = g_strdup(xml);
+                        free(xml);
+                }
+                virResetLastError();
+                g_ptr_array_add(list, g);
+                virDomainFree(doms[i]);
+        }
+        free(doms);
+        virConnectClose(c);
+        *ret = g_steal_pointer(&list);
+        return 0;
+}
+
+static int lv_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char **ret_error)
+{
+        g_autoptr(virDomain) d = NULL;
+        virConnectPtr c = NULL;
+        int st, reason, r;
+
+        r = lookup(h, uuid, &c, &d, ret_error);
+        if (r < 0)
+                return r;
+        if (virDomainGetState(d, &st, &reason, 0) < 0)
+                r = error_from_libvirt(ret_error, "cannot get state");
+        else
+                *ret = state_from_libvirt(d, st);
+        virConnectClose(c);
+        return r;
+}
+
+/* Runs one domain call: lookup, call, error copy-out. */
+#define DOMAIN_CALL(h, uuid, ret_error, what, expr)                     \
+        ({                                                              \
+                g_autoptr(virDomain) d = NULL;                          \
+                virConnectPtr c = NULL;                                 \
+                int _r = lookup(h, uuid, &c, &d, ret_error);            \
+                if (_r >= 0) {                                          \
+                        if ((expr) < 0)                                 \
+                                _r = error_from_libvirt(ret_error, what); \
+                        virConnectClose(c);                             \
+                }                                                       \
+                _r;                                                     \
+        })
+
+static int lv_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
+{
+        unsigned flags = bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+
+        if (file)
+                return DOMAIN_CALL(h, uuid, ret_error, "save failed", virDomainSaveFlags(d, file, NULL, flags));
+        return DOMAIN_CALL(h, uuid, ret_error, "managed save failed", virDomainManagedSave(d, flags));
+}
+
+static int lv_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return DOMAIN_CALL(h, uuid, ret_error, "shutdown failed", virDomainShutdown(d));
+}
+
+static int lv_destroy(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return DOMAIN_CALL(h, uuid, ret_error, "destroy failed", virDomainDestroy(d));
+}
+
+static int lv_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **ret_error)
+{
+        unsigned flags = bypass_cache ? VIR_DOMAIN_START_BYPASS_CACHE : 0;
+
+        return DOMAIN_CALL(h, uuid, ret_error, "start failed", virDomainCreateWithFlags(d, flags));
+}
+
+static int lv_restore(Hypervisor *h, const char *file, bool bypass_cache, char **ret_error)
+{
+        unsigned flags = bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+        virConnectPtr c;
+        int r;
+
+        c = get_conn(h, ret_error, &r);
+        if (!c)
+                return r;
+        if (virDomainRestoreFlags(c, file, NULL, flags) < 0)
+                r = error_from_libvirt(ret_error, "restore failed");
+        virConnectClose(c);
+        return r;
+}
+
+static int lv_create_xml(Hypervisor *h, const char *xml, char **ret_error)
+{
+        virConnectPtr c;
+        virDomainPtr d;
+        int r;
+
+        c = get_conn(h, ret_error, &r);
+        if (!c)
+                return r;
+        d = virDomainCreateXML(c, xml, 0);
+        if (!d)
+                r = error_from_libvirt(ret_error, "create failed");
+        else
+                virDomainFree(d);
+        virConnectClose(c);
+        return r;
+}
+
+static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
+                           char **ret_error)
+{
+        virTypedParameterPtr params = NULL;
+        unsigned long long processed = 0, total = 0;
+        int nparams = 0, type = 0;
+        int r;
+
+        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
+                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        if (r < 0)
+                return r;
+        if (type != VIR_DOMAIN_JOB_BOUNDED && type != VIR_DOMAIN_JOB_UNBOUNDED) {
+                virTypedParamsFree(params, nparams);
+                return -ENODATA;
+        }
+        if (virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_PROCESSED, &processed) <= 0 ||
+            virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_DATA_TOTAL, &total) <= 0) {
+                (void) virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_MEMORY_PROCESSED, &processed);
+                (void) virTypedParamsGetULLong(params, nparams, VIR_DOMAIN_JOB_MEMORY_TOTAL, &total);
+        }
+        virTypedParamsFree(params, nparams);
+        virResetLastError();
+        *ret_processed = processed;
+        *ret_total = total;
+        return 0;
+}
+
+static int lv_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return DOMAIN_CALL(h, uuid, ret_error, "cannot set time",
+                           virDomainSetTime(d, 0, 0, VIR_DOMAIN_TIME_SYNC));
+}
+
+static void lv_free(Hypervisor *h)
+{
+        drop_conn(LV(h));
+}
+
+void *hypervisor_libvirt_dup_conn(Hypervisor *h)
+{
+        char *error = NULL;
+        int r;
+        virConnectPtr c = get_conn(h, &error, &r);
+
+        g_free(error);
+        return c;
+}
+
+static const HypervisorOps libvirt_ops = {
+        .connect = lv_connect,
+        .list = lv_list,
+        .get_state = lv_get_state,
+        .save = lv_save,
+        .shutdown = lv_shutdown,
+        .destroy = lv_destroy,
+        .start = lv_start,
+        .restore = lv_restore,
+        .create_xml = lv_create_xml,
+        .job_progress = lv_job_progress,
+        .sync_time = lv_sync_time,
+        .free = lv_free,
+};
+
+Hypervisor *hypervisor_libvirt_new(const char *uri, GMainContext *ctx)
+{
+        LibvirtHypervisor *lh = g_new0(LibvirtHypervisor, 1);
+
+        hypervisor_libvirt_global_init();
+        hypervisor_init_base(&lh->base, &libvirt_ops, uri, ctx);
+        lh->lifecycle_id = -1;
+        return &lh->base;
+}

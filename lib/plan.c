@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "plan.h"
+
+#include <glib.h>
+
+#include "config.h"
+#include "macro.h"
+
+static const char *const scope_table[_SCOPE_MAX] = {
+        [SCOPE_NONE] = "none",
+        [SCOPE_PERSISTENT] = "persistent",
+        [SCOPE_TRANSIENT] = "transient",
+        [SCOPE_ALL] = "all",
+};
+DEFINE_STRING_TABLE(scope, Scope, _SCOPE_MAX);
+
+bool scope_includes(Scope s, bool persistent)
+{
+        switch (s) {
+        case SCOPE_ALL:
+                return true;
+        case SCOPE_PERSISTENT:
+                return persistent;
+        case SCOPE_TRANSIENT:
+                return !persistent;
+        default:
+                return false;
+        }
+}
+
+static const char *const step_table[_STEP_MAX] = {
+        [STEP_SAVE] = "save",
+        [STEP_SHUTDOWN] = "shutdown",
+        [STEP_POWEROFF] = "poweroff",
+};
+DEFINE_STRING_TABLE(step, Step, _STEP_MAX);
+
+char *steps_to_string(unsigned mask)
+{
+        GString *s = g_string_new(NULL);
+
+        for (Step i = 0; i < _STEP_MAX; i++)
+                if (mask & STEP_MASK(i)) {
+                        if (s->len > 0)
+                                g_string_append_c(s, ',');
+                        g_string_append(s, step_to_string(i));
+                }
+        return g_string_free(s, FALSE);
+}
+
+int steps_from_string(const char *s)
+{
+        g_auto(GStrv) parts = NULL;
+        unsigned mask = 0;
+
+        if (!s)
+                return -EINVAL;
+        if (*s == '\0')
+                return 0;
+        parts = g_strsplit(s, ",", -1);
+        for (char **p = parts; *p; p++) {
+                Step st = step_from_string(*p);
+                if (st < 0)
+                        return -EINVAL;
+                mask |= STEP_MASK(st);
+        }
+        return (int) mask;
+}
+
+static const char *const outcome_table[_OUTCOME_MAX] = {
+        [OUTCOME_NONE] = "",
+        [OUTCOME_SAVING] = "saving",
+        [OUTCOME_SAVED] = "saved",
+        [OUTCOME_SHUTTING_DOWN] = "shutting-down",
+        [OUTCOME_SHUTDOWN] = "shutdown",
+        [OUTCOME_POWEROFF] = "poweroff",
+        [OUTCOME_FAILED] = "failed",
+        [OUTCOME_RESTORING] = "restoring",
+        [OUTCOME_RESTORED] = "restored",
+};
+DEFINE_STRING_TABLE(outcome, Outcome, _OUTCOME_MAX);
+
+bool outcome_is_stopped(Outcome o)
+{
+        return o == OUTCOME_SAVED || o == OUTCOME_SHUTDOWN || o == OUTCOME_POWEROFF;
+}
+
+bool outcome_is_in_flight(Outcome o)
+{
+        return o == OUTCOME_SAVING || o == OUTCOME_SHUTTING_DOWN || o == OUTCOME_RESTORING;
+}
+
+unsigned plan_steps(const Config *c, bool persistent)
+{
+        unsigned mask = 0;
+
+        if (scope_includes(c->save, persistent))
+                mask |= STEP_MASK(STEP_SAVE);
+        if (scope_includes(c->shutdown, persistent))
+                mask |= STEP_MASK(STEP_SHUTDOWN);
+        if (scope_includes(c->poweroff, persistent))
+                mask |= STEP_MASK(STEP_POWEROFF);
+        return mask;
+}
+
+int plan_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
+                                    Scope *ret_shutdown, Scope *ret_poweroff)
+{
+        bool suspend;
+        Scope scope;
+
+        if (streq_ptr(on_shutdown, "suspend"))
+                suspend = true;
+        else if (streq_ptr(on_shutdown, "shutdown"))
+                suspend = false;
+        else
+                return -EINVAL;
+
+        if (streq_ptr(persistent_only, "true"))
+                scope = SCOPE_PERSISTENT;
+        else if (streq_ptr(persistent_only, "false"))
+                scope = SCOPE_ALL;
+        else if (streq_ptr(persistent_only, "default"))
+                /* "default": suspend acts on persistent guests only, shutdown on all. */
+                scope = suspend ? SCOPE_PERSISTENT : SCOPE_ALL;
+        else
+                return -EINVAL;
+
+        *ret_save = suspend ? scope : SCOPE_NONE;
+        *ret_shutdown = scope;
+        *ret_poweroff = scope;
+        return 0;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Who gets which steps: pure functions over the config, no I/O. The strings of these
+ * tables are the values users see in the config, the record and on D-Bus. */
+
+#include <stdbool.h>
+#include <errno.h>
+
+typedef enum Scope {
+        SCOPE_NONE,
+        SCOPE_PERSISTENT,
+        SCOPE_TRANSIENT,
+        SCOPE_ALL,
+        _SCOPE_MAX,
+        _SCOPE_INVALID = -EINVAL,
+} Scope;
+
+const char *scope_to_string(Scope s);
+Scope scope_from_string(const char *s);
+bool scope_includes(Scope s, bool persistent);
+
+/* The escalation, in the order the contract gives. */
+typedef enum Step {
+        STEP_SAVE,
+        STEP_SHUTDOWN,
+        STEP_POWEROFF,
+        _STEP_MAX,
+        _STEP_INVALID = -EINVAL,
+} Step;
+
+const char *step_to_string(Step s);
+Step step_from_string(const char *s);
+
+#define STEP_MASK(s) (1u << (s))
+#define STEPS_ALL    (STEP_MASK(STEP_SAVE) | STEP_MASK(STEP_SHUTDOWN) | STEP_MASK(STEP_POWEROFF))
+
+/* "save,shutdown,poweroff"; "" for no step. Caller frees. */
+char *steps_to_string(unsigned mask);
+/* Returns the mask, or -EINVAL for an unknown step name. */
+int steps_from_string(const char *s);
+
+/* Per guest outcome, as ListGuests() and the record show it. */
+typedef enum Outcome {
+        OUTCOME_NONE,
+        OUTCOME_SAVING,
+        OUTCOME_SAVED,
+        OUTCOME_SHUTTING_DOWN,
+        OUTCOME_SHUTDOWN,
+        OUTCOME_POWEROFF,
+        OUTCOME_FAILED,
+        OUTCOME_RESTORING,
+        OUTCOME_RESTORED,
+        _OUTCOME_MAX,
+        _OUTCOME_INVALID = -EINVAL,
+} Outcome;
+
+const char *outcome_to_string(Outcome o);
+Outcome outcome_from_string(const char *s);
+/* A final preserve outcome that left the guest stopped by us: restore starts it again. */
+bool outcome_is_stopped(Outcome o);
+/* Step under way: the guest may or may not have stopped (daemon died in the middle). */
+bool outcome_is_in_flight(Outcome o);
+
+typedef struct Config Config;
+
+/* libvirt-guests' ON_SHUTDOWN × PERSISTENT_ONLY matrix (libvirt-guests(8)) as scopes.
+ * @on_shutdown: "suspend" or "shutdown"; @persistent_only: "true", "false" or "default".
+ * The guest that libvirt-guests leaves alone gets no step; where it acts, the same first
+ * step, with poweroff added after a graceful shutdown (libvirt-guests never forces). */
+int plan_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
+                                    Scope *ret_shutdown, Scope *ret_poweroff);
+
+/* The steps a guest gets under this config. */
+unsigned plan_steps(const Config *c, bool persistent);

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+void context_post(GMainContext *ctx, int priority, GSourceFunc func, gpointer data, GDestroyNotify destroy)
+{
+        GSource *s = g_idle_source_new();
+
+        g_source_set_priority(s, priority);
+        g_source_set_callback(s, func, data, destroy);
+        g_source_attach(s, ctx);
+        g_source_unref(s);
+}
+
+void (*write_file_durable_before_rename)(const char *tmp_path) = NULL;
+
+/* GLib's g_file_set_contents_full() does temp+fsync+rename but not the fsync of the
+ * directory that makes the rename itself durable; the record needs both. */
+int write_file_durable(const char *path, const char *data, size_t len)
+{
+        g_autofree char *dir = g_path_get_dirname(path);
+        g_autofree char *base = g_path_get_basename(path);
+        g_autofree char *tmp = g_strdup_printf("%s/.#%s.XXXXXX", dir, base);
+        int fd, dfd, r = 0;
+        size_t done = 0;
+
+        fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+
+        while (done < len) {
+                ssize_t n = write(fd, data + done, len - done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                done += (size_t) n;
+        }
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (close(fd) < 0) {
+                fd = -1;
+                r = -errno;
+                goto fail;
+        }
+        fd = -1;
+        if (write_file_durable_before_rename)
+                write_file_durable_before_rename(tmp);
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        r = fsync(dfd) < 0 ? -errno : 0;
+        close(dfd);
+        return r;
+
+fail:
+        if (fd >= 0)
+                close(fd);
+        unlink(tmp);
+        return r;
+}

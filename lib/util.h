@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+
+/* Queues @func on @ctx, always as a new idle source.
+ * Not g_main_context_invoke(): that runs @func at once in the *calling* thread when no
+ * thread owns @ctx at that moment (a test between two iterations), which would put
+ * main-thread work on a worker. */
+void context_post(GMainContext *ctx, int priority, GSourceFunc func, gpointer data, GDestroyNotify destroy);
+
+/* Writes @data to @path atomically and durably: temp file in the same directory, fsync,
+ * rename over @path, fsync of the directory. Mode 0600. Negative errno on failure. */
+int write_file_durable(const char *path, const char *data, size_t len);
+
+/* Tests only: called after the temp file is durable and before the rename, so a test can
+ * die right there (tests/test-record.c). NULL in the daemon. */
+extern void (*write_file_durable_before_rename)(const char *tmp_path);
+
+/* Monotonic clock in µs. */
+static inline guint64 now_usec(void)
+{
+        return (guint64) g_get_monotonic_time();
+}

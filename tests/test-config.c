@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "gk-build-config.h"
+#include "config.h"
+#include "macro.h"
+#include "testlib.h"
+
+static char *dir;
+
+static void setup(void)
+{
+        dir = testlib_tmpdir();
+}
+
+static void teardown(void)
+{
+        testlib_rm_rf(dir);
+        g_clear_pointer(&dir, g_free);
+}
+
+static char *file_in(const char *name, const char *text)
+{
+        char *p = g_build_filename(dir, name, NULL);
+        testlib_write(p, text);
+        return p;
+}
+
+START_TEST(test_defaults)
+{
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autofree char *p = g_build_filename(dir, "missing.conf", NULL);
+
+        ck_assert_int_eq(config_load(p, false, &c, NULL, &err), 0);
+        ck_assert_str_eq(c->uris[0], "default");
+        ck_assert_ptr_null(c->uris[1]);
+        ck_assert_int_eq(c->save, SCOPE_PERSISTENT);
+        ck_assert_int_eq(c->shutdown, SCOPE_ALL);
+        ck_assert_int_eq(c->poweroff, SCOPE_ALL);
+        ck_assert_uint_eq(c->shutdown_timeout_usec, 300 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->deadline_usec, 1500 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->parallel_saves, 2);
+        ck_assert_uint_eq(c->parallel_shutdowns, 0);
+        ck_assert(!c->bypass_cache);
+        ck_assert(c->restore);
+        ck_assert_uint_eq(c->start_delay_usec, 0);
+        ck_assert_uint_eq(c->parallel_starts, 4);
+        ck_assert(!c->sync_time);
+}
+END_TEST
+
+START_TEST(test_missing_required_file)
+{
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autofree char *p = g_build_filename(dir, "missing.conf", NULL);
+        g_autofree char *expect = NULL;
+
+        ck_assert_int_lt(config_load(p, true, &c, NULL, &err), 0);
+        ck_assert_ptr_null(c);
+        expect = g_strdup_printf("%s: cannot read", p);
+        ck_assert_msg(g_str_has_prefix(err, expect), "got: %s", err);
+}
+END_TEST
+
+START_TEST(test_every_key)
+{
+        g_autofree char *p = file_in("g.conf", "[Guests]\n"
+                                               "URIs=qemu:///system  test:///default\n"
+                                               "[Shutdown]\n"
+                                               "Save=all\n"
+                                               "Shutdown=transient\n"
+                                               "PowerOff=none\n"
+                                               "ShutdownTimeoutSec=12\n"
+                                               "DeadlineSec=0\n"
+                                               "ParallelSaves=0\n"
+                                               "ParallelShutdowns=7\n"
+                                               "BypassCache=yes\n"
+                                               "[Boot]\n"
+                                               "Restore=no\n"
+                                               "StartDelaySec=3\n"
+                                               "ParallelStarts=1\n"
+                                               "SyncTime=true\n");
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+
+        ck_assert_int_eq(config_load(p, true, &c, warnings, &err), 0);
+        ck_assert_str_eq(c->uris[0], "qemu:///system");
+        ck_assert_str_eq(c->uris[1], "test:///default");
+        ck_assert_ptr_null(c->uris[2]);
+        ck_assert_int_eq(c->save, SCOPE_ALL);
+        ck_assert_int_eq(c->shutdown, SCOPE_TRANSIENT);
+        ck_assert_int_eq(c->poweroff, SCOPE_NONE);
+        ck_assert_uint_eq(c->shutdown_timeout_usec, 12 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->deadline_usec, 0);
+        ck_assert_uint_eq(c->parallel_saves, 0);
+        ck_assert_uint_eq(c->parallel_shutdowns, 7);
+        ck_assert(c->bypass_cache);
+        ck_assert(!c->restore);
+        ck_assert_uint_eq(c->start_delay_usec, 3 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->parallel_starts, 1);
+        ck_assert(c->sync_time);
+        /* DeadlineSec=0 means no limit: said as a warning. */
+        ck_assert_uint_eq(warnings->len, 1);
+        ck_assert_msg(strstr(warnings->pdata[0], "DeadlineSec") && strstr(warnings->pdata[0], "no limit"), "%s",
+                      (char *) warnings->pdata[0]);
+}
+END_TEST
+
+/* Each bad value: the message names file, section, key and the value. */
+static const struct {
+        const char *group, *key, *value, *what;
+} bad_values[] = {
+        { "Guests", "URIs", "   ", "needs at least one URI (use \"default\" for libvirt's default)" },
+        { "Shutdown", "Save", "sometimes", "\"sometimes\" is not one of none, persistent, transient, all" },
+        { "Shutdown", "Shutdown", "ALL", "\"ALL\" is not one of none, persistent, transient, all" },
+        { "Shutdown", "PowerOff", "", "\"\" is not one of none, persistent, transient, all" },
+        { "Shutdown", "ShutdownTimeoutSec", "5min", "\"5min\" is not a number of seconds" },
+        { "Shutdown", "ShutdownTimeoutSec", "-1", "\"-1\" is not a number of seconds" },
+        { "Shutdown", "DeadlineSec", "99999999999", "\"99999999999\" is too large (at most 604800 seconds)" },
+        { "Shutdown", "DeadlineSec", "1.5", "\"1.5\" is not a number of seconds" },
+        { "Shutdown", "ParallelSaves", "two", "\"two\" is not a non-negative integer" },
+        { "Shutdown", "ParallelShutdowns", "0x10", "\"0x10\" is not a non-negative integer" },
+        { "Shutdown", "BypassCache", "maybe", "\"maybe\" is not a boolean (yes/no)" },
+        { "Boot", "Restore", "2", "\"2\" is not a boolean (yes/no)" },
+        { "Boot", "StartDelaySec", "abc", "\"abc\" is not a number of seconds" },
+        { "Boot", "ParallelStarts", "1000000", "\"1000000\" is too large (at most 100000)" },
+        { "Boot", "SyncTime", "y e s", "\"y e s\" is not a boolean (yes/no)" },
+};
+
+START_TEST(test_bad_value)
+{
+        g_autofree char *text = g_strdup_printf("[%s]\n%s=%s\n", bad_values[_i].group, bad_values[_i].key,
+                                                bad_values[_i].value);
+        g_autofree char *p = file_in("bad.conf", text);
+        g_autofree char *expect = g_strdup_printf("%s: [%s] %s: %s", p, bad_values[_i].group, bad_values[_i].key,
+                                                  bad_values[_i].what);
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+
+        ck_assert_int_eq(config_load(p, true, &c, NULL, &err), -EINVAL);
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(err, expect);
+}
+END_TEST
+
+START_TEST(test_syntax_error)
+{
+        g_autofree char *p = file_in("syntax.conf", "[Shutdown\nSave=all\n");
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autofree char *prefix = g_strdup_printf("%s: ", p);
+
+        ck_assert_int_eq(config_load(p, true, &c, NULL, &err), -EINVAL);
+        ck_assert_msg(g_str_has_prefix(err, prefix), "got: %s", err);
+}
+END_TEST
+
+START_TEST(test_unknown_keys_warn)
+{
+        g_autofree char *p = file_in("u.conf", "[Shutdown]\nSave=all\nColour=blue\n[Frobnicate]\nX=1\n");
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+        g_autofree char *w1 = NULL, *w2 = NULL;
+
+        ck_assert_int_eq(config_load(p, true, &c, warnings, &err), 0);
+        ck_assert_int_eq(c->save, SCOPE_ALL);
+        ck_assert_uint_eq(warnings->len, 2);
+        w1 = g_strdup_printf("%s: [Shutdown] Colour: unknown key, ignored", p);
+        w2 = g_strdup_printf("%s: [Frobnicate]: unknown section, ignored", p);
+        ck_assert_str_eq(warnings->pdata[0], w1);
+        ck_assert_str_eq(warnings->pdata[1], w2);
+}
+END_TEST
+
+START_TEST(test_dropins_lexical_later_wins)
+{
+        g_autofree char *p = file_in("gk.conf", "[Shutdown]\nSave=none\nParallelSaves=3\n");
+        g_autofree char *d = g_build_filename(dir, "gk.conf.d", NULL);
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autofree char *a = NULL, *b = NULL, *ignored = NULL;
+
+        ck_assert_int_eq(g_mkdir(d, 0755), 0);
+        /* written in reverse order: the result must follow the names, not creation */
+        b = file_in("gk.conf.d/20-b.conf", "[Shutdown]\nSave=all\n");
+        a = file_in("gk.conf.d/10-a.conf", "[Shutdown]\nSave=transient\nParallelSaves=5\n");
+        ignored = file_in("gk.conf.d/30-c.conf.disabled", "[Shutdown]\nSave=persistent\n");
+
+        ck_assert_int_eq(config_load(p, true, &c, NULL, &err), 0);
+        ck_assert_int_eq(c->save, SCOPE_ALL);     /* 20-b over 10-a over the main file */
+        ck_assert_uint_eq(c->parallel_saves, 5); /* 10-a over the main file */
+}
+END_TEST
+
+START_TEST(test_dropin_error_names_dropin)
+{
+        g_autofree char *p = file_in("gk.conf", "[Shutdown]\nSave=none\n");
+        g_autofree char *d = g_build_filename(dir, "gk.conf.d", NULL);
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL, *bad = NULL, *expect = NULL;
+
+        ck_assert_int_eq(g_mkdir(d, 0755), 0);
+        bad = file_in("gk.conf.d/50-bad.conf", "[Boot]\nParallelStarts=-3\n");
+        expect = g_strdup_printf("%s: [Boot] ParallelStarts: \"-3\" is not a non-negative integer", bad);
+        ck_assert_int_eq(config_load(p, true, &c, NULL, &err), -EINVAL);
+        ck_assert_str_eq(err, expect);
+}
+END_TEST
+
+START_TEST(test_dropins_without_main_file)
+{
+        g_autofree char *p = g_build_filename(dir, "gk.conf", NULL);
+        g_autofree char *d = g_build_filename(dir, "gk.conf.d", NULL);
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL, *x = NULL;
+
+        ck_assert_int_eq(g_mkdir(d, 0755), 0);
+        x = file_in("gk.conf.d/x.conf", "[Boot]\nRestore=off\n");
+        ck_assert_int_eq(config_load(p, false, &c, NULL, &err), 0);
+        ck_assert(!c->restore);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("config");
+        TCase *tc = tcase_create("config");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_defaults);
+        tcase_add_test(tc, test_missing_required_file);
+        tcase_add_test(tc, test_every_key);
+        tcase_add_loop_test(tc, test_bad_value, 0, (int) ELEMENTSOF(bad_values));
+        tcase_add_test(tc, test_syntax_error);
+        tcase_add_test(tc, test_unknown_keys_warn);
+        tcase_add_test(tc, test_dropins_lexical_later_wins);
+        tcase_add_test(tc, test_dropin_error_names_dropin);
+        tcase_add_test(tc, test_dropins_without_main_file);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return testlib_run_suite(suite());
+}

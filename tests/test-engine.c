@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The engine against the scripted fake backend: the escalation, caps, timeouts, deadline,
+ * cancellation, unreachable URIs and the restore. Times are scaled down (ms instead of
+ * minutes) but the code paths are the daemon's. */
+#include "engine.h"
+#include "hypervisor-fake.h"
+#include "util.h"
+#include "testlib.h"
+
+static char *dir;
+static Workers *workers;
+static Config *config;
+static Hypervisor *hv;
+static Record *record;
+
+typedef struct Run {
+        Engine *e;
+        bool finished;
+        unsigned changes;
+        GPtrArray *messages;
+        /* cancel when this guest starts its save */
+        const char *cancel_on_saving;
+} Run;
+
+static void setup(void)
+{
+        g_autofree char *p = NULL;
+
+        dir = testlib_tmpdir();
+        p = g_build_filename(dir, "record", NULL);
+        workers = workers_new(NULL, 32);
+        config = config_new_default();
+        hv = hypervisor_fake_new("fake:///one", NULL);
+        record = record_new(p);
+}
+
+static void teardown(void)
+{
+        g_clear_pointer(&workers, workers_free);
+        g_clear_pointer(&hv, hypervisor_unref);
+        g_clear_pointer(&config, config_free);
+        g_clear_pointer(&record, record_free);
+        testlib_rm_rf(dir);
+        g_clear_pointer(&dir, g_free);
+}
+
+static void on_changed(Engine *e, const EngineGuest *g, void *ud)
+{
+        Run *run = ud;
+
+        run->changes++;
+        if (run->cancel_on_saving && g->outcome == OUTCOME_SAVING && streq_ptr(g->name, run->cancel_on_saving))
+                engine_cancel(e);
+}
+
+static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
+                       void *ud)
+{
+        Run *run = ud;
+
+        g_ptr_array_add(run->messages, g_strdup(text));
+}
+
+static void on_finished(Engine *e, void *ud)
+{
+        ((Run *) ud)->finished = true;
+}
+
+static const EngineCallbacks callbacks = {
+        .guest_changed = on_changed,
+        .message = on_message,
+        .finished = on_finished,
+};
+
+static Run *run_new(RunKind kind, Hypervisor **hvs, guint n)
+{
+        Run *run = g_new0(Run, 1);
+        g_autofree char *save_dir = g_build_filename(dir, "save", NULL);
+        EngineOptions o = {
+                .kind = kind,
+                .config = config,
+                .save_dir = save_dir,
+                .connect_retry_usec = 100 * USEC_PER_MSEC,
+                .progress_interval_usec = 20 * USEC_PER_MSEC,
+        };
+
+        run->messages = g_ptr_array_new_with_free_func(g_free);
+        run->e = engine_new(&o, hvs, n, workers, record, &callbacks, run);
+        return run;
+}
+
+static void run_free(Run *run)
+{
+        engine_unref(run->e);
+        g_ptr_array_unref(run->messages);
+        g_free(run);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Run, run_free);
+
+static Run *run_to_end(RunKind kind)
+{
+        Run *run = run_new(kind, &hv, 1);
+
+        engine_start(run->e);
+        RUN_UNTIL(run->finished);
+        return run;
+}
+
+static const EngineGuest *guest(Run *run, const char *name)
+{
+        g_autoptr(GPtrArray) gs = engine_guests(run->e);
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+                if (streq_ptr(g->name, name))
+                        return g;
+        }
+        ck_abort_msg("guest %s not in the run", name);
+        return NULL;
+}
+
+static RecordGuest *recorded(const char *name)
+{
+        g_autoptr(Record) r = NULL;
+        g_autofree char *err = NULL;
+        static Record *keep;
+
+        /* Read back from disk: the record on disk is what counts. */
+        ck_assert_msg(record_load(record->path, &r, &err) == 0, "record: %s", err);
+        g_clear_pointer(&keep, record_free);
+        keep = g_steal_pointer(&r);
+        for (guint i = 0; i < keep->guests->len; i++) {
+                RecordGuest *g = keep->guests->pdata[i];
+                if (streq_ptr(g->name, name))
+                        return g;
+        }
+        return NULL;
+}
+
+static void add(const char *name, bool persistent)
+{
+        FakeGuestSpec s = { .name = name, .persistent = persistent, .memory_kib = 1024 };
+        fake_add_guest(hv, &s);
+}
+
+#define ADD(...) fake_add_guest(hv, &(FakeGuestSpec){ __VA_ARGS__ })
+
+/* ---- preserve ---- */
+
+START_TEST(test_default_escalation)
+{
+        g_autoptr(Run) run = NULL;
+        unsigned total, done, failed;
+
+        add("web1", true);
+        add("web2", true);
+        ADD(.name = "tmp", .persistent = false, .shutdown_ms = 5);
+        ADD(.name = "paused", .persistent = true, .paused = true);
+
+        run = run_to_end(RUN_PRESERVE);
+        /* Persistent guests: managed save. */
+        ck_assert_int_eq(guest(run, "web1")->outcome, OUTCOME_SAVED);
+        ck_assert(fake_has_managed_save(hv, "web1"));
+        ck_assert_int_eq(fake_guest_state(hv, "web2"), GUEST_STATE_SAVED);
+        ck_assert_int_eq(guest(run, "paused")->outcome, OUTCOME_SAVED);
+        /* Transient, default Save=persistent: graceful shutdown. */
+        ck_assert_int_eq(guest(run, "tmp")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "tmp", FAKE_SAVE), 0);
+
+        engine_counts(run->e, &total, &done, &failed);
+        ck_assert_uint_eq(total, 4);
+        ck_assert_uint_eq(done, 4);
+        ck_assert_uint_eq(failed, 0);
+        ck_assert(engine_progress(run->e) == 1.0);
+
+        /* The record on disk lists every guest with its outcome. */
+        ck_assert_int_eq(recorded("web1")->outcome, OUTCOME_SAVED);
+        ck_assert_int_eq(recorded("tmp")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_ptr_nonnull(recorded("tmp")->xml);
+        ck_assert_uint_eq(recorded("web1")->steps, STEPS_ALL);
+}
+END_TEST
+
+START_TEST(test_save_failure_falls_to_shutdown)
+{
+        g_autoptr(Run) run = NULL;
+
+        ADD(.name = "full", .persistent = true, .save_fails = true, .shutdown_ms = 5);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "full")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "full", FAKE_SAVE), 1);
+        ck_assert_uint_eq(fake_calls(hv, "full", FAKE_SHUTDOWN), 1);
+        ck_assert_uint_eq(fake_calls(hv, "full", FAKE_DESTROY), 0);
+        ck_assert_int_eq(fake_guest_state(hv, "full"), GUEST_STATE_SHUTOFF);
+        ck_assert_int_eq(recorded("full")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_msg(strstr(recorded("full")->error, "save failed"), "%s", recorded("full")->error);
+}
+END_TEST
+
+START_TEST(test_stuck_guest_powered_off_after_timeout)
+{
+        g_autoptr(Run) run = NULL;
+        guint64 t0;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 200 * USEC_PER_MSEC;
+        ADD(.name = "stuck", .persistent = true, .ignore_shutdown = true);
+        add("nice", true);
+
+        t0 = now_usec();
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "stuck")->outcome, OUTCOME_POWEROFF);
+        ck_assert_int_eq(guest(run, "nice")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "nice", FAKE_DESTROY), 0);
+        /* Not before the timeout. */
+        ck_assert_uint_ge(now_usec() - t0, 200 * USEC_PER_MSEC);
+        ck_assert_int_eq(fake_guest_state(hv, "stuck"), GUEST_STATE_SHUTOFF);
+        ck_assert_msg(strstr(recorded("stuck")->error, "did not shut down within"), "%s", recorded("stuck")->error);
+}
+END_TEST
+
+START_TEST(test_deadline_powers_off)
+{
+        g_autoptr(Run) run = NULL;
+        guint64 t0, took;
+
+        config->deadline_usec = 300 * USEC_PER_MSEC;
+        config->parallel_saves = 1;
+        ADD(.name = "slow1", .persistent = true, .save_ms = 1500);
+        ADD(.name = "slow2", .persistent = true, .save_ms = 1500);
+
+        t0 = now_usec();
+        run = run_to_end(RUN_PRESERVE);
+        took = now_usec() - t0;
+        /* slow1 was saving, slow2 waiting for the slot: both forced off at the deadline, and
+         * the run ends then, not when the save would have ended. */
+        ck_assert_int_eq(guest(run, "slow1")->outcome, OUTCOME_POWEROFF);
+        ck_assert_int_eq(guest(run, "slow2")->outcome, OUTCOME_POWEROFF);
+        ck_assert_uint_eq(fake_calls(hv, "slow2", FAKE_SAVE), 0);
+        ck_assert_msg(took < 1200 * USEC_PER_MSEC, "run took %" G_GUINT64_FORMAT " ms", took / 1000);
+        ck_assert_uint_ge(took, 300 * USEC_PER_MSEC);
+}
+END_TEST
+
+START_TEST(test_deadline_without_poweroff_scope_fails_loudly)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->poweroff = SCOPE_NONE;
+        config->deadline_usec = 100 * USEC_PER_MSEC;
+        config->parallel_shutdowns = 1;
+        ADD(.name = "stuck1", .persistent = true, .ignore_shutdown = true);
+        ADD(.name = "stuck2", .persistent = true, .ignore_shutdown = true);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "stuck1")->outcome, OUTCOME_FAILED);
+        ck_assert_int_eq(guest(run, "stuck2")->outcome, OUTCOME_FAILED);
+        ck_assert_int_eq(fake_guest_state(hv, "stuck1"), GUEST_STATE_RUNNING);
+        ck_assert_uint_eq(fake_calls(hv, "stuck1", FAKE_DESTROY), 0);
+}
+END_TEST
+
+START_TEST(test_save_cap_never_exceeded)
+{
+        g_autoptr(Run) run = NULL;
+        unsigned peak_saves;
+
+        config->parallel_saves = 3;
+        for (int i = 0; i < 10; i++) {
+                g_autofree char *n = g_strdup_printf("g%d", i);
+                ADD(.name = n, .persistent = true, .save_ms = 30);
+        }
+        run = run_to_end(RUN_PRESERVE);
+        engine_peaks(run->e, &peak_saves, NULL, NULL);
+        ck_assert_uint_eq(fake_peak(hv, FAKE_SAVE), 3); /* counted inside the backend */
+        ck_assert_uint_eq(peak_saves, 3);
+        for (int i = 0; i < 10; i++) {
+                g_autofree char *n = g_strdup_printf("g%d", i);
+                ck_assert_int_eq(guest(run, n)->outcome, OUTCOME_SAVED);
+        }
+}
+END_TEST
+
+START_TEST(test_unlimited_saves_run_together)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->parallel_saves = 0;
+        for (int i = 0; i < 8; i++) {
+                g_autofree char *n = g_strdup_printf("g%d", i);
+                ADD(.name = n, .persistent = true);
+        }
+        /* Hold every save inside the backend: all 8 must be in at once. */
+        fake_gate_saves(hv, true);
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        engine_start(run->e);
+        RUN_UNTIL(fake_active(hv, FAKE_SAVE) == 8);
+        fake_gate_saves(hv, false);
+        RUN_UNTIL(run->finished);
+        ck_assert_uint_eq(fake_peak(hv, FAKE_SAVE), 8);
+}
+END_TEST
+
+START_TEST(test_shutdown_cap_never_exceeded)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->parallel_shutdowns = 2;
+        for (int i = 0; i < 7; i++) {
+                g_autofree char *n = g_strdup_printf("s%d", i);
+                ADD(.name = n, .persistent = i % 2, .shutdown_ms = 30);
+        }
+        run = run_to_end(RUN_PRESERVE);
+        /* The fake counts a shutdown from the request until the guest is off. */
+        ck_assert_uint_eq(fake_peak(hv, FAKE_SHUTDOWN), 2);
+        for (int i = 0; i < 7; i++) {
+                g_autofree char *n = g_strdup_printf("s%d", i);
+                ck_assert_int_eq(guest(run, n)->outcome, OUTCOME_SHUTDOWN);
+        }
+}
+END_TEST
+
+START_TEST(test_cancel_starts_no_new_step)
+{
+        g_autoptr(Run) run = NULL;
+        unsigned total, done, failed;
+
+        config->parallel_saves = 1;
+        ADD(.name = "a", .persistent = true, .save_ms = 100);
+        ADD(.name = "b", .persistent = true, .save_ms = 100);
+        ADD(.name = "c", .persistent = true, .save_ms = 100);
+
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        run->cancel_on_saving = "a";
+        engine_start(run->e);
+        RUN_UNTIL(run->finished);
+
+        ck_assert(engine_is_cancelled(run->e));
+        /* The save under way completes; nothing else is touched. */
+        ck_assert_int_eq(guest(run, "a")->outcome, OUTCOME_SAVED);
+        ck_assert_int_eq(guest(run, "b")->outcome, OUTCOME_NONE);
+        ck_assert_int_eq(guest(run, "c")->outcome, OUTCOME_NONE);
+        ck_assert_int_eq(fake_guest_state(hv, "b"), GUEST_STATE_RUNNING);
+        ck_assert_uint_eq(fake_calls(hv, "b", FAKE_SAVE) + fake_calls(hv, "c", FAKE_SAVE), 0);
+        engine_counts(run->e, &total, &done, &failed);
+        ck_assert_uint_eq(done, 1);
+        ck_assert_uint_eq(failed, 0);
+        ck_assert_int_eq(recorded("b")->outcome, OUTCOME_NONE);
+}
+END_TEST
+
+START_TEST(test_nothing_in_scope_is_failed)
+{
+        g_autoptr(Run) run = NULL;
+        unsigned failed;
+
+        config->save = SCOPE_NONE;
+        config->shutdown = SCOPE_PERSISTENT;
+        config->poweroff = SCOPE_PERSISTENT;
+        add("tmp", false);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "tmp")->outcome, OUTCOME_FAILED);
+        ck_assert_int_eq(fake_guest_state(hv, "tmp"), GUEST_STATE_RUNNING);
+        engine_counts(run->e, NULL, NULL, &failed);
+        ck_assert_uint_eq(failed, 1);
+}
+END_TEST
+
+START_TEST(test_poweroff_failure_is_failed)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 50 * USEC_PER_MSEC;
+        ADD(.name = "wedged", .persistent = true, .ignore_shutdown = true, .destroy_fails = true);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "wedged")->outcome, OUTCOME_FAILED);
+        ck_assert_int_eq(fake_guest_state(hv, "wedged"), GUEST_STATE_RUNNING);
+        ck_assert_int_eq(recorded("wedged")->outcome, OUTCOME_FAILED);
+        ck_assert_msg(strstr(recorded("wedged")->error, "poweroff failed"), "%s", recorded("wedged")->error);
+}
+END_TEST
+
+START_TEST(test_guest_stopping_by_itself_counts_as_shutdown)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->parallel_saves = 1;
+        ADD(.name = "busy", .persistent = true, .save_ms = 300);
+        ADD(.name = "leaver", .persistent = true, .save_ms = 300);
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        engine_start(run->e);
+        /* Wait until "busy" holds the only save slot, then "leaver" stops on its own. */
+        RUN_UNTIL(fake_peak(hv, FAKE_SAVE) == 1);
+        fake_guest_stop(hv, "leaver");
+        RUN_UNTIL(run->finished);
+        ck_assert_int_eq(guest(run, "leaver")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "leaver", FAKE_SAVE), 0);
+        ck_assert_int_eq(guest(run, "busy")->outcome, OUTCOME_SAVED);
+}
+END_TEST
+
+START_TEST(test_progress_counts_bytes)
+{
+        g_autoptr(Run) run = NULL;
+
+        ADD(.name = "big", .persistent = true, .save_ms = 400, .memory_kib = 512 * 1024);
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        engine_start(run->e);
+        /* Before the save ends, the progress reflects the bytes of the save in flight. */
+        RUN_UNTIL(engine_progress(run->e) > 0.2 || run->finished);
+        ck_assert(!run->finished);
+        ck_assert(engine_progress(run->e) < 1.0);
+        RUN_UNTIL(run->finished);
+        ck_assert(engine_progress(run->e) == 1.0);
+}
+END_TEST
+
+START_TEST(test_unreachable_uri_reported_others_preserved)
+{
+        g_autoptr(Hypervisor) down = hypervisor_fake_new("fake:///down", NULL);
+        Hypervisor *both[] = { hv, down };
+        g_autoptr(Run) run = NULL;
+        FakeGuestSpec s = { .name = "lost", .persistent = true };
+        unsigned total, done, failed;
+        GPtrArray *un;
+
+        add("ok", true);
+        fake_add_guest(down, &s);
+        fake_set_unreachable(down, true);
+
+        run = run_new(RUN_PRESERVE, both, 2);
+        engine_start(run->e);
+        RUN_UNTIL(run->finished);
+        ck_assert_int_eq(guest(run, "ok")->outcome, OUTCOME_SAVED);
+        un = engine_unreachable(run->e);
+        ck_assert_uint_eq(un->len, 1);
+        ck_assert_msg(g_str_has_prefix(un->pdata[0], "fake:///down: "), "%s", (char *) un->pdata[0]);
+        engine_counts(run->e, &total, &done, &failed);
+        ck_assert_uint_eq(done, 1);
+        ck_assert_uint_eq(failed, 1); /* the URI, counted once */
+        ck_assert_uint_eq(total, 2);
+}
+END_TEST
+
+START_TEST(test_transient_save_to_file)
+{
+        g_autoptr(Run) run = NULL;
+        RecordGuest *rg;
+
+        config->save = SCOPE_ALL;
+        add("tmp", false);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "tmp")->outcome, OUTCOME_SAVED);
+        rg = recorded("tmp");
+        ck_assert_ptr_nonnull(rg->save_file);
+        ck_assert(g_str_has_prefix(rg->save_file, dir));
+        ck_assert(g_file_test(rg->save_file, G_FILE_TEST_IS_REGULAR));
+        /* A transient guest that is saved no longer exists in libvirt. */
+        ck_assert_int_eq(fake_guest_state(hv, "tmp"), _GUEST_STATE_INVALID);
+}
+END_TEST
+
+/* ---- restore ---- */
+
+START_TEST(test_restore_only_recorded_guests)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        unsigned total, done, failed;
+        g_autofree char *save_file = NULL;
+
+        config->save = SCOPE_ALL;
+        add("saved", true);
+        ADD(.name = "downed", .persistent = true, .save_fails = true, .shutdown_ms = 5);
+        add("tmp", false);
+        add("never", true);
+
+        /* "never" was not running at shutdown: not ours to start. */
+        fake_guest_stop(hv, "never");
+        RUN_UNTIL(fake_guest_state(hv, "never") == GUEST_STATE_SHUTOFF);
+
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(pre, "downed")->outcome, OUTCOME_SHUTDOWN);
+        save_file = g_strdup(recorded("tmp")->save_file);
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_int_eq(guest(post, "saved")->outcome, OUTCOME_RESTORED);
+        ck_assert_int_eq(guest(post, "downed")->outcome, OUTCOME_RESTORED);
+        ck_assert_int_eq(guest(post, "tmp")->outcome, OUTCOME_RESTORED);
+        ck_assert_int_eq(fake_guest_state(hv, "saved"), GUEST_STATE_RUNNING);
+        ck_assert_int_eq(fake_guest_state(hv, "downed"), GUEST_STATE_RUNNING);
+        ck_assert_int_eq(fake_guest_state(hv, "tmp"), GUEST_STATE_RUNNING);
+        ck_assert_int_eq(fake_guest_state(hv, "never"), GUEST_STATE_SHUTOFF);
+        ck_assert_uint_eq(fake_calls(hv, "never", FAKE_START), 0);
+        /* The transient one came back from its file, which is then gone. */
+        ck_assert(!g_file_test(save_file, G_FILE_TEST_EXISTS));
+        engine_counts(post->e, &total, &done, &failed);
+        ck_assert_uint_eq(total, 3);
+        ck_assert_uint_eq(done, 3);
+        ck_assert_uint_eq(failed, 0);
+        /* Cleared guest by guest: nothing left. */
+        ck_assert_ptr_null(recorded("saved"));
+        ck_assert_ptr_null(recorded("tmp"));
+}
+END_TEST
+
+START_TEST(test_restore_already_running_not_started_twice)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        unsigned done;
+
+        add("vm", true);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(pre, "vm")->outcome, OUTCOME_SAVED);
+        fake_set_running(hv, "vm"); /* somebody started it before us */
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_int_eq(guest(post, "vm")->outcome, OUTCOME_RESTORED);
+        ck_assert_uint_eq(fake_calls(hv, "vm", FAKE_START), 0);
+        engine_counts(post->e, NULL, &done, NULL);
+        ck_assert_uint_eq(done, 1);
+        ck_assert_ptr_null(recorded("vm"));
+}
+END_TEST
+
+START_TEST(test_restore_failure_kept_for_next_time)
+{
+        g_autoptr(Run) pre = NULL, post = NULL, again = NULL;
+        FakeGuestSpec fixed = { .name = "flaky", .persistent = true, .memory_kib = 1024 };
+        RecordGuest *rg;
+        unsigned failed;
+
+        ADD(.name = "flaky", .persistent = true, .start_fails = true);
+        add("fine", true);
+        pre = run_to_end(RUN_PRESERVE);
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_int_eq(guest(post, "flaky")->outcome, OUTCOME_FAILED);
+        ck_assert_int_eq(guest(post, "fine")->outcome, OUTCOME_RESTORED);
+        engine_counts(post->e, NULL, NULL, &failed);
+        ck_assert_uint_eq(failed, 1);
+        rg = recorded("flaky");
+        ck_assert_ptr_nonnull(rg);
+        ck_assert_int_eq(rg->outcome, OUTCOME_SAVED); /* still what it was */
+        ck_assert_msg(rg->error && strstr(rg->error, "start failed"), "%s", rg->error);
+        ck_assert_ptr_null(recorded("fine"));
+
+        /* Next start-up: retried, and this time it works. */
+        fake_update_guest(hv, &fixed);
+        again = run_to_end(RUN_RESTORE);
+        ck_assert_int_eq(guest(again, "flaky")->outcome, OUTCOME_RESTORED);
+        ck_assert_int_eq(fake_guest_state(hv, "flaky"), GUEST_STATE_RUNNING);
+        ck_assert_ptr_null(recorded("flaky"));
+}
+END_TEST
+
+START_TEST(test_restore_parallel_starts_cap)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        unsigned peak;
+
+        config->parallel_starts = 2;
+        for (int i = 0; i < 7; i++) {
+                g_autofree char *n = g_strdup_printf("r%d", i);
+                ADD(.name = n, .persistent = true, .start_ms = 30);
+        }
+        pre = run_to_end(RUN_PRESERVE);
+        post = run_to_end(RUN_RESTORE);
+        engine_peaks(post->e, NULL, NULL, &peak);
+        ck_assert_uint_eq(fake_peak(hv, FAKE_START), 2);
+        ck_assert_uint_eq(peak, 2);
+}
+END_TEST
+
+START_TEST(test_restore_start_delay_serialises)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        guint64 t0;
+
+        config->start_delay_usec = 1 * USEC_PER_SEC;
+        config->parallel_starts = 4;
+        add("d1", true);
+        add("d2", true);
+        pre = run_to_end(RUN_PRESERVE);
+        t0 = now_usec();
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_uint_eq(fake_peak(hv, FAKE_START), 1);
+        ck_assert_uint_ge(now_usec() - t0, 1 * USEC_PER_SEC);
+        ck_assert_int_eq(fake_guest_state(hv, "d2"), GUEST_STATE_RUNNING);
+}
+END_TEST
+
+START_TEST(test_restore_transient_shutdown_recreated_from_xml)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+
+        ADD(.name = "tmp", .persistent = false, .shutdown_ms = 5);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(pre, "tmp")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_int_eq(fake_guest_state(hv, "tmp"), _GUEST_STATE_INVALID);
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_int_eq(guest(post, "tmp")->outcome, OUTCOME_RESTORED);
+        ck_assert_int_eq(fake_guest_state(hv, "tmp"), GUEST_STATE_RUNNING);
+}
+END_TEST
+
+START_TEST(test_restore_skips_failed_and_untouched)
+{
+        g_autoptr(Run) post = NULL;
+        RecordGuest *a, *b;
+
+        add("a", true);
+        add("b", true);
+        a = record_put(record, "fake:///one", fake_add_guest(hv, &(FakeGuestSpec){ .name = "c", .persistent = true }),
+                       "c", true);
+        a->outcome = OUTCOME_FAILED; /* still running at shutdown: not stopped by us */
+        b = record_put(record, "fake:///one", fake_add_guest(hv, &(FakeGuestSpec){ .name = "d", .persistent = true }),
+                       "d", true);
+        b->outcome = OUTCOME_NONE;
+        fake_guest_stop(hv, "c");
+        fake_guest_stop(hv, "d");
+        RUN_UNTIL(fake_guest_state(hv, "d") == GUEST_STATE_SHUTOFF);
+        ck_assert_int_eq(record_save(record), 0);
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_uint_eq(fake_calls(hv, "c", FAKE_START) + fake_calls(hv, "d", FAKE_START), 0);
+        ck_assert_ptr_null(recorded("c"));
+        ck_assert_ptr_null(recorded("d"));
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("engine");
+        TCase *tc = tcase_create("preserve");
+        TCase *tr = tcase_create("restore");
+
+        tcase_set_timeout(tc, 60);
+        tcase_set_timeout(tr, 60);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_checked_fixture(tr, setup, teardown);
+        tcase_add_test(tc, test_default_escalation);
+        tcase_add_test(tc, test_save_failure_falls_to_shutdown);
+        tcase_add_test(tc, test_stuck_guest_powered_off_after_timeout);
+        tcase_add_test(tc, test_deadline_powers_off);
+        tcase_add_test(tc, test_deadline_without_poweroff_scope_fails_loudly);
+        tcase_add_test(tc, test_save_cap_never_exceeded);
+        tcase_add_test(tc, test_unlimited_saves_run_together);
+        tcase_add_test(tc, test_shutdown_cap_never_exceeded);
+        tcase_add_test(tc, test_cancel_starts_no_new_step);
+        tcase_add_test(tc, test_nothing_in_scope_is_failed);
+        tcase_add_test(tc, test_poweroff_failure_is_failed);
+        tcase_add_test(tc, test_guest_stopping_by_itself_counts_as_shutdown);
+        tcase_add_test(tc, test_progress_counts_bytes);
+        tcase_add_test(tc, test_unreachable_uri_reported_others_preserved);
+        tcase_add_test(tc, test_transient_save_to_file);
+        tcase_add_test(tr, test_restore_only_recorded_guests);
+        tcase_add_test(tr, test_restore_already_running_not_started_twice);
+        tcase_add_test(tr, test_restore_failure_kept_for_next_time);
+        tcase_add_test(tr, test_restore_parallel_starts_cap);
+        tcase_add_test(tr, test_restore_start_delay_serialises);
+        tcase_add_test(tr, test_restore_transient_shutdown_recreated_from_xml);
+        tcase_add_test(tr, test_restore_skips_failed_and_untouched);
+        suite_add_tcase(s, tc);
+        suite_add_tcase(s, tr);
+        return testlib_run_suite(s);
+}
