@@ -13,8 +13,11 @@ static const char *const run_kind_table[_RUN_KIND_MAX] = {
 };
 DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
 
-/* Priority of the record flush: just below the worker results (G_PRIORITY_DEFAULT), so all
- * outcomes ready in one main-loop turn go to disk in one write (STYLE.md, pitfall 9). */
+/* Record writes are group commits (STYLE.md, pitfall 9): the record is serialized on the
+ * main context and written by a dedicated writer thread, one write at a time; outcomes that
+ * arrive while a write is in flight go into the next one. The flush source runs just below
+ * the worker results (G_PRIORITY_DEFAULT), so outcomes ready in one main-loop turn share a
+ * write even when no write is in flight. fsync never runs on the main context. */
 #define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
 
 typedef struct Guest Guest;
@@ -23,6 +26,7 @@ typedef struct HvSlot HvSlot;
 typedef enum Phase {
         PHASE_NEW,
         PHASE_LISTING,
+        PHASE_RECORDING, /* the first record write: no action before it is on disk */
         PHASE_RUNNING,
         PHASE_FLUSHING, /* every guest has an outcome; waiting for the record write */
         PHASE_DONE,
@@ -68,6 +72,7 @@ struct Engine {
         guint64 connect_retry_usec;
         guint64 progress_interval_usec;
         Workers *workers;
+        Workers *writer; /* one thread: record writes, in order */
         Record *record;
         const EngineCallbacks *cb;
         EngineCallbacks cb_copy;
@@ -95,6 +100,8 @@ struct Engine {
         GSource *flush_source;
         GSource *delay_source; /* StartDelaySec between two starts */
         bool record_dirty;
+        bool writing;
+        unsigned writes;
 };
 
 typedef enum JobKind {
@@ -141,6 +148,7 @@ typedef struct Job {
 
 static void schedule(Engine *e);
 static void engine_begin(Engine *e);
+static void engine_go(Engine *e);
 static void advance(Guest *g);
 static void guest_finish(Guest *g, Outcome o);
 static void maybe_finish_run(Engine *e);
@@ -179,26 +187,86 @@ static void set_outcome(Guest *g, Outcome o)
 
 /* ---- record ---- */
 
+typedef struct WriteJob {
+        Engine *engine;
+        char *path;
+        char *data;
+        gsize len;
+        int r;
+} WriteJob;
+
+static void write_job_run(gpointer p)
+{
+        WriteJob *wj = p;
+
+        wj->r = write_file_durable(wj->path, wj->data, wj->len);
+}
+
+static void write_job_free(gpointer p)
+{
+        WriteJob *wj = p;
+
+        engine_unref(wj->engine);
+        g_free(wj->path);
+        g_free(wj->data);
+        g_free(wj);
+}
+
+static void start_write(Engine *e);
+
+static void finish_run(Engine *e)
+{
+        e->phase = PHASE_DONE;
+        g_clear_pointer(&e->deadline_source, g_source_destroy);
+        g_clear_pointer(&e->progress_source, g_source_destroy);
+        if (e->cb && e->cb->finished)
+                e->cb->finished(e, e->userdata);
+}
+
+static void write_job_done(gpointer p)
+{
+        WriteJob *wj = p;
+        Engine *e = wj->engine;
+
+        e->writing = false;
+        if (e->phase == PHASE_NEW)
+                return; /* detached */
+        if (wj->r < 0)
+                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", wj->path,
+                    g_strerror(-wj->r));
+        if (e->phase == PHASE_RECORDING) {
+                if (wj->r < 0)
+                        say(e, ENGINE_LEVEL_ERR, NULL, NULL,
+                            "Preserving the guests anyway, but they will not be restored automatically");
+                engine_go(e);
+                return;
+        }
+        if (e->record_dirty)
+                start_write(e);
+        else if (e->phase == PHASE_FLUSHING)
+                finish_run(e);
+}
+
+static void start_write(Engine *e)
+{
+        WriteJob *wj = g_new0(WriteJob, 1);
+
+        e->record_dirty = false;
+        e->writing = true;
+        e->writes++;
+        wj->engine = engine_ref(e);
+        wj->path = g_strdup(e->record->path);
+        wj->data = record_serialize(e->record, &wj->len);
+        workers_submit(e->writer, wj, write_job_run, write_job_done, write_job_free);
+}
+
 static gboolean flush_cb(gpointer p)
 {
         Engine *e = p;
-        int r;
 
         e->flush_source = NULL;
-        if (e->record_dirty) {
-                e->record_dirty = false;
-                r = record_save(e->record);
-                if (r < 0)
-                        say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s",
-                            e->record->path, g_strerror(-r));
-        }
-        if (e->phase == PHASE_FLUSHING) {
-                e->phase = PHASE_DONE;
-                g_clear_pointer(&e->deadline_source, g_source_destroy);
-                g_clear_pointer(&e->progress_source, g_source_destroy);
-                if (e->cb && e->cb->finished)
-                        e->cb->finished(e, e->userdata);
-        }
+        if (!e->writing && (e->record_dirty || e->phase == PHASE_FLUSHING))
+                start_write(e);
         return G_SOURCE_REMOVE;
 }
 
@@ -207,8 +275,8 @@ static void record_touch(Engine *e)
         GSource *s;
 
         e->record_dirty = true;
-        if (e->flush_source)
-                return;
+        if (e->flush_source || e->writing)
+                return; /* the write in flight, or the flush already queued, will take it */
         s = g_idle_source_new();
         g_source_set_priority(s, FLUSH_PRIORITY);
         g_source_set_callback(s, flush_cb, e, NULL);
@@ -738,7 +806,7 @@ static void maybe_finish_run(Engine *e)
         if (e->phase != PHASE_RUNNING || e->finished < e->guests->len)
                 return;
         e->phase = PHASE_FLUSHING;
-        /* Always pass through the flush: the finished callback comes after the record. */
+        /* Always pass through a write: the finished callback comes after the record. */
         record_touch(e);
 }
 
@@ -936,8 +1004,6 @@ static HvSlot *slot_for_uri(Engine *e, const char *uri)
 
 static void begin_preserve(Engine *e)
 {
-        int r;
-
         for (guint i = 0; i < e->n_slots; i++) {
                 HvSlot *slot = &e->slots[i];
 
@@ -962,13 +1028,6 @@ static void begin_preserve(Engine *e)
 
         if (e->guests->len > 0 && g_mkdir_with_parents(e->save_dir, 0700) < 0)
                 say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir, g_strerror(errno));
-
-        /* Written synchronously: no action may precede it. */
-        r = record_save(e->record);
-        if (r < 0)
-                say(e, ENGINE_LEVEL_ERR, NULL, NULL,
-                    "Failed to write the record %s: %s; preserving the guests anyway, but they will not be restored automatically",
-                    e->record->path, g_strerror(-r));
 }
 
 static void begin_restore(Engine *e)
@@ -1006,31 +1065,28 @@ static void begin_restore(Engine *e)
                 g->xml = g_strdup(rg->xml);
                 g->pub.error = g_strdup(rg->error);
         }
-        if (e->record_dirty) {
-                int r = record_save(e->record);
-                e->record_dirty = false;
-                if (r < 0)
-                        say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", e->record->path,
-                            g_strerror(-r));
-        }
+        if (e->record_dirty)
+                record_touch(e);
 }
 
 static void engine_begin(Engine *e)
 {
-        e->phase = PHASE_RUNNING;
         e->failed += e->unreachable->len;
 
-        if (e->kind == RUN_PRESERVE)
+        if (e->kind == RUN_PRESERVE) {
                 begin_preserve(e);
-        else
-                begin_restore(e);
-
-        if (e->kind == RUN_PRESERVE && e->config.deadline_usec > 0) {
-                e->deadline_source = g_timeout_source_new((guint) (e->config.deadline_usec / USEC_PER_MSEC));
-                g_source_set_callback(e->deadline_source, deadline_cb, e, NULL);
-                g_source_attach(e->deadline_source, NULL);
-                g_source_unref(e->deadline_source);
+                /* No action before the list of guests is on disk. */
+                e->phase = PHASE_RECORDING;
+                start_write(e);
+                return;
         }
+        begin_restore(e);
+        engine_go(e);
+}
+
+static void engine_go(Engine *e)
+{
+        e->phase = PHASE_RUNNING;
         if (e->kind == RUN_PRESERVE && e->progress_interval_usec > 0) {
                 e->progress_source = g_timeout_source_new((guint) (e->progress_interval_usec / USEC_PER_MSEC));
                 g_source_set_callback(e->progress_source, progress_tick_cb, e, NULL);
@@ -1080,6 +1136,7 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->connect_retry_usec = opts->connect_retry_usec;
         e->progress_interval_usec = opts->progress_interval_usec;
         e->workers = workers;
+        e->writer = workers_new(NULL, 1);
         e->record = record;
         if (cb) {
                 e->cb_copy = *cb;
@@ -1138,6 +1195,8 @@ Engine *engine_unref(Engine *e)
                 return NULL;
 
         engine_stop_sources(e);
+        /* Waits for a record write in flight: it completes, it is never cut. */
+        workers_free(e->writer);
         for (guint i = 0; i < e->n_slots; i++) {
                 if (e->slots[i].listener)
                         hypervisor_remove_listener(e->slots[i].hv, e->slots[i].listener);
@@ -1167,6 +1226,13 @@ void engine_start(Engine *e)
 
         e->phase = PHASE_LISTING;
         e->lists_pending = e->n_slots;
+        /* The deadline covers the whole run, listing included. */
+        if (e->kind == RUN_PRESERVE && e->config.deadline_usec > 0) {
+                e->deadline_source = g_timeout_source_new((guint) (e->config.deadline_usec / USEC_PER_MSEC));
+                g_source_set_callback(e->deadline_source, deadline_cb, e, NULL);
+                g_source_attach(e->deadline_source, NULL);
+                g_source_unref(e->deadline_source);
+        }
         for (guint i = 0; i < e->n_slots; i++) {
                 Job *j;
 

