@@ -66,8 +66,8 @@ static double engine_run(RunKind kind, Config *c, Hypervisor *hv, Workers *w, Re
                          unsigned expect)
 {
         g_autofree char *save_dir = g_build_filename(dir, "save", NULL);
-        EngineOptions o = { .kind = kind, .config = c, .save_dir = save_dir };
-        EngineCallbacks cb = { .finished = on_finished };
+        EngineOptions o = {.kind = kind, .config = c, .save_dir = save_dir};
+        EngineCallbacks cb = {.finished = on_finished};
         g_autoptr(Engine) e = engine_new(&o, &hv, 1, w, rec, &cb, NULL);
         unsigned done, failed;
         guint64 t = now_usec();
@@ -79,8 +79,8 @@ static double engine_run(RunKind kind, Config *c, Hypervisor *hv, Workers *w, Re
         t = now_usec() - t;
         engine_counts(e, NULL, &done, &failed);
         if (done != expect || failed != 0) {
-                fprintf(stderr, "bench: %s: %u done, %u failed, expected %u\n", run_kind_to_string(kind), done, failed,
-                        expect);
+                fprintf(stderr, "bench: %s: %u done, %u failed, expected %u\n", run_kind_to_string(kind),
+                        done, failed, expect);
                 exit(1);
         }
         return (double) t / USEC_PER_SEC;
@@ -88,7 +88,7 @@ static double engine_run(RunKind kind, Config *c, Hypervisor *hv, Workers *w, Re
 
 int main(int argc, char **argv)
 {
-        static const unsigned defaults[] = { 10, 100, 1000, 5000 };
+        static const unsigned defaults[] = {10, 100, 1000, 5000};
         g_autofree char *dir = g_dir_make_tmp("gk-bench-XXXXXX", NULL);
         g_autoptr(Workers) w = workers_new(NULL, 32);
         unsigned ns[32];

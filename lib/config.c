@@ -23,7 +23,10 @@ typedef struct KeyDef {
         size_t offset;
 } KeyDef;
 
-#define KEY(g, k, t, field) { g, k, t, G_STRUCT_OFFSET(Config, field) }
+#define KEY(g, k, t, field)                                                                                 \
+        {                                                                                                   \
+                g, k, t, G_STRUCT_OFFSET(Config, field)                                                     \
+        }
 
 static const KeyDef keys[] = {
         KEY("Guests", "URIs", KEY_URIS, uris),
@@ -43,7 +46,7 @@ static const KeyDef keys[] = {
 
 /* Upper bound for seconds keys: a week. Anything larger is a typo, and it keeps
  * µs arithmetic far from overflow. */
-#define SECONDS_MAX (7u * 24u * 3600u)
+#define SECONDS_MAX  (7u * 24u * 3600u)
 #define UNSIGNED_MAX 100000u
 
 Config *config_new_default(void)
@@ -111,8 +114,8 @@ static int parse_unsigned(const char *v, unsigned max, unsigned *ret)
 
 static int parse_bool(const char *v, bool *ret)
 {
-        static const char *const yes[] = { "yes", "true", "on", "1" };
-        static const char *const no[] = { "no", "false", "off", "0" };
+        static const char *const yes[] = {"yes", "true", "on", "1"};
+        static const char *const no[] = {"no", "false", "off", "0"};
 
         for (size_t i = 0; i < ELEMENTSOF(yes); i++)
                 if (g_ascii_strcasecmp(v, yes[i]) == 0) {
@@ -144,7 +147,8 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                                 g_ptr_array_add(list, g_strdup(*p));
                 if (list->len == 0) {
                         g_ptr_array_free(list, TRUE);
-                        *ret_what = g_strdup("needs at least one URI (use \"default\" for libvirt's default)");
+                        *ret_what =
+                                g_strdup("needs at least one URI (use \"default\" for libvirt's default)");
                         return -EINVAL;
                 }
                 g_ptr_array_add(list, NULL);
@@ -166,8 +170,8 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                 r = parse_unsigned(value, SECONDS_MAX, &u);
                 if (r < 0) {
                         *ret_what = r == -ERANGE
-                                            ? g_strdup_printf("\"%s\" is too large (at most %u seconds)", value,
-                                                              SECONDS_MAX)
+                                            ? g_strdup_printf("\"%s\" is too large (at most %u seconds)",
+                                                              value, SECONDS_MAX)
                                             : g_strdup_printf("\"%s\" is not a number of seconds", value);
                         return r;
                 }
@@ -176,9 +180,10 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
         case KEY_UNSIGNED:
                 r = parse_unsigned(value, UNSIGNED_MAX, &u);
                 if (r < 0) {
-                        *ret_what = r == -ERANGE ? g_strdup_printf("\"%s\" is too large (at most %u)", value,
-                                                                   UNSIGNED_MAX)
-                                                 : g_strdup_printf("\"%s\" is not a non-negative integer", value);
+                        *ret_what = r == -ERANGE
+                                            ? g_strdup_printf("\"%s\" is too large (at most %u)", value,
+                                                              UNSIGNED_MAX)
+                                            : g_strdup_printf("\"%s\" is not a non-negative integer", value);
                         return r;
                 }
                 *(unsigned *) field = u;
@@ -213,8 +218,9 @@ int config_apply_data(Config *c, const char *name, const char *data, gsize len, 
 
                 if (!group_known(*g)) {
                         if (warnings)
-                                g_ptr_array_add(warnings,
-                                                g_strdup_printf("%s: [%s]: unknown section, ignored", name, *g));
+                                g_ptr_array_add(
+                                        warnings,
+                                        g_strdup_printf("%s: [%s]: unknown section, ignored", name, *g));
                         continue;
                 }
                 ks = g_key_file_get_keys(kf, *g, NULL, NULL);
@@ -224,8 +230,9 @@ int config_apply_data(Config *c, const char *name, const char *data, gsize len, 
 
                         if (!def) {
                                 if (warnings)
-                                        g_ptr_array_add(warnings, g_strdup_printf("%s: [%s] %s: unknown key, ignored",
-                                                                                  name, *g, *k));
+                                        g_ptr_array_add(warnings,
+                                                        g_strdup_printf("%s: [%s] %s: unknown key, ignored",
+                                                                        name, *g, *k));
                                 continue;
                         }
                         /* Raw value, trimmed: GKeyFile's typed getters accept things the
@@ -279,7 +286,8 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
         dir = g_dir_open(dropin_dir, 0, &error);
         if (!dir) {
                 if (!g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
-                        *ret_error = g_strdup_printf("%s: cannot read directory: %s", dropin_dir, error->message);
+                        *ret_error =
+                                g_strdup_printf("%s: cannot read directory: %s", dropin_dir, error->message);
                         return -EIO;
                 }
         } else {
@@ -297,9 +305,17 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
 
         if (warnings) {
                 if (c->shutdown_timeout_usec == 0)
-                        g_ptr_array_add(warnings, g_strdup_printf("%s: [Shutdown] ShutdownTimeoutSec=0: no limit; a guest that ignores shutdown holds up the host (systemd's poweroff.target gives up after 30 min)", path));
+                        g_ptr_array_add(warnings,
+                                        g_strdup_printf("%s: [Shutdown] ShutdownTimeoutSec=0: no limit; a "
+                                                        "guest that ignores shutdown holds up the host "
+                                                        "(systemd's poweroff.target gives up after 30 min)",
+                                                        path));
                 if (c->deadline_usec == 0)
-                        g_ptr_array_add(warnings, g_strdup_printf("%s: [Shutdown] DeadlineSec=0: no limit for the whole run (systemd's poweroff.target gives up after 30 min)", path));
+                        g_ptr_array_add(
+                                warnings,
+                                g_strdup_printf("%s: [Shutdown] DeadlineSec=0: no limit for the whole run "
+                                                "(systemd's poweroff.target gives up after 30 min)",
+                                                path));
         }
 
         *ret = g_steal_pointer(&c);

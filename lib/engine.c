@@ -45,13 +45,13 @@ struct Guest {
         EngineGuest pub;
         Engine *engine;
         HvSlot *slot;
-        int last_step;      /* index of the last step attempted, -1 before the first */
-        int step;           /* step under way, -1 if none */
-        guint64 gen;        /* bumps at every step start; stale job results are ignored */
-        unsigned jobs;      /* jobs in flight for this guest */
-        bool stopped_seen;  /* a lifecycle event said it stopped, not by our save */
-        bool late_save_ok;  /* a save superseded by the deadline succeeded after all */
-        bool counts_save;   /* holds a save slot */
+        int last_step;        /* index of the last step attempted, -1 before the first */
+        int step;             /* step under way, -1 if none */
+        guint64 gen;          /* bumps at every step start; stale job results are ignored */
+        unsigned jobs;        /* jobs in flight for this guest */
+        bool stopped_seen;    /* a lifecycle event said it stopped, not by our save */
+        bool late_save_ok;    /* a save superseded by the deadline succeeded after all */
+        bool counts_save;     /* holds a save slot */
         bool counts_shutdown; /* holds a shutdown slot */
         bool progress_supported;
         bool progress_query;
@@ -155,7 +155,8 @@ static void maybe_finish_run(Engine *e);
 
 /* ---- callbacks to the owner ---- */
 
-static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
+        G_GNUC_PRINTF(5, 6);
 static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
 {
         g_autofree char *text = NULL;
@@ -520,8 +521,9 @@ static void advance(Guest *g)
                         }
 
         if (next < 0) {
-                say(e, ENGINE_LEVEL_ERR, g, NULL, "%s is STILL RUNNING: no step left to try (last error: %s)",
-                    g->pub.name, g->pub.error ? g->pub.error : "none");
+                say(e, ENGINE_LEVEL_ERR, g, NULL,
+                    "%s is STILL RUNNING: no step left to try (last error: %s)", g->pub.name,
+                    g->pub.error ? g->pub.error : "none");
                 guest_finish(g, OUTCOME_FAILED);
                 return;
         }
@@ -634,8 +636,8 @@ static void on_shutdown_done(Guest *g, Job *j)
                 return;
         if (j->r < 0) {
                 guest_set_error(g, "shutdown request failed", j->error);
-                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s", g->pub.name,
-                    j->error);
+                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s",
+                    g->pub.name, j->error);
                 release_slots(g);
                 check_after_failure(g);
                 return;
@@ -737,7 +739,8 @@ static void start_restore(Guest *g)
         if (g->pub.persistent) {
                 j = job_new(e, JOB_START, g, NULL);
                 j->flag = e->config.bypass_cache;
-        } else if (g->save_file && (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
+        } else if (g->save_file &&
+                   (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
                 j = job_new(e, JOB_RESTORE, g, NULL);
                 j->file = g_strdup(g->save_file);
                 j->flag = e->config.bypass_cache;
@@ -817,7 +820,8 @@ static gboolean deadline_cb(gpointer p)
 
         e->deadline_source = NULL;
         e->deadline_passed = true;
-        say(e, ENGINE_LEVEL_WARNING, NULL, NULL, "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
+        say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
+            "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
             e->config.deadline_usec / USEC_PER_SEC);
 
         for (guint i = 0; i < snapshot->len; i++) {
@@ -833,7 +837,8 @@ static gboolean deadline_cb(gpointer p)
                         /* Waiting for a slot or for a graceful shutdown, and no poweroff
                          * allowed: the run ends here with the guest still running. */
                         guest_set_error(g, "deadline spent before it stopped", NULL);
-                        say(e, ENGINE_LEVEL_ERR, g, NULL, "%s is STILL RUNNING: deadline spent and PowerOff= does not cover it",
+                        say(e, ENGINE_LEVEL_ERR, g, NULL,
+                            "%s is STILL RUNNING: deadline spent and PowerOff= does not cover it",
                             g->pub.name);
                         guest_finish(g, OUTCOME_FAILED);
                         continue;
@@ -965,8 +970,9 @@ static void job_done(gpointer p)
                 if (j->r < 0) {
                         slot->reachable = false;
                         g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, j->error));
-                        say(e, ENGINE_LEVEL_ERR, NULL, slot->uri, "Cannot reach %s: %s; its guests are not %s",
-                            slot->uri, j->error, e->kind == RUN_PRESERVE ? "preserved" : "restored");
+                        say(e, ENGINE_LEVEL_ERR, NULL, slot->uri,
+                            "Cannot reach %s: %s; its guests are not %s", slot->uri, j->error,
+                            e->kind == RUN_PRESERVE ? "preserved" : "restored");
                 } else {
                         slot->reachable = true;
                         slot->listed = g_steal_pointer(&j->list);
@@ -1013,7 +1019,8 @@ static void begin_preserve(Engine *e)
                         GuestInfo *info = slot->listed->pdata[k];
                         Guest *g;
 
-                        if (!guest_state_is_active(info->state) || g_hash_table_contains(slot->guests, info->uuid))
+                        if (!guest_state_is_active(info->state) ||
+                            g_hash_table_contains(slot->guests, info->uuid))
                                 continue;
                         g = guest_new(e, slot, info->uuid, info->name, info->persistent);
                         g->pub.memory_kib = info->memory_kib;
@@ -1088,7 +1095,8 @@ static void engine_go(Engine *e)
 {
         e->phase = PHASE_RUNNING;
         if (e->kind == RUN_PRESERVE && e->progress_interval_usec > 0) {
-                e->progress_source = g_timeout_source_new((guint) (e->progress_interval_usec / USEC_PER_MSEC));
+                e->progress_source =
+                        g_timeout_source_new((guint) (e->progress_interval_usec / USEC_PER_MSEC));
                 g_source_set_callback(e->progress_source, progress_tick_cb, e, NULL);
                 g_source_attach(e->progress_source, NULL);
                 g_source_unref(e->progress_source);

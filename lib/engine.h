@@ -56,8 +56,8 @@ typedef struct EngineCallbacks {
         /* A guest's outcome changed (a step started, or it finished). */
         void (*guest_changed)(Engine *e, const EngineGuest *g, void *userdata);
         /* Something worth saying; @g or @uri may be NULL. */
-        void (*message)(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
-                        void *userdata);
+        void (*message)(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri,
+                        const char *text, void *userdata);
         /* Progress: a step started, a guest finished, or a save's bytes advanced. */
         void (*progress)(Engine *e, void *userdata);
         /* The run is over and the record is on disk. */
@@ -66,9 +66,9 @@ typedef struct EngineCallbacks {
 
 typedef struct EngineOptions {
         RunKind kind;
-        const Config *config;   /* copied */
-        const char *save_dir;   /* transient guests' save files */
-        guint64 connect_retry_usec;    /* how long an unreachable URI is retried at the start */
+        const Config *config;           /* copied */
+        const char *save_dir;           /* transient guests' save files */
+        guint64 connect_retry_usec;     /* how long an unreachable URI is retried at the start */
         guint64 progress_interval_usec; /* how often a save's job stats are read */
 } EngineOptions;
 

@@ -10,7 +10,7 @@ typedef struct FakeGuest {
         char *name;
         char *uuid;
         GuestState state;
-        bool defined;  /* persistent, or transient and currently existing */
+        bool defined; /* persistent, or transient and currently existing */
         bool managed_save;
         bool shutdown_pending;
         guint64 save_started;
@@ -126,8 +126,8 @@ static int fk_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 info->state = g->state;
                 info->memory_kib = g->spec.memory_kib;
                 if (!g->spec.persistent)
-                        info->xml = g_strdup_printf("<domain><name>%s</name><uuid>%s</uuid></domain>", g->name,
-                                                    g->uuid);
+                        info->xml = g_strdup_printf("<domain><name>%s</name><uuid>%s</uuid></domain>",
+                                                    g->name, g->uuid);
                 g_ptr_array_add(list, info);
         }
         g_mutex_unlock(&h->lock);
@@ -293,7 +293,8 @@ static int fk_destroy(Hypervisor *h, const char *uuid, char **ret_error)
         f->active[FAKE_DESTROY]--;
         if (g->spec.destroy_fails) {
                 g_mutex_unlock(&h->lock);
-                return fail(ret_error, -EIO, "failed to terminate process of %s: Device or resource busy", uuid);
+                return fail(ret_error, -EIO, "failed to terminate process of %s: Device or resource busy",
+                            uuid);
         }
         if (!guest_state_is_active(g->state)) {
                 g_mutex_unlock(&h->lock);
@@ -319,11 +320,12 @@ static int do_start(Hypervisor *h, FakeGuest *g, char **ret_error)
         f->active[FAKE_START]--;
         fails = g->spec.start_fails;
         if (fails)
-                return fail(ret_error, -EIO, "internal error: cannot start %s: qemu unexpectedly closed the monitor",
+                return fail(ret_error, -EIO,
+                            "internal error: cannot start %s: qemu unexpectedly closed the monitor",
                             g->name);
         if (guest_state_is_active(g->state))
-                return fail(ret_error, -EINVAL, "Requested operation is not valid: domain %s is already running",
-                            g->name);
+                return fail(ret_error, -EINVAL,
+                            "Requested operation is not valid: domain %s is already running", g->name);
         g->state = GUEST_STATE_RUNNING;
         g->defined = true;
         g->managed_save = false;
@@ -464,7 +466,8 @@ const char *fake_add_guest(Hypervisor *h, const FakeGuestSpec *spec)
 
         g->name = g_strdup(spec->name);
         g->uuid = spec->uuid ? g_strdup(spec->uuid)
-                             : g_strdup_printf("%08x-0000-4000-8000-%012x", hash, (unsigned) strlen(spec->name));
+                             : g_strdup_printf("%08x-0000-4000-8000-%012x", hash,
+                                               (unsigned) strlen(spec->name));
         apply_spec(g, spec);
         g->state = spec->paused ? GUEST_STATE_PAUSED : GUEST_STATE_RUNNING;
         g->defined = true;

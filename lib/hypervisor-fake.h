@@ -14,13 +14,13 @@ typedef struct FakeGuestSpec {
         bool persistent;
         bool paused;
         guint64 memory_kib;
-        guint save_ms;          /* how long a save takes */
-        guint shutdown_ms;      /* from the ACPI request to the guest stopping */
-        bool ignore_shutdown;   /* never reacts to the ACPI request */
+        guint save_ms;        /* how long a save takes */
+        guint shutdown_ms;    /* from the ACPI request to the guest stopping */
+        bool ignore_shutdown; /* never reacts to the ACPI request */
         guint destroy_ms;
         guint start_ms;
         bool save_fails;
-        bool shutdown_fails;    /* the request itself errors */
+        bool shutdown_fails; /* the request itself errors */
         bool destroy_fails;
         bool start_fails;
 } FakeGuestSpec;

@@ -79,7 +79,8 @@ static int fh_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char *
 static int fh_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
 {
         if (faults_of(h, uuid) & FAULT_SAVE_FAILS) {
-                *ret_error = g_strdup("operation failed: (injected) cannot write save image: No space left on device");
+                *ret_error = g_strdup(
+                        "operation failed: (injected) cannot write save image: No space left on device");
                 return -EIO;
         }
         return FH(h)->inner->ops->save(FH(h)->inner, uuid, file, bypass_cache, ret_error);

@@ -8,8 +8,8 @@
 #include "hypervisor.h"
 
 typedef enum Fault {
-        FAULT_SAVE_FAILS = 1 << 0,       /* save returns an error, the guest keeps running */
-        FAULT_IGNORE_SHUTDOWN = 1 << 1,  /* the ACPI request "succeeds" and nothing happens */
+        FAULT_SAVE_FAILS = 1 << 0,      /* save returns an error, the guest keeps running */
+        FAULT_IGNORE_SHUTDOWN = 1 << 1, /* the ACPI request "succeeds" and nothing happens */
         FAULT_DESTROY_FAILS = 1 << 2,
         FAULT_START_FAILS = 1 << 3,
 } Fault;

@@ -14,8 +14,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree);
 
 typedef struct LibvirtHypervisor {
         Hypervisor base;
-        virConnectPtr conn;  /* guarded by base.lock */
-        int lifecycle_id;    /* guarded by base.lock */
+        virConnectPtr conn; /* guarded by base.lock */
+        int lifecycle_id;   /* guarded by base.lock */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -195,8 +195,9 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
                 (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
                 if (virConnectRegisterCloseCallback(n, close_cb, h, NULL) < 0)
                         virResetLastError();
-                lh->lifecycle_id = virConnectDomainEventRegisterAny(
-                        n, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), h, NULL);
+                lh->lifecycle_id =
+                        virConnectDomainEventRegisterAny(n, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                         VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), h, NULL);
                 if (lh->lifecycle_id < 0)
                         virResetLastError();
                 if (!h->resolved_uri) {
@@ -290,7 +291,8 @@ static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 GuestInfo *g;
                 int st = 0, reason;
 
-                if (virDomainGetUUIDString(doms[i], uuid) < 0 || virDomainGetState(doms[i], &st, &reason, 0) < 0) {
+                if (virDomainGetUUIDString(doms[i], uuid) < 0 ||
+                    virDomainGetState(doms[i], &st, &reason, 0) < 0) {
                         /* Vanished between list and query: not ours to report. */
                         virResetLastError();
                         virDomainFree(doms[i]);
@@ -335,17 +337,17 @@ static int lv_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char *
 }
 
 /* Runs one domain call: lookup, call, error copy-out. */
-#define DOMAIN_CALL(h, uuid, ret_error, what, expr)                     \
-        ({                                                              \
-                g_autoptr(virDomain) d = NULL;                          \
-                virConnectPtr c = NULL;                                 \
-                int _r = lookup(h, uuid, &c, &d, ret_error);            \
-                if (_r >= 0) {                                          \
-                        if ((expr) < 0)                                 \
-                                _r = error_from_libvirt(ret_error, what); \
-                        virConnectClose(c);                             \
-                }                                                       \
-                _r;                                                     \
+#define DOMAIN_CALL(h, uuid, ret_error, what, expr)                                                         \
+        ({                                                                                                  \
+                g_autoptr(virDomain) d = NULL;                                                              \
+                virConnectPtr c = NULL;                                                                     \
+                int _r = lookup(h, uuid, &c, &d, ret_error);                                                \
+                if (_r >= 0) {                                                                              \
+                        if ((expr) < 0)                                                                     \
+                                _r = error_from_libvirt(ret_error, what);                                   \
+                        virConnectClose(c);                                                                 \
+                }                                                                                           \
+                _r;                                                                                         \
         })
 
 static int lv_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
@@ -353,7 +355,8 @@ static int lv_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
         unsigned flags = bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
 
         if (file)
-                return DOMAIN_CALL(h, uuid, ret_error, "save failed", virDomainSaveFlags(d, file, NULL, flags));
+                return DOMAIN_CALL(h, uuid, ret_error, "save failed",
+                                   virDomainSaveFlags(d, file, NULL, flags));
         return DOMAIN_CALL(h, uuid, ret_error, "managed save failed", virDomainManagedSave(d, flags));
 }
 

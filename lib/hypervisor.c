@@ -4,10 +4,8 @@
 #include "util.h"
 
 static const char *const guest_state_table[_GUEST_STATE_MAX] = {
-        [GUEST_STATE_RUNNING] = "running",
-        [GUEST_STATE_PAUSED] = "paused",
-        [GUEST_STATE_SHUTOFF] = "shutoff",
-        [GUEST_STATE_SAVED] = "saved",
+        [GUEST_STATE_RUNNING] = "running",         [GUEST_STATE_PAUSED] = "paused",
+        [GUEST_STATE_SHUTOFF] = "shutoff",         [GUEST_STATE_SAVED] = "saved",
         [GUEST_STATE_UNREACHABLE] = "unreachable",
 };
 DEFINE_STRING_TABLE(guest_state, GuestState, _GUEST_STATE_MAX);
@@ -72,7 +70,7 @@ void hypervisor_destroy(gpointer h)
 
 guint hypervisor_add_listener(Hypervisor *h, HypervisorListener cb, void *userdata)
 {
-        Listener l = { .id = h->next_listener_id++, .cb = cb, .userdata = userdata };
+        Listener l = {.id = h->next_listener_id++, .cb = cb, .userdata = userdata};
 
         g_array_append_val(h->listeners, l);
         return l.id;

@@ -32,14 +32,14 @@ static inline int string_table_lookup(const char *const *table, size_t n, const 
         return -EINVAL;
 }
 
-#define DEFINE_STRING_TABLE(name, type, max)                                          \
-        const char *name##_to_string(type v)                                          \
-        {                                                                             \
-                if ((int) v < 0 || (size_t) v >= ELEMENTSOF(name##_table))            \
-                        return NULL;                                                  \
-                return name##_table[v];                                               \
-        }                                                                             \
-        type name##_from_string(const char *s)                                        \
-        {                                                                             \
-                return (type) string_table_lookup(name##_table, (size_t) (max), s);   \
+#define DEFINE_STRING_TABLE(name, type, max)                                                                \
+        const char *name##_to_string(type v)                                                                \
+        {                                                                                                   \
+                if ((int) v < 0 || (size_t) v >= ELEMENTSOF(name##_table))                                  \
+                        return NULL;                                                                        \
+                return name##_table[v];                                                                     \
+        }                                                                                                   \
+        type name##_from_string(const char *s)                                                              \
+        {                                                                                                   \
+                return (type) string_table_lookup(name##_table, (size_t) (max), s);                         \
         }

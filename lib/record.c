@@ -154,8 +154,9 @@ char *record_serialize(Record *r, gsize *ret_len)
         g_autofree char *stamp = g_date_time_format_iso8601(now);
         GString *out = g_string_sized_new(256 + r->guests->len * 192);
 
-        g_string_append(out, "# guestkeeper run record (docs/record.md). Written atomically; do not edit while "
-                             "guestkeeperd runs.\n");
+        g_string_append(out,
+                        "# guestkeeper run record (docs/record.md). Written atomically; do not edit while "
+                        "guestkeeperd runs.\n");
         g_string_append_printf(out, "[Record]\nVersion=%d\nUpdated=%s\nGuests=%u\n", RECORD_VERSION, stamp,
                                r->guests->len);
         for (guint i = 0; i < r->guests->len; i++) {
@@ -167,7 +168,8 @@ char *record_serialize(Record *r, gsize *ret_len)
                 append_key(out, "UUID", g->uuid);
                 append_key(out, "Name", g->name);
                 g_string_append_printf(out, "Persistent=%s\nSteps=%s\nOutcome=%s\n",
-                                       g->persistent ? "true" : "false", steps, outcome_to_string(g->outcome));
+                                       g->persistent ? "true" : "false", steps,
+                                       outcome_to_string(g->outcome));
                 if (g->error)
                         append_key(out, "Error", g->error);
                 if (g->save_file)
@@ -182,10 +184,10 @@ char *record_serialize(Record *r, gsize *ret_len)
         return g_string_free(out, FALSE);
 }
 
-#define BAD(...)                                                        \
-        ({                                                              \
-                *ret_error = g_strdup_printf(__VA_ARGS__);              \
-                -EBADMSG;                                               \
+#define BAD(...)                                                                                            \
+        ({                                                                                                  \
+                *ret_error = g_strdup_printf(__VA_ARGS__);                                                  \
+                -EBADMSG;                                                                                   \
         })
 
 static int get_required(GKeyFile *kf, const char *group, const char *key, const char *path, char **ret,
@@ -219,14 +221,16 @@ int record_parse(const char *data, gsize len, const char *path, Record **ret, ch
         if (error)
                 return BAD("%s: [Record] Version: missing or not a number", path);
         if (version != RECORD_VERSION)
-                return BAD("%s: [Record] Version: %" G_GINT64_FORMAT " is not a version this guestkeeper reads (%d)",
+                return BAD("%s: [Record] Version: %" G_GINT64_FORMAT
+                           " is not a version this guestkeeper reads (%d)",
                            path, version, RECORD_VERSION);
         count = g_key_file_get_int64(kf, "Record", "Guests", &error);
         if (error)
                 return BAD("%s: [Record] Guests: missing or not a number", path);
         end_count = g_key_file_get_int64(kf, "End", "Guests", &error);
         if (error || end_count != count || count != (gint64) ngroups - 2)
-                return BAD("%s: guest count mismatch (header %" G_GINT64_FORMAT ", found %zu): truncated or edited",
+                return BAD("%s: guest count mismatch (header %" G_GINT64_FORMAT
+                           ", found %zu): truncated or edited",
                            path, count, ngroups - 2);
 
         for (gsize i = 1; i + 1 < ngroups; i++) {
@@ -255,8 +259,8 @@ int record_parse(const char *data, gsize len, const char *path, Record **ret, ch
                         return BAD("%s: [%s] Persistent: missing or not a boolean", path, group);
                 mask = steps_from_string(steps);
                 if (mask < 0)
-                        return BAD("%s: [%s] Steps: \"%s\" is not a list of save, shutdown, poweroff", path, group,
-                                   steps);
+                        return BAD("%s: [%s] Steps: \"%s\" is not a list of save, shutdown, poweroff", path,
+                                   group, steps);
                 o = outcome_from_string(outcome);
                 if (o < 0)
                         return BAD("%s: [%s] Outcome: unknown outcome \"%s\"", path, group, outcome);
@@ -321,11 +325,12 @@ int record_load_or_set_aside(const char *path, Record **ret, char **ret_problem)
 
                 if (rename(path, aside) < 0) {
                         int e = errno;
-                        *ret_problem = g_strdup_printf("%s; could not rename it aside to %s: %s", error, aside,
-                                                       g_strerror(e));
+                        *ret_problem = g_strdup_printf("%s; could not rename it aside to %s: %s", error,
+                                                       aside, g_strerror(e));
                         return -e;
                 }
-                *ret_problem = g_strdup_printf("%s; kept as %s, starting with an empty record", error, aside);
+                *ret_problem =
+                        g_strdup_printf("%s; kept as %s, starting with an empty record", error, aside);
                 *ret = record_new(path);
                 return 0;
         }

@@ -16,11 +16,11 @@ typedef struct RecordGuest {
         char *uuid;
         char *name;
         bool persistent;
-        unsigned steps;   /* planned steps, STEP_MASK() bits */
+        unsigned steps; /* planned steps, STEP_MASK() bits */
         Outcome outcome;
-        char *error;      /* last error, NULL if none */
-        char *save_file;  /* transient guests saved to a file */
-        char *xml;        /* transient guests: what re-creates them */
+        char *error;     /* last error, NULL if none */
+        char *save_file; /* transient guests saved to a file */
+        char *xml;       /* transient guests: what re-creates them */
 } RecordGuest;
 
 typedef struct Record {

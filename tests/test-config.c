@@ -102,8 +102,8 @@ START_TEST(test_every_key)
         ck_assert(c->sync_time);
         /* DeadlineSec=0 means no limit: said as a warning. */
         ck_assert_uint_eq(warnings->len, 1);
-        ck_assert_msg(strstr(warnings->pdata[0], "DeadlineSec") && strstr(warnings->pdata[0], "no limit"), "%s",
-                      (char *) warnings->pdata[0]);
+        ck_assert_msg(strstr(warnings->pdata[0], "DeadlineSec") && strstr(warnings->pdata[0], "no limit"),
+                      "%s", (char *) warnings->pdata[0]);
 }
 END_TEST
 
@@ -111,21 +111,21 @@ END_TEST
 static const struct {
         const char *group, *key, *value, *what;
 } bad_values[] = {
-        { "Guests", "URIs", "   ", "needs at least one URI (use \"default\" for libvirt's default)" },
-        { "Shutdown", "Save", "sometimes", "\"sometimes\" is not one of none, persistent, transient, all" },
-        { "Shutdown", "Shutdown", "ALL", "\"ALL\" is not one of none, persistent, transient, all" },
-        { "Shutdown", "PowerOff", "", "\"\" is not one of none, persistent, transient, all" },
-        { "Shutdown", "ShutdownTimeoutSec", "5min", "\"5min\" is not a number of seconds" },
-        { "Shutdown", "ShutdownTimeoutSec", "-1", "\"-1\" is not a number of seconds" },
-        { "Shutdown", "DeadlineSec", "99999999999", "\"99999999999\" is too large (at most 604800 seconds)" },
-        { "Shutdown", "DeadlineSec", "1.5", "\"1.5\" is not a number of seconds" },
-        { "Shutdown", "ParallelSaves", "two", "\"two\" is not a non-negative integer" },
-        { "Shutdown", "ParallelShutdowns", "0x10", "\"0x10\" is not a non-negative integer" },
-        { "Shutdown", "BypassCache", "maybe", "\"maybe\" is not a boolean (yes/no)" },
-        { "Boot", "Restore", "2", "\"2\" is not a boolean (yes/no)" },
-        { "Boot", "StartDelaySec", "abc", "\"abc\" is not a number of seconds" },
-        { "Boot", "ParallelStarts", "1000000", "\"1000000\" is too large (at most 100000)" },
-        { "Boot", "SyncTime", "y e s", "\"y e s\" is not a boolean (yes/no)" },
+        {"Guests", "URIs", "   ", "needs at least one URI (use \"default\" for libvirt's default)"},
+        {"Shutdown", "Save", "sometimes", "\"sometimes\" is not one of none, persistent, transient, all"},
+        {"Shutdown", "Shutdown", "ALL", "\"ALL\" is not one of none, persistent, transient, all"},
+        {"Shutdown", "PowerOff", "", "\"\" is not one of none, persistent, transient, all"},
+        {"Shutdown", "ShutdownTimeoutSec", "5min", "\"5min\" is not a number of seconds"},
+        {"Shutdown", "ShutdownTimeoutSec", "-1", "\"-1\" is not a number of seconds"},
+        {"Shutdown", "DeadlineSec", "99999999999", "\"99999999999\" is too large (at most 604800 seconds)"},
+        {"Shutdown", "DeadlineSec", "1.5", "\"1.5\" is not a number of seconds"},
+        {"Shutdown", "ParallelSaves", "two", "\"two\" is not a non-negative integer"},
+        {"Shutdown", "ParallelShutdowns", "0x10", "\"0x10\" is not a non-negative integer"},
+        {"Shutdown", "BypassCache", "maybe", "\"maybe\" is not a boolean (yes/no)"},
+        {"Boot", "Restore", "2", "\"2\" is not a boolean (yes/no)"},
+        {"Boot", "StartDelaySec", "abc", "\"abc\" is not a number of seconds"},
+        {"Boot", "ParallelStarts", "1000000", "\"1000000\" is too large (at most 100000)"},
+        {"Boot", "SyncTime", "y e s", "\"y e s\" is not a boolean (yes/no)"},
 };
 
 START_TEST(test_bad_value)
@@ -133,8 +133,8 @@ START_TEST(test_bad_value)
         g_autofree char *text = g_strdup_printf("[%s]\n%s=%s\n", bad_values[_i].group, bad_values[_i].key,
                                                 bad_values[_i].value);
         g_autofree char *p = file_in("bad.conf", text);
-        g_autofree char *expect = g_strdup_printf("%s: [%s] %s: %s", p, bad_values[_i].group, bad_values[_i].key,
-                                                  bad_values[_i].what);
+        g_autofree char *expect = g_strdup_printf("%s: [%s] %s: %s", p, bad_values[_i].group,
+                                                  bad_values[_i].key, bad_values[_i].what);
         g_autoptr(Config) c = NULL;
         g_autofree char *err = NULL;
 
@@ -189,7 +189,7 @@ START_TEST(test_dropins_lexical_later_wins)
         ignored = file_in("gk.conf.d/30-c.conf.disabled", "[Shutdown]\nSave=persistent\n");
 
         ck_assert_int_eq(config_load(p, true, &c, NULL, &err), 0);
-        ck_assert_int_eq(c->save, SCOPE_ALL);     /* 20-b over 10-a over the main file */
+        ck_assert_int_eq(c->save, SCOPE_ALL);    /* 20-b over 10-a over the main file */
         ck_assert_uint_eq(c->parallel_saves, 5); /* 10-a over the main file */
 }
 END_TEST

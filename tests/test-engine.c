@@ -49,7 +49,8 @@ static void on_changed(Engine *e, const EngineGuest *g, void *ud)
         Run *run = ud;
 
         run->changes++;
-        if (run->cancel_on_saving && g->outcome == OUTCOME_SAVING && streq_ptr(g->name, run->cancel_on_saving))
+        if (run->cancel_on_saving && g->outcome == OUTCOME_SAVING &&
+            streq_ptr(g->name, run->cancel_on_saving))
                 engine_cancel(e);
 }
 
@@ -139,11 +140,11 @@ static RecordGuest *recorded(const char *name)
 
 static void add(const char *name, bool persistent)
 {
-        FakeGuestSpec s = { .name = name, .persistent = persistent, .memory_kib = 1024 };
+        FakeGuestSpec s = {.name = name, .persistent = persistent, .memory_kib = 1024};
         fake_add_guest(hv, &s);
 }
 
-#define ADD(...) fake_add_guest(hv, &(FakeGuestSpec){ __VA_ARGS__ })
+#define ADD(...) fake_add_guest(hv, &(FakeGuestSpec){__VA_ARGS__})
 
 /* ---- preserve ---- */
 
@@ -215,7 +216,8 @@ START_TEST(test_stuck_guest_powered_off_after_timeout)
         /* Not before the timeout. */
         ck_assert_uint_ge(now_usec() - t0, 200 * USEC_PER_MSEC);
         ck_assert_int_eq(fake_guest_state(hv, "stuck"), GUEST_STATE_SHUTOFF);
-        ck_assert_msg(strstr(recorded("stuck")->error, "did not shut down within"), "%s", recorded("stuck")->error);
+        ck_assert_msg(strstr(recorded("stuck")->error, "did not shut down within"), "%s",
+                      recorded("stuck")->error);
 }
 END_TEST
 
@@ -420,9 +422,9 @@ END_TEST
 START_TEST(test_unreachable_uri_reported_others_preserved)
 {
         g_autoptr(Hypervisor) down = hypervisor_fake_new("fake:///down", NULL);
-        Hypervisor *both[] = { hv, down };
+        Hypervisor *both[] = {hv, down};
         g_autoptr(Run) run = NULL;
-        FakeGuestSpec s = { .name = "lost", .persistent = true };
+        FakeGuestSpec s = {.name = "lost", .persistent = true};
         unsigned total, done, failed;
         GPtrArray *un;
 
@@ -527,7 +529,7 @@ END_TEST
 START_TEST(test_restore_failure_kept_for_next_time)
 {
         g_autoptr(Run) pre = NULL, post = NULL, again = NULL;
-        FakeGuestSpec fixed = { .name = "flaky", .persistent = true, .memory_kib = 1024 };
+        FakeGuestSpec fixed = {.name = "flaky", .persistent = true, .memory_kib = 1024};
         RecordGuest *rg;
         unsigned failed;
 
@@ -612,11 +614,11 @@ START_TEST(test_restore_skips_failed_and_untouched)
 
         add("a", true);
         add("b", true);
-        a = record_put(record, "fake:///one", fake_add_guest(hv, &(FakeGuestSpec){ .name = "c", .persistent = true }),
-                       "c", true);
+        a = record_put(record, "fake:///one",
+                       fake_add_guest(hv, &(FakeGuestSpec){.name = "c", .persistent = true}), "c", true);
         a->outcome = OUTCOME_FAILED; /* still running at shutdown: not stopped by us */
-        b = record_put(record, "fake:///one", fake_add_guest(hv, &(FakeGuestSpec){ .name = "d", .persistent = true }),
-                       "d", true);
+        b = record_put(record, "fake:///one",
+                       fake_add_guest(hv, &(FakeGuestSpec){.name = "d", .persistent = true}), "d", true);
         b->outcome = OUTCOME_NONE;
         fake_guest_stop(hv, "c");
         fake_guest_stop(hv, "d");

@@ -49,7 +49,7 @@ static void on_finished(Engine *e, void *ud)
         finished = true;
 }
 
-static const EngineCallbacks callbacks = { .finished = on_finished };
+static const EngineCallbacks callbacks = {.finished = on_finished};
 
 static Engine *run(RunKind kind)
 {
@@ -118,7 +118,7 @@ START_TEST(test_preserve_and_restore_save_all)
         ck_assert_uint_eq(total, 4); /* "idle" was not running */
         ck_assert_uint_eq(done, 4);
         ck_assert_uint_eq(failed, 0);
-        for (const char *const *n = (const char *const[]){ "web1", "web2", "db1", NULL }; *n; n++) {
+        for (const char *const *n = (const char *const[]){"web1", "web2", "db1", NULL}; *n; n++) {
                 ck_assert_int_eq(outcome_of(pre, *n), OUTCOME_SAVED);
                 ck_assert_int_eq(state_of(*n), VIR_DOMAIN_SHUTOFF);
                 ck_assert_int_eq(has_managed_save(*n), 1);
@@ -139,7 +139,7 @@ START_TEST(test_preserve_and_restore_save_all)
         engine_counts(post, &total, &done, &failed);
         ck_assert_uint_eq(done, 4);
         ck_assert_uint_eq(failed, 0);
-        for (const char *const *n = (const char *const[]){ "web1", "web2", "db1", "scratch", NULL }; *n; n++)
+        for (const char *const *n = (const char *const[]){"web1", "web2", "db1", "scratch", NULL}; *n; n++)
                 ck_assert_msg(state_of(*n) == VIR_DOMAIN_RUNNING, "%s not running", *n);
         ck_assert_int_eq(has_managed_save("web1"), 0); /* resumed: the image is consumed */
         ck_assert_int_eq(state_of("idle"), VIR_DOMAIN_SHUTOFF);
@@ -182,10 +182,11 @@ END_TEST
 
 START_TEST(test_unreachable_uri)
 {
-        g_autoptr(Hypervisor) bad = hypervisor_libvirt_new("qemu+unix:///system?socket=/nonexistent/sock", NULL);
-        Hypervisor *both[] = { hv, bad };
+        g_autoptr(Hypervisor) bad =
+                hypervisor_libvirt_new("qemu+unix:///system?socket=/nonexistent/sock", NULL);
+        Hypervisor *both[] = {hv, bad};
         g_autofree char *save_dir = g_build_filename(dir, "save", NULL);
-        EngineOptions o = { .kind = RUN_PRESERVE, .config = config, .save_dir = save_dir };
+        EngineOptions o = {.kind = RUN_PRESERVE, .config = config, .save_dir = save_dir};
         g_autoptr(Engine) e = engine_new(&o, both, 2, workers, record, &callbacks, NULL);
         unsigned done, failed;
         GPtrArray *un;

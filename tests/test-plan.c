@@ -23,7 +23,8 @@ START_TEST(test_steps_string)
 
         ck_assert_str_eq(all, "save,shutdown,poweroff");
         ck_assert_str_eq(none, "");
-        ck_assert_int_eq(steps_from_string("poweroff,save"), STEP_MASK(STEP_SAVE) | STEP_MASK(STEP_POWEROFF));
+        ck_assert_int_eq(steps_from_string("poweroff,save"),
+                         STEP_MASK(STEP_SAVE) | STEP_MASK(STEP_POWEROFF));
         ck_assert_int_eq(steps_from_string(""), 0);
         ck_assert_int_eq(steps_from_string("save,,shutdown"), -EINVAL);
         ck_assert_int_eq(steps_from_string("suspend"), -EINVAL);
@@ -64,12 +65,9 @@ static const struct {
         const char *on_shutdown, *persistent_only;
         const char *transient, *persistent;
 } matrix[] = {
-        { "shutdown", "true", NOTHING, SHUTDOWN },
-        { "shutdown", "false", SHUTDOWN, SHUTDOWN },
-        { "shutdown", "default", SHUTDOWN, SHUTDOWN },
-        { "suspend", "true", NOTHING, SUSPEND },
-        { "suspend", "false", SUSPEND, SUSPEND },
-        { "suspend", "default", NOTHING, SUSPEND },
+        {"shutdown", "true", NOTHING, SHUTDOWN},     {"shutdown", "false", SHUTDOWN, SHUTDOWN},
+        {"shutdown", "default", SHUTDOWN, SHUTDOWN}, {"suspend", "true", NOTHING, SUSPEND},
+        {"suspend", "false", SUSPEND, SUSPEND},      {"suspend", "default", NOTHING, SUSPEND},
 };
 
 static const char *first_step(unsigned mask)
@@ -90,10 +88,12 @@ START_TEST(test_libvirt_guests_matrix)
                          0);
         t = plan_steps(c, false);
         p = plan_steps(c, true);
-        ck_assert_msg(streq_ptr(first_step(t), matrix[_i].transient), "ON_SHUTDOWN=%s PERSISTENT_ONLY=%s transient: %s",
-                      matrix[_i].on_shutdown, matrix[_i].persistent_only, first_step(t));
-        ck_assert_msg(streq_ptr(first_step(p), matrix[_i].persistent), "ON_SHUTDOWN=%s PERSISTENT_ONLY=%s persistent: %s",
-                      matrix[_i].on_shutdown, matrix[_i].persistent_only, first_step(p));
+        ck_assert_msg(streq_ptr(first_step(t), matrix[_i].transient),
+                      "ON_SHUTDOWN=%s PERSISTENT_ONLY=%s transient: %s", matrix[_i].on_shutdown,
+                      matrix[_i].persistent_only, first_step(t));
+        ck_assert_msg(streq_ptr(first_step(p), matrix[_i].persistent),
+                      "ON_SHUTDOWN=%s PERSISTENT_ONLY=%s persistent: %s", matrix[_i].on_shutdown,
+                      matrix[_i].persistent_only, first_step(p));
         /* Where libvirt-guests acts, we never stop at a failed first step. */
         if (p)
                 ck_assert(p & STEP_MASK(STEP_POWEROFF));

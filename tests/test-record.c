@@ -73,8 +73,9 @@ END_TEST
 START_TEST(test_awkward_values_round_trip)
 {
         static const char *const names[] = {
-                "  leading", "trailing  ", " both ", "tab\there", "back\\slash\\n", "new\nline\r\n",
-                "[group] = like", "#hash;semi", "ünïcødé 名前", "=", "\\s",
+                "  leading",     "trailing  ",     " both ",     "tab\there",    "back\\slash\\n",
+                "new\nline\r\n", "[group] = like", "#hash;semi", "ünïcødé 名前", "=",
+                "\\s",
         };
         g_autoptr(Record) r = record_new(path);
         g_autoptr(Record) back = NULL;
@@ -94,7 +95,8 @@ START_TEST(test_awkward_values_round_trip)
                 ck_assert_str_eq(g->name, names[i]);
                 ck_assert_str_eq(g->error, names[i]);
         }
-        ck_assert(g_utf8_validate(((RecordGuest *) back->guests->pdata[G_N_ELEMENTS(names)])->name, -1, NULL));
+        ck_assert(
+                g_utf8_validate(((RecordGuest *) back->guests->pdata[G_N_ELEMENTS(names)])->name, -1, NULL));
 }
 END_TEST
 

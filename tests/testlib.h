@@ -18,12 +18,12 @@ static inline gboolean testlib_guard_cb(gpointer p)
 }
 
 /* Iterates the default context until *flag is true. */
-#define RUN_UNTIL(cond)                                                                \
-        do {                                                                           \
-                guint _guard = g_timeout_add_seconds(GUARD_SECONDS, testlib_guard_cb, NULL); \
-                while (!(cond))                                                        \
-                        g_main_context_iteration(NULL, TRUE);                          \
-                g_source_remove(_guard);                                               \
+#define RUN_UNTIL(cond)                                                                                     \
+        do {                                                                                                \
+                guint _guard = g_timeout_add_seconds(GUARD_SECONDS, testlib_guard_cb, NULL);                \
+                while (!(cond))                                                                             \
+                        g_main_context_iteration(NULL, TRUE);                                               \
+                g_source_remove(_guard);                                                                    \
         } while (0)
 
 static inline char *testlib_tmpdir(void)

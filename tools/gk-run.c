@@ -50,7 +50,8 @@ static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const
         if (level > ENGINE_LEVEL_NOTICE)
                 return;
         stamp();
-        printf("%s%s%s\n", level <= ENGINE_LEVEL_ERR ? col("\033[31m") : col("\033[33m"), text, col("\033[0m"));
+        printf("%s%s%s\n", level <= ENGINE_LEVEL_ERR ? col("\033[31m") : col("\033[33m"), text,
+               col("\033[0m"));
 }
 
 static void on_finished(Engine *e, void *ud)
@@ -78,14 +79,15 @@ static void run(RunKind kind, Config *c, GPtrArray *hvs, Workers *w, Record *rec
 
         t0 = now_usec();
         finished = false;
-        printf("%s== %s run ==%s\n", col("\033[1m"), kind == RUN_PRESERVE ? "preserve" : "restore", col("\033[0m"));
+        printf("%s== %s run ==%s\n", col("\033[1m"), kind == RUN_PRESERVE ? "preserve" : "restore",
+               col("\033[0m"));
         engine_start(e);
         while (!finished)
                 g_main_context_iteration(NULL, TRUE);
         engine_counts(e, &total, &done, &failed);
         printf("%s== %s finished in %.2fs: %u guests, %u done, %u failed ==%s\n\n", col("\033[1m"),
-               kind == RUN_PRESERVE ? "preserve" : "restore", (double) (now_usec() - t0) / USEC_PER_SEC, total,
-               done, failed, col("\033[0m"));
+               kind == RUN_PRESERVE ? "preserve" : "restore", (double) (now_usec() - t0) / USEC_PER_SEC,
+               total, done, failed, col("\033[0m"));
 }
 
 /* libvirt's own view (a tool may block its main thread). */
@@ -103,8 +105,9 @@ static void print_guests(GPtrArray *hvs, const char *when)
                 }
                 for (guint k = 0; k < list->len; k++) {
                         GuestInfo *g = list->pdata[k];
-                        printf("  %-10s %-10s %-8s %s\n", g->name, g->persistent ? "persistent" : "transient",
-                               guest_state_to_string(g->state), h->uri);
+                        printf("  %-10s %-10s %-8s %s\n", g->name,
+                               g->persistent ? "persistent" : "transient", guest_state_to_string(g->state),
+                               h->uri);
                 }
         }
         printf("\n");
@@ -145,11 +148,11 @@ int main(int argc, char **argv)
         g_autoptr(Workers) w = NULL;
         const char *mode;
         GOptionEntry entries[] = {
-                { "config", 0, 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
-                { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "Where the record lives", "DIR" },
-                { "fault", 0, 0, G_OPTION_ARG_STRING_ARRAY, &faults,
-                  "Inject a fault: NAME=save-fails|ignore-shutdown|destroy-fails|start-fails", "NAME=KIND" },
-                { NULL },
+                {"config", 0, 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE"},
+                {"state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, "Where the record lives", "DIR"},
+                {"fault", 0, 0, G_OPTION_ARG_STRING_ARRAY, &faults,
+                 "Inject a fault: NAME=save-fails|ignore-shutdown|destroy-fails|start-fails", "NAME=KIND"},
+                {NULL},
         };
 
         setlocale(LC_ALL, "");
@@ -157,17 +160,18 @@ int main(int argc, char **argv)
         ctx = g_option_context_new("preserve|restore|cycle");
         g_option_context_add_main_entries(ctx, entries, NULL);
         if (!g_option_context_parse(ctx, &argc, &argv, &error) || argc != 2) {
-                fprintf(stderr, "gk-run: %s\n", error ? error->message : "expected one of preserve, restore, cycle");
+                fprintf(stderr, "gk-run: %s\n",
+                        error ? error->message : "expected one of preserve, restore, cycle");
                 return 2;
         }
         mode = argv[1];
-        if (!g_strv_contains((const char *const[]){ "preserve", "restore", "cycle", NULL }, mode)) {
+        if (!g_strv_contains((const char *const[]){"preserve", "restore", "cycle", NULL}, mode)) {
                 fprintf(stderr, "gk-run: unknown mode \"%s\"\n", mode);
                 return 2;
         }
 
-        if (config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, config_path != NULL, &c, warnings, &err) <
-            0) {
+        if (config_load(config_path ? config_path : CONFIG_DEFAULT_PATH, config_path != NULL, &c, warnings,
+                        &err) < 0) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
@@ -199,7 +203,10 @@ int main(int argc, char **argv)
                         int fl = kv[1] ? fault_from_string(kv[1]) : -EINVAL;
 
                         if (fl < 0) {
-                                fprintf(stderr, "gk-run: --fault %s: expected NAME=save-fails|ignore-shutdown|destroy-fails|start-fails\n", *f);
+                                fprintf(stderr,
+                                        "gk-run: --fault %s: expected "
+                                        "NAME=save-fails|ignore-shutdown|destroy-fails|start-fails\n",
+                                        *f);
                                 return 2;
                         }
                         faults_set(h, kv[0], (unsigned) fl);
@@ -215,7 +222,8 @@ int main(int argc, char **argv)
         }
         if (g_str_equal(mode, "cycle")) {
                 print_record(record_path);
-                printf("%s== host reboots (libvirt's test driver keeps state only in this process: same connection) ==%s\n\n",
+                printf("%s== host reboots (libvirt's test driver keeps state only in this process: same "
+                       "connection) ==%s\n\n",
                        col("\033[1m"), col("\033[0m"));
         }
         if (g_str_equal(mode, "restore") || g_str_equal(mode, "cycle")) {
