@@ -15,6 +15,7 @@ typedef struct FakeGuest {
         bool shutdown_pending;
         guint64 save_started;
         unsigned calls[_FAKE_COUNTER_MAX];
+        bool bypass[_FAKE_COUNTER_MAX];
 } FakeGuest;
 
 typedef struct FakeHypervisor {
@@ -176,6 +177,7 @@ static int fk_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
                 return fail(ret_error, -EINVAL, "domain '%s' is not running", uuid);
         }
         enter(f, g, FAKE_SAVE);
+        g->bypass[FAKE_SAVE] = bypass_cache;
         ms = g->spec.save_ms;
         g->save_started = now_usec();
         name = g_strdup(g->name);
@@ -345,6 +347,7 @@ static int fk_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **r
                 g_mutex_unlock(&h->lock);
                 return fail(ret_error, -EINVAL, "cannot start transient domain %s", uuid);
         }
+        g->bypass[FAKE_START] = bypass_cache;
         r = do_start(h, g, ret_error);
         g_mutex_unlock(&h->lock);
         return r;
@@ -523,6 +526,18 @@ unsigned fake_calls(Hypervisor *h, const char *name, FakeCounter c)
         n = g ? g->calls[c] : 0;
         g_mutex_unlock(&h->lock);
         return n;
+}
+
+bool fake_last_bypass(Hypervisor *h, const char *name, FakeCounter c)
+{
+        FakeGuest *g;
+        bool b;
+
+        g_mutex_lock(&h->lock);
+        g = find(FK(h), NULL, name);
+        b = g && g->bypass[c];
+        g_mutex_unlock(&h->lock);
+        return b;
 }
 
 unsigned fake_peak(Hypervisor *h, FakeCounter c)

@@ -44,6 +44,8 @@ GuestState fake_guest_state(Hypervisor *h, const char *name);
 bool fake_has_managed_save(Hypervisor *h, const char *name);
 /* How often an operation was called for a guest. */
 unsigned fake_calls(Hypervisor *h, const char *name, FakeCounter c);
+/* Whether the guest's last save / start asked to bypass the page cache. */
+bool fake_last_bypass(Hypervisor *h, const char *name, FakeCounter c);
 /* Most operations of a kind in progress at once, over all guests. */
 unsigned fake_peak(Hypervisor *h, FakeCounter c);
 /* Operations of a kind in progress right now. */

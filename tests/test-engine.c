@@ -607,6 +607,26 @@ START_TEST(test_restore_transient_shutdown_recreated_from_xml)
 }
 END_TEST
 
+START_TEST(test_bypass_cache_reaches_save_and_start)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+
+        add("plain", true);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert(!fake_last_bypass(hv, "plain", FAKE_SAVE));
+        post = run_to_end(RUN_RESTORE);
+        ck_assert(!fake_last_bypass(hv, "plain", FAKE_START));
+
+        config->bypass_cache = true;
+        g_clear_pointer(&pre, run_free);
+        g_clear_pointer(&post, run_free);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert(fake_last_bypass(hv, "plain", FAKE_SAVE));
+        post = run_to_end(RUN_RESTORE);
+        ck_assert(fake_last_bypass(hv, "plain", FAKE_START));
+}
+END_TEST
+
 START_TEST(test_restore_skips_failed_and_untouched)
 {
         g_autoptr(Run) post = NULL;
@@ -664,6 +684,7 @@ int main(void)
         tcase_add_test(tr, test_restore_start_delay_serialises);
         tcase_add_test(tr, test_restore_transient_shutdown_recreated_from_xml);
         tcase_add_test(tr, test_restore_skips_failed_and_untouched);
+        tcase_add_test(tr, test_bypass_cache_reaches_save_and_start);
         suite_add_tcase(s, tc);
         suite_add_tcase(s, tr);
         return testlib_run_suite(s);
