@@ -20,6 +20,11 @@ DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
  * write even when no write is in flight. fsync never runs on the main context. */
 #define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
 
+/* After a cancel, a graceful shutdown already requested is awaited this long at most: a
+ * guest that heard the button is usually off by then, and the cancelled host wants the
+ * others back without waiting the full ShutdownTimeoutSec. */
+#define CANCEL_WAIT_USEC (10 * USEC_PER_SEC)
+
 typedef struct Guest Guest;
 typedef struct HvSlot HvSlot;
 
@@ -56,6 +61,7 @@ struct Guest {
         bool progress_supported;
         bool progress_query;
         GSource *timeout;
+        guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
         RecordGuest *rec;
         /* restore */
         Outcome prior;
@@ -582,15 +588,27 @@ static gboolean shutdown_timeout_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
+static void arm_timeout(Guest *g, guint64 t)
+{
+        g->timeout_at = now_usec() + t;
+        g->timeout = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
+        g_source_set_callback(g->timeout, shutdown_timeout_cb, g, NULL);
+        g_source_attach(g->timeout, NULL);
+}
+
 static void arm_shutdown_timeout(Guest *g)
 {
         guint64 t = g->engine->config.shutdown_timeout_usec;
 
-        if (t == 0 || g->timeout)
+        if (g->timeout)
                 return;
-        g->timeout = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
-        g_source_set_callback(g->timeout, shutdown_timeout_cb, g, NULL);
-        g_source_attach(g->timeout, NULL);
+        if (t == 0) {
+                /* No limit, except after a cancel. */
+                if (g->engine->cancelled)
+                        arm_timeout(g, CANCEL_WAIT_USEC);
+                return;
+        }
+        arm_timeout(g, g->engine->cancelled ? MIN(t, CANCEL_WAIT_USEC) : t);
 }
 
 /* A step failed: did the guest stop anyway? The state job's result decides. */
@@ -1271,6 +1289,10 @@ void engine_cancel(Engine *e)
 
                 if (!g->pub.finished && g->step < 0)
                         guest_finish(g, e->kind == RUN_PRESERVE ? OUTCOME_NONE : OUTCOME_FAILED);
+                else if (g->timeout && g->timeout_at > now_usec() + CANCEL_WAIT_USEC) {
+                        cancel_timeout(g);
+                        arm_timeout(g, CANCEL_WAIT_USEC);
+                }
         }
         maybe_finish_run(e);
 }
@@ -1352,4 +1374,16 @@ void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsig
                 *ret_shutdowns = e->peak_shutdowns;
         if (ret_starts)
                 *ret_starts = e->peak_starts;
+}
+
+bool engine_has_bounded_wait(Engine *e)
+{
+        if (e->phase != PHASE_RUNNING)
+                return false;
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+                if (!g->pub.finished && g->timeout)
+                        return true;
+        }
+        return false;
 }

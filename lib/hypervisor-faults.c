@@ -21,6 +21,8 @@ int fault_from_string(const char *s)
                 return FAULT_DESTROY_FAILS;
         if (streq_ptr(s, "start-fails"))
                 return FAULT_START_FAILS;
+        if (streq_ptr(s, "slow-save"))
+                return FAULT_SLOW_SAVE;
         return -EINVAL;
 }
 
@@ -78,6 +80,8 @@ static int fh_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char *
 
 static int fh_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
 {
+        if (faults_of(h, uuid) & FAULT_SLOW_SAVE)
+                g_usleep(FAULT_SLOW_SAVE_USEC); /* a worker thread: this is what a big save does */
         if (faults_of(h, uuid) & FAULT_SAVE_FAILS) {
                 *ret_error = g_strdup(
                         "operation failed: (injected) cannot write save image: No space left on device");
@@ -179,4 +183,27 @@ void faults_set(Hypervisor *h, const char *guest_name, unsigned faults)
                 faults |= GPOINTER_TO_UINT(g_hash_table_lookup(FH(h)->by_name, guest_name));
         g_hash_table_replace(FH(h)->by_name, g_strdup(guest_name), GUINT_TO_POINTER(faults));
         g_mutex_unlock(&h->lock);
+}
+
+int faults_parse(Hypervisor *h, const char *spec, char **ret_error)
+{
+        g_auto(GStrv) items = g_strsplit(spec, ",", -1);
+
+        for (char **i = items; *i; i++) {
+                g_auto(GStrv) kv = NULL;
+                int f;
+
+                if (**i == '\0')
+                        continue;
+                kv = g_strsplit(*i, "=", 2);
+                f = kv[1] ? fault_from_string(kv[1]) : -EINVAL;
+                if (f < 0) {
+                        *ret_error = g_strdup_printf("\"%s\": expected NAME=save-fails|ignore-shutdown|"
+                                                     "destroy-fails|start-fails|slow-save",
+                                                     *i);
+                        return -EINVAL;
+                }
+                faults_set(h, kv[0], (unsigned) f);
+        }
+        return 0;
 }

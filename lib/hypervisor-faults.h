@@ -12,10 +12,17 @@ typedef enum Fault {
         FAULT_IGNORE_SHUTDOWN = 1 << 1, /* the ACPI request "succeeds" and nothing happens */
         FAULT_DESTROY_FAILS = 1 << 2,
         FAULT_START_FAILS = 1 << 3,
+        FAULT_SLOW_SAVE = 1 << 4, /* the save starts 3 s late: a save that takes time */
 } Fault;
+
+#define FAULT_SLOW_SAVE_USEC (3 * USEC_PER_SEC)
 
 Hypervisor *hypervisor_faults_new(Hypervisor *inner);
 /* Adds @faults to the guest's; 0 clears them. */
 void faults_set(Hypervisor *h, const char *guest_name, unsigned faults);
-/* Parses "save-fails", "ignore-shutdown", "destroy-fails", "start-fails"; -EINVAL otherwise. */
+/* Parses "save-fails", "ignore-shutdown", "destroy-fails", "start-fails", "slow-save";
+ * -EINVAL otherwise. */
 int fault_from_string(const char *s);
+/* Applies "NAME=KIND[,NAME=KIND...]" (the GUESTKEEPER_FAULTS testing aid). -EINVAL with
+ * *ret_error on a bad item. */
+int faults_parse(Hypervisor *h, const char *spec, char **ret_error);

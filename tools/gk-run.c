@@ -199,17 +199,12 @@ int main(int argc, char **argv)
                 Hypervisor *h = hypervisor_faults_new(real);
 
                 for (char **f = faults; f && *f; f++) {
-                        g_auto(GStrv) kv = g_strsplit(*f, "=", 2);
-                        int fl = kv[1] ? fault_from_string(kv[1]) : -EINVAL;
+                        g_autofree char *why = NULL;
 
-                        if (fl < 0) {
-                                fprintf(stderr,
-                                        "gk-run: --fault %s: expected "
-                                        "NAME=save-fails|ignore-shutdown|destroy-fails|start-fails\n",
-                                        *f);
+                        if (faults_parse(h, *f, &why) < 0) {
+                                fprintf(stderr, "gk-run: --fault %s\n", why);
                                 return 2;
                         }
-                        faults_set(h, kv[0], (unsigned) fl);
                 }
                 g_ptr_array_add(hvs, h);
         }

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.guestkeeper1.Manager at /org/guestkeeper1: the D-Bus glue, nothing else. Main thread
+ * only. Every answer comes from state the manager keeps: no method waits on libvirt. */
+#include "gk-build-config.h"
+
+#include <errno.h>
+
+#include "bus-util.h"
+#include "log.h"
+#include "manager.h"
+
+#define OBJECT_PATH "/org/guestkeeper1"
+#define INTERFACE   "org.guestkeeper1.Manager"
+
+/* The daemon checks the caller itself (CONTRACT.md): a permissive bus policy is not enough
+ * to change anything. Root only. */
+static int check_root(sd_bus_message *msg, sd_bus_error *error)
+{
+        g_autoptr(sd_bus_creds) creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_AUGMENT,
+                                      &creds);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller: %m");
+        if (sd_bus_creds_get_euid(creds, &uid) < 0 && sd_bus_creds_get_uid(creds, &uid) < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot identify the caller");
+        if (uid != 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "%s is for root only (caller uid %u)",
+                                         sd_bus_message_get_member(msg), (unsigned) uid);
+        return 0;
+}
+
+static int busy(sd_bus_error *error, Manager *m)
+{
+        return sd_bus_error_setf(error, "org.guestkeeper1.Error.Busy", "A run is under way (state %s)",
+                                 manager_state_to_string(m->state));
+}
+
+static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        int r;
+
+        r = check_root(msg, error);
+        if (r < 0)
+                return r;
+        if (manager_preserve(m) == -EBUSY)
+                return busy(error, m);
+        log_notice("PreserveGuests() called: rehearsal");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_restore(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        int r;
+
+        r = check_root(msg, error);
+        if (r < 0)
+                return r;
+        if (manager_restore(m) == -EBUSY)
+                return busy(error, m);
+        log_notice("RestoreGuests() called");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autofree char *why = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = check_root(msg, error);
+        if (r < 0)
+                return r;
+        if (manager_reload(m, &why) < 0)
+                return sd_bus_error_set(error, "org.guestkeeper1.Error.InvalidConfig", why);
+        bus_manager_emit(m, (const char *const[]){"URIs", NULL});
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) rows = manager_list_guests(userdata);
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sssss)");
+        for (guint i = 0; r >= 0 && i < rows->len; i++) {
+                GuestRow *g = rows->pdata[i];
+                r = sd_bus_message_append(reply, "(sssss)", g->uri, g->uuid, g->name, g->state, g->outcome);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                       sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static int get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "s", manager_state_to_string(((Manager *) userdata)->state));
+}
+
+static int get_inhibitor(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "b", manager_inhibitor_held(userdata));
+}
+
+static int get_uris(sd_bus *bus, const char *path, const char *interface, const char *property,
+                    sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        g_auto(GStrv) uris = manager_uris(userdata);
+
+        return sd_bus_message_append_strv(reply, uris);
+}
+
+static int get_count(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        unsigned total, done, failed;
+        double progress;
+
+        manager_counts(userdata, &total, &done, &failed, &progress);
+        if (g_str_equal(property, "Progress"))
+                return sd_bus_message_append(reply, "d", progress);
+        return sd_bus_message_append(reply, "u",
+                                     g_str_equal(property, "GuestsTotal")  ? total
+                                     : g_str_equal(property, "GuestsDone") ? done
+                                                                           : failed);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("InhibitorHeld", "b", get_inhibitor, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("URIs", "as", get_uris, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestsTotal", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestsDone", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestsFailed", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* UNPRIVILEGED: sd-bus would otherwise demand CAP_SYS_ADMIN with a generic error;
+         * check_root() does the check, with a message that says what was refused. */
+        SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),
+                                method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("RestoreGuests", "", "", method_restore, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("RunFinished", SD_BUS_ARGS("s", kind, "u", done, "u", failed), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_manager_register(Manager *m)
+{
+        return sd_bus_add_object_vtable(m->bus, NULL, OBJECT_PATH, INTERFACE, manager_vtable, m);
+}
+
+void bus_manager_emit(Manager *m, const char *const *properties)
+{
+        if (!m->bus)
+                return;
+        (void) sd_bus_emit_properties_changed_strv(m->bus, OBJECT_PATH, INTERFACE, (char **) properties);
+}
+
+void bus_manager_emit_run_finished(Manager *m, const char *kind, unsigned done, unsigned failed)
+{
+        if (!m->bus)
+                return;
+        (void) sd_bus_emit_signal(m->bus, OBJECT_PATH, INTERFACE, "RunFinished", "suu", kind, done, failed);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "log.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <glib.h>
+#include <systemd/sd-journal.h>
+
+#include "macro.h"
+
+static int max_level = LOG_INFO;
+static bool to_journal;
+
+/* systemd sets JOURNAL_STREAM=dev:ino when stderr goes to the journal (systemd.exec(5)). */
+static bool stderr_is_journal(void)
+{
+        const char *e = g_getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+void log_setup(void)
+{
+        to_journal = stderr_is_journal();
+}
+
+void log_set_max_level(int level)
+{
+        max_level = level;
+}
+
+int log_get_max_level(void)
+{
+        return max_level;
+}
+
+int log_level_from_string(const char *s)
+{
+        static const struct {
+                const char *name;
+                int level;
+        } levels[] = {
+                {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+                {"info", LOG_INFO}, {"debug", LOG_DEBUG},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+                if (streq_ptr(s, levels[i].name))
+                        return levels[i].level;
+        return -EINVAL;
+}
+
+int log_full(int level, int error, const LogGuest *g, const char *message_id, const char *fmt, ...)
+{
+        g_autofree char *text = NULL;
+        va_list ap;
+
+        if (level > max_level)
+                return error ? -error : 0;
+
+        va_start(ap, fmt);
+        /* %m is glibc's printf; keep errno for it. */
+        errno = error;
+        text = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+
+        if (to_journal) {
+                g_autoptr(GPtrArray) fields = g_ptr_array_new_with_free_func(g_free);
+                struct iovec iov[8];
+
+                g_ptr_array_add(fields, g_strdup_printf("MESSAGE=%s", text));
+                g_ptr_array_add(fields, g_strdup_printf("PRIORITY=%i", level));
+                g_ptr_array_add(fields, g_strdup("SYSLOG_IDENTIFIER=guestkeeperd"));
+                if (error)
+                        g_ptr_array_add(fields, g_strdup_printf("ERRNO=%i", error));
+                if (message_id)
+                        g_ptr_array_add(fields, g_strdup_printf("MESSAGE_ID=%s", message_id));
+                if (g && g->name)
+                        g_ptr_array_add(fields, g_strdup_printf("GUEST_NAME=%s", g->name));
+                if (g && g->uuid)
+                        g_ptr_array_add(fields, g_strdup_printf("GUEST_UUID=%s", g->uuid));
+                if (g && g->uri)
+                        g_ptr_array_add(fields, g_strdup_printf("GUEST_URI=%s", g->uri));
+                for (guint i = 0; i < fields->len; i++)
+                        iov[i] = (struct iovec){.iov_base = fields->pdata[i],
+                                                .iov_len = strlen(fields->pdata[i])};
+                sd_journal_sendv(iov, (int) fields->len);
+        } else {
+                static const char *const prefix[] = {
+                        [LOG_EMERG] = "emerg: ", [LOG_ALERT] = "alert: ",     [LOG_CRIT] = "crit: ",
+                        [LOG_ERR] = "error: ",   [LOG_WARNING] = "warning: ", [LOG_NOTICE] = "",
+                        [LOG_INFO] = "",         [LOG_DEBUG] = "debug: ",
+                };
+                fprintf(stderr, "%s%s\n", prefix[level & 7], text);
+        }
+        return error ? -error : 0;
+}

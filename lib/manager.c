@@ -1,0 +1,972 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "manager.h"
+
+#include <errno.h>
+#include <systemd/sd-daemon.h>
+
+#include "bus-util.h"
+#include "event-glue.h"
+#include "hypervisor-faults.h"
+#include "hypervisor.h"
+#include "log.h"
+#include "macro.h"
+#include "util.h"
+
+static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
+        [MANAGER_STARTING] = "starting",     [MANAGER_IDLE] = "idle",
+        [MANAGER_PRESERVING] = "preserving", [MANAGER_PRESERVED] = "preserved",
+        [MANAGER_RESTORING] = "restoring",   [MANAGER_STOPPING] = "stopping",
+};
+
+const char *manager_state_to_string(ManagerState s)
+{
+        return s >= 0 && s < _MANAGER_STATE_MAX ? manager_state_table[s] : NULL;
+}
+
+/* Keepalives (CONTRACT.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while the run
+ * moves, never past the run's DeadlineSec plus the time the deadline's poweroffs and the
+ * last record write need. */
+#define KEEPALIVE_EXTEND_USEC   (30 * USEC_PER_SEC)
+#define KEEPALIVE_INTERVAL_MSEC 10000
+#define DEADLINE_GRACE_USEC     (15 * USEC_PER_SEC)
+/* How long an unreachable URI is retried at the start of a run. At shutdown every second
+ * counts; at boot libvirtd may still be coming up. */
+#define CONNECT_RETRY_PRESERVE_USEC (2 * USEC_PER_SEC)
+#define CONNECT_RETRY_RESTORE_USEC  (10 * USEC_PER_SEC)
+#define RECONNECT_MAX_MSEC          30000
+#define FLUSH_MSEC                  50
+
+typedef struct CachedGuest {
+        char *uuid;
+        char *name;
+        bool persistent;
+        GuestState state;
+} CachedGuest;
+
+struct Watched {
+        Manager *manager;
+        Hypervisor *hv;
+        guint listener;
+        GHashTable *guests; /* uuid → CachedGuest* */
+        bool reachable;
+        bool refreshing;
+        bool refresh_again;
+        guint reconnect_source;
+        guint backoff_ms;
+        char *error;
+};
+
+static void schedule_flush(Manager *m);
+static void start_run(Manager *m, RunKind kind, bool host_shutdown);
+static void refresh(Watched *w);
+
+/* ---- notifications and properties ---- */
+
+static void notify(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void notify(const char *fmt, ...)
+{
+        g_autofree char *s = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        s = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        (void) sd_notify(0, s);
+}
+
+void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
+                    double *ret_progress)
+{
+        if (m->run) {
+                engine_counts(m->run, ret_total, ret_done, ret_failed);
+                *ret_progress = engine_progress(m->run);
+        } else {
+                *ret_total = m->last_total;
+                *ret_done = m->last_done;
+                *ret_failed = m->last_failed;
+                *ret_progress = m->last_progress;
+        }
+}
+
+bool manager_inhibitor_held(Manager *m)
+{
+        return m->logind && logind_inhibitor_held(m->logind);
+}
+
+static char *status_line(Manager *m)
+{
+        unsigned total, done, failed, guests = 0, running = 0;
+        double progress;
+
+        manager_counts(m, &total, &done, &failed, &progress);
+        switch (m->state) {
+        case MANAGER_STARTING:
+                return g_strdup("Starting");
+        case MANAGER_STOPPING:
+                return g_strdup("Stopping");
+        case MANAGER_PRESERVING:
+        case MANAGER_RESTORING: {
+                g_autoptr(GPtrArray) gs = m->run ? engine_guests(m->run) : g_ptr_array_new();
+                g_autofree char *what = NULL;
+
+                for (guint i = 0; i < gs->len && !what; i++) {
+                        const EngineGuest *g = gs->pdata[i];
+                        if (g->outcome == OUTCOME_SAVING)
+                                what = g_strdup_printf(": saving %s (%.0f%%)", g->name, g->fraction * 100);
+                        else if (g->outcome == OUTCOME_SHUTTING_DOWN)
+                                what = g_strdup_printf(": shutting down %s", g->name);
+                        else if (g->outcome == OUTCOME_RESTORING)
+                                what = g_strdup_printf(": starting %s", g->name);
+                }
+                if (failed)
+                        return g_strdup_printf("%s %u/%u guests%s, %u failed",
+                                               m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
+                                               done + failed, total, what ?: "", failed);
+                return g_strdup_printf("%s %u/%u guests%s",
+                                       m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
+                                       done + failed, total, what ?: "");
+        }
+        case MANAGER_PRESERVED:
+                return g_strdup_printf(
+                        "Preserved %u guests: %u saved, %u shut down, %u powered off, %u failed", total,
+                        m->last_by_outcome[OUTCOME_SAVED], m->last_by_outcome[OUTCOME_SHUTDOWN],
+                        m->last_by_outcome[OUTCOME_POWEROFF], failed);
+        case MANAGER_IDLE:
+        default:
+                for (guint i = 0; i < m->watched->len; i++) {
+                        Watched *w = m->watched->pdata[i];
+                        GHashTableIter it;
+                        gpointer v;
+
+                        g_hash_table_iter_init(&it, w->guests);
+                        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                                guests++;
+                                running += guest_state_is_active(((CachedGuest *) v)->state);
+                        }
+                }
+                return g_strdup_printf("Watching %u guests (%u running) on %u URI%s; %s", guests, running,
+                                       m->watched->len, m->watched->len == 1 ? "" : "s",
+                                       manager_inhibitor_held(m)
+                                               ? "shutdown inhibitor held"
+                                               : "no shutdown inhibitor (logind unavailable)");
+        }
+}
+
+/* Sends STATUS= and PropertiesChanged for what changed. */
+static void flush(Manager *m)
+{
+        g_autofree char *status = status_line(m);
+        const char *changed[5];
+        unsigned total, done, failed, n = 0;
+        double progress;
+
+        if (!streq_ptr(status, m->last_status)) {
+                notify("STATUS=%s", status);
+                g_free(m->last_status);
+                m->last_status = g_steal_pointer(&status);
+        }
+        manager_counts(m, &total, &done, &failed, &progress);
+        if (total != m->emitted_total)
+                changed[n++] = "GuestsTotal";
+        if (done != m->emitted_done)
+                changed[n++] = "GuestsDone";
+        if (failed != m->emitted_failed)
+                changed[n++] = "GuestsFailed";
+        if (progress != m->emitted_progress)
+                changed[n++] = "Progress";
+        changed[n] = NULL;
+        m->emitted_total = total;
+        m->emitted_done = done;
+        m->emitted_failed = failed;
+        m->emitted_progress = progress;
+        if (n > 0)
+                bus_manager_emit(m, changed);
+}
+
+static gboolean flush_cb(gpointer p)
+{
+        Manager *m = p;
+
+        m->flush_source = 0;
+        flush(m);
+        return G_SOURCE_REMOVE;
+}
+
+static void schedule_flush(Manager *m)
+{
+        if (!m->flush_source)
+                m->flush_source = g_timeout_add(FLUSH_MSEC, flush_cb, m);
+}
+
+/* State changes are emitted at once (after the counters they summarise). */
+static void set_state(Manager *m, ManagerState s)
+{
+        if (m->state == s)
+                return;
+        m->state = s;
+        flush(m);
+        bus_manager_emit(m, (const char *const[]){"State", NULL});
+        log_debug("State: %s", manager_state_to_string(s));
+}
+
+/* ---- keepalives ---- */
+
+static void send_keepalive(Manager *m, bool force)
+{
+        guint64 now = now_usec(), extend = KEEPALIVE_EXTEND_USEC;
+
+        if (!m->run || engine_kind(m->run) != RUN_PRESERVE)
+                return;
+        if (!force && engine_last_progress_usec(m->run) <= m->last_keepalive &&
+            !engine_has_bounded_wait(m->run))
+                return; /* no progress: a hung run must still time out */
+        if (m->config->deadline_usec > 0) {
+                guint64 end = m->run_started + m->config->deadline_usec + DEADLINE_GRACE_USEC;
+                if (now >= end)
+                        return;
+                extend = MIN(extend, end - now);
+        }
+        m->last_keepalive = now;
+        notify("EXTEND_TIMEOUT_USEC=%" G_GUINT64_FORMAT, extend);
+}
+
+static gboolean keepalive_cb(gpointer p)
+{
+        send_keepalive(p, false);
+        return G_SOURCE_CONTINUE;
+}
+
+static gboolean watchdog_cb(gpointer p)
+{
+        notify("WATCHDOG=1");
+        return G_SOURCE_CONTINUE;
+}
+
+/* ---- exit ---- */
+
+static void do_exit(Manager *m, int code)
+{
+        set_state(m, MANAGER_STOPPING);
+        if (m->on_exit)
+                m->on_exit(m, code, m->on_exit_userdata);
+}
+
+/* ---- runs ---- */
+
+static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
+{
+        Manager *m = userdata;
+
+        g_hash_table_replace(m->outcomes, g_strconcat(g->uri, "\n", g->uuid, NULL),
+                             GINT_TO_POINTER(g->outcome));
+        if (g->finished && g->outcome == OUTCOME_FAILED)
+                log_full(LOG_ERR, 0, &(LogGuest){g->name, g->uuid, g->uri}, MESSAGE_ID_GUEST_FAILED,
+                         "%s: %s failed: %s", g->name, run_kind_to_string(engine_kind(e)),
+                         g->error ?: "no step left");
+        else if (g->finished)
+                log_full(LOG_INFO, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL, "%s: %s", g->name,
+                         *outcome_to_string(g->outcome) ? outcome_to_string(g->outcome) : "untouched");
+        schedule_flush(m);
+}
+
+static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
+                       void *userdata)
+{
+        static const int map[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG};
+
+        log_full(map[level], 0, g ? &(LogGuest){g->name, g->uuid, g->uri} : &(LogGuest){.uri = uri}, NULL,
+                 "%s", text);
+}
+
+static void on_progress(Engine *e, void *userdata)
+{
+        schedule_flush(userdata);
+}
+
+static void on_finished(Engine *e, void *userdata)
+{
+        Manager *m = userdata;
+        RunKind kind = engine_kind(e);
+        unsigned total, done, failed;
+
+        engine_counts(e, &total, &done, &failed);
+        memset(m->last_by_outcome, 0, sizeof(m->last_by_outcome));
+        {
+                g_autoptr(GPtrArray) gs = engine_guests(e);
+                for (guint i = 0; i < gs->len; i++)
+                        m->last_by_outcome[((const EngineGuest *) gs->pdata[i])->outcome]++;
+        }
+        m->last_kind = kind;
+        m->last_total = total;
+        m->last_done = done;
+        m->last_failed = failed;
+        m->last_progress = 1.0;
+        g_clear_pointer(&m->run, engine_unref);
+        if (m->keepalive_source) {
+                g_source_remove(m->keepalive_source);
+                m->keepalive_source = 0;
+        }
+        log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
+                 "%s run finished: %u guests, %u done, %u failed",
+                 kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
+        bus_manager_emit_run_finished(m, run_kind_to_string(kind), done, failed);
+
+        if (kind == RUN_PRESERVE) {
+                set_state(m, MANAGER_PRESERVED);
+                /* Every guest has an outcome and the record is on disk: let logind go on. A
+                 * rehearsal keeps the lock. */
+                if (m->run_is_shutdown && !m->cancel_after_run)
+                        logind_want_inhibitor(m->logind, false);
+                if (m->exit_after_run) {
+                        do_exit(m, 0);
+                        return;
+                }
+                if (m->cancel_after_run) {
+                        m->cancel_after_run = false;
+                        logind_want_inhibitor(m->logind, true);
+                        start_run(m, RUN_RESTORE, false);
+                }
+                for (guint i = 0; i < m->watched->len; i++)
+                        refresh(m->watched->pdata[i]);
+                return;
+        }
+
+        set_state(m, MANAGER_IDLE);
+        for (guint i = 0; i < m->watched->len; i++)
+                refresh(m->watched->pdata[i]);
+        if (m->preserve_after_run) {
+                m->preserve_after_run = false;
+                start_run(m, RUN_PRESERVE, true);
+        }
+}
+
+static const EngineCallbacks engine_callbacks = {
+        .guest_changed = on_guest_changed,
+        .message = on_message,
+        .progress = on_progress,
+        .finished = on_finished,
+};
+
+static void start_run(Manager *m, RunKind kind, bool host_shutdown)
+{
+        g_autofree char *save_dir = g_build_filename(m->state_dir, "save", NULL);
+        g_autoptr(GPtrArray) hvs = g_ptr_array_new();
+        EngineOptions o = {
+                .kind = kind,
+                .config = m->config,
+                .save_dir = save_dir,
+                .connect_retry_usec =
+                        kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
+                .progress_interval_usec = 1 * USEC_PER_SEC,
+        };
+
+        g_assert(!m->run);
+        for (guint i = 0; i < m->watched->len; i++)
+                g_ptr_array_add(hvs, ((Watched *) m->watched->pdata[i])->hv);
+        /* The last run's outcomes stay visible until this run touches the guest. */
+        m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
+                            &engine_callbacks, m);
+        m->run_is_shutdown = host_shutdown;
+        m->run_started = now_usec();
+        m->last_keepalive = 0;
+        log_full(LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_STARTED, "%s run started%s",
+                 kind == RUN_PRESERVE ? "Preserve" : "Restore",
+                 kind == RUN_RESTORE ? ""
+                 : host_shutdown     ? " (host shutdown)"
+                                     : " (rehearsal)");
+        set_state(m, kind == RUN_PRESERVE ? MANAGER_PRESERVING : MANAGER_RESTORING);
+        engine_start(m->run);
+        if (kind == RUN_PRESERVE) {
+                send_keepalive(m, true);
+                m->keepalive_source = g_timeout_add(KEEPALIVE_INTERVAL_MSEC, keepalive_cb, m);
+        }
+}
+
+int manager_preserve(Manager *m)
+{
+        if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
+                return -EBUSY;
+        start_run(m, RUN_PRESERVE, false);
+        return 0;
+}
+
+int manager_restore(Manager *m)
+{
+        if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
+                return -EBUSY;
+        logind_want_inhibitor(m->logind, true);
+        start_run(m, RUN_RESTORE, false);
+        return 0;
+}
+
+/* ---- logind ---- */
+
+static void maybe_ready(Manager *m)
+{
+        if (m->ready || !m->name_owned || !logind_settled(m->logind))
+                return;
+        m->ready = true;
+        notify("READY=1");
+        log_info("Ready: %u URI%s, inhibitor %s", m->watched->len, m->watched->len == 1 ? "" : "s",
+                 manager_inhibitor_held(m) ? "held" : "not available");
+        if (m->state != MANAGER_STARTING)
+                return; /* a shutdown already started a run */
+        if (m->config->restore && m->record->guests->len > 0)
+                start_run(m, RUN_RESTORE, false);
+        else
+                set_state(m, MANAGER_IDLE);
+}
+
+static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
+{
+        Manager *m = userdata;
+
+        log_notice("logind: PrepareForShutdown(%s)", start ? "true" : "false");
+        if (start) {
+                switch (m->state) {
+                case MANAGER_PRESERVING:
+                        m->run_is_shutdown = true; /* a rehearsal turned real */
+                        m->cancel_after_run = false;
+                        break;
+                case MANAGER_PRESERVED:
+                        /* After a rehearsal: guests may have been started since. */
+                        start_run(m, RUN_PRESERVE, true);
+                        break;
+                case MANAGER_RESTORING:
+                        m->preserve_after_run = true;
+                        engine_cancel(m->run);
+                        break;
+                case MANAGER_STARTING:
+                case MANAGER_IDLE:
+                        start_run(m, RUN_PRESERVE, true);
+                        break;
+                default:
+                        break;
+                }
+                return;
+        }
+        /* The shutdown was cancelled. */
+        switch (m->state) {
+        case MANAGER_PRESERVING:
+                m->cancel_after_run = true;
+                engine_cancel(m->run);
+                break;
+        case MANAGER_PRESERVED:
+                logind_want_inhibitor(m->logind, true);
+                start_run(m, RUN_RESTORE, false);
+                break;
+        case MANAGER_RESTORING:
+                m->preserve_after_run = false;
+                break;
+        default:
+                break;
+        }
+}
+
+static void on_inhibitor_changed(Logind *l, bool held, void *userdata)
+{
+        Manager *m = userdata;
+
+        log_info("Shutdown inhibitor %s", held ? "taken" : "released");
+        bus_manager_emit(m, (const char *const[]){"InhibitorHeld", NULL});
+        schedule_flush(m);
+}
+
+static void on_logind_settled(Logind *l, const char *error, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (error)
+                log_warning("Cannot take logind's shutdown inhibitor: %s; running without it", error);
+        maybe_ready(m);
+}
+
+static const LogindCallbacks logind_callbacks = {
+        .prepare_for_shutdown = on_prepare_for_shutdown,
+        .inhibitor_changed = on_inhibitor_changed,
+        .settled = on_logind_settled,
+};
+
+/* ---- SIGTERM ---- */
+
+static void shutdown_query_done(bool shutting_down, const char *why, void *userdata)
+{
+        Manager *m = userdata;
+
+        m->querying_shutdown = false;
+        if (m->state == MANAGER_PRESERVING || m->state == MANAGER_PRESERVED)
+                return; /* PrepareForShutdown won the race: manager_terminate() handled it */
+        if (!shutting_down) {
+                log_info("SIGTERM and the host is not shutting down (%s): exiting, no guest touched", why);
+                do_exit(m, 0);
+                return;
+        }
+        log_notice("SIGTERM while the host is shutting down (%s): preserving the guests first", why);
+        m->exit_after_run = true;
+        if (m->state == MANAGER_RESTORING) {
+                m->preserve_after_run = true;
+                engine_cancel(m->run);
+                return;
+        }
+        start_run(m, RUN_PRESERVE, true);
+}
+
+void manager_terminate(Manager *m)
+{
+        notify("STOPPING=1");
+        switch (m->state) {
+        case MANAGER_PRESERVING:
+                /* systemd starts the stop timeout afresh at SIGTERM: extend again now. */
+                m->exit_after_run = true;
+                send_keepalive(m, true);
+                log_notice("SIGTERM during a preserve run: exiting once it is finished");
+                return;
+        case MANAGER_PRESERVED:
+                do_exit(m, 0);
+                return;
+        case MANAGER_STOPPING:
+                return;
+        default:
+                break;
+        }
+        if (m->querying_shutdown)
+                return;
+        if (!m->logind) {
+                do_exit(m, 0);
+                return;
+        }
+        m->querying_shutdown = true;
+        logind_query_shutting_down(m->logind, shutdown_query_done, m);
+}
+
+/* ---- the guest cache (ListGuests, STATUS): kept by events, never asked on demand ---- */
+
+static void cached_guest_free(gpointer p)
+{
+        CachedGuest *g = p;
+
+        g_free(g->uuid);
+        g_free(g->name);
+        g_free(g);
+}
+
+typedef struct RefreshJob {
+        Watched *w;
+        Hypervisor *hv;
+        GPtrArray *list;
+        char *error;
+        int r;
+} RefreshJob;
+
+static void refresh_run(gpointer p)
+{
+        RefreshJob *j = p;
+
+        j->r = j->hv->ops->list(j->hv, true, &j->list, &j->error);
+}
+
+static gboolean reconnect_cb(gpointer p)
+{
+        Watched *w = p;
+
+        w->reconnect_source = 0;
+        refresh(w);
+        return G_SOURCE_REMOVE;
+}
+
+static void refresh_done(gpointer p)
+{
+        RefreshJob *j = p;
+        Watched *w = j->w;
+        g_autofree char *uri = hypervisor_get_uri(w->hv);
+
+        w->refreshing = false;
+        if (j->r < 0) {
+                if (w->reachable || !w->error)
+                        log_full(LOG_ERR, 0, &(LogGuest){.uri = uri}, NULL, "Cannot reach %s: %s", uri,
+                                 j->error);
+                w->reachable = false;
+                g_free(w->error);
+                w->error = g_strdup(j->error);
+                /* Reconnect with backoff: libvirtd may start after us or restart. */
+                w->backoff_ms = MIN(MAX(w->backoff_ms * 2, 1000u), (guint) RECONNECT_MAX_MSEC);
+                if (!w->reconnect_source)
+                        w->reconnect_source = g_timeout_add(w->backoff_ms, reconnect_cb, w);
+        } else {
+                if (!w->reachable)
+                        log_info("Connected to %s", uri);
+                w->reachable = true;
+                w->backoff_ms = 0;
+                g_clear_pointer(&w->error, g_free);
+                g_hash_table_remove_all(w->guests);
+                for (guint i = 0; i < j->list->len; i++) {
+                        GuestInfo *info = j->list->pdata[i];
+                        CachedGuest *g = g_new0(CachedGuest, 1);
+
+                        g->uuid = g_strdup(info->uuid);
+                        g->name = g_strdup(info->name);
+                        g->persistent = info->persistent;
+                        g->state = info->state;
+                        g_hash_table_replace(w->guests, g->uuid, g);
+                }
+        }
+        schedule_flush(w->manager);
+        if (w->refresh_again) {
+                w->refresh_again = false;
+                refresh(w);
+        }
+}
+
+static void refresh_free(gpointer p)
+{
+        RefreshJob *j = p;
+
+        hypervisor_unref(j->hv);
+        if (j->list)
+                g_ptr_array_unref(j->list);
+        g_free(j->error);
+        g_free(j);
+}
+
+static void refresh(Watched *w)
+{
+        RefreshJob *j;
+
+        if (w->refreshing) {
+                w->refresh_again = true;
+                return;
+        }
+        w->refreshing = true;
+        j = g_new0(RefreshJob, 1);
+        j->w = w;
+        j->hv = hypervisor_ref(w->hv);
+        workers_submit(w->manager->workers, j, refresh_run, refresh_done, refresh_free);
+}
+
+static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent event, int detail,
+                                void *userdata)
+{
+        Watched *w = userdata;
+        CachedGuest *g;
+
+        if (event == GUEST_EVENT_DISCONNECTED) {
+                g_autofree char *uri = hypervisor_get_uri(h);
+                log_full(LOG_WARNING, 0, &(LogGuest){.uri = uri}, NULL,
+                         "Lost the connection to %s; reconnecting", uri);
+                w->reachable = false;
+                refresh(w);
+                return;
+        }
+        if (event == GUEST_EVENT_CONNECTED) {
+                refresh(w);
+                return;
+        }
+        g = g_hash_table_lookup(w->guests, uuid);
+        if (!g) {
+                refresh(w); /* a guest we did not know: learn its name */
+                return;
+        }
+        switch (event) {
+        case GUEST_EVENT_STARTED:
+        case GUEST_EVENT_RESUMED:
+                g->state = GUEST_STATE_RUNNING;
+                break;
+        case GUEST_EVENT_PAUSED:
+                g->state = GUEST_STATE_PAUSED;
+                break;
+        case GUEST_EVENT_STOPPED:
+                if (!g->persistent)
+                        g_hash_table_remove(w->guests, uuid);
+                else
+                        g->state = detail == STOP_REASON_SAVED ? GUEST_STATE_SAVED : GUEST_STATE_SHUTOFF;
+                break;
+        case GUEST_EVENT_UNDEFINED:
+                if (!guest_state_is_active(g->state))
+                        g_hash_table_remove(w->guests, uuid);
+                else
+                        g->persistent = false;
+                break;
+        case GUEST_EVENT_DEFINED:
+                g->persistent = true;
+                break;
+        default:
+                break;
+        }
+        schedule_flush(w->manager);
+}
+
+static void watched_free(gpointer p)
+{
+        Watched *w = p;
+
+        if (w->reconnect_source)
+                g_source_remove(w->reconnect_source);
+        hypervisor_remove_listener(w->hv, w->listener);
+        hypervisor_unref(w->hv);
+        g_hash_table_unref(w->guests);
+        g_free(w->error);
+        g_free(w);
+}
+
+static void watch_uris(Manager *m)
+{
+        /* Testing aid (guestkeeperd(8), ENVIRONMENT): inject faults into the real backend. */
+        const char *faults = g_getenv("GUESTKEEPER_FAULTS");
+
+        g_ptr_array_set_size(m->watched, 0);
+        for (char **u = m->config->uris; *u; u++) {
+                Watched *w = g_new0(Watched, 1);
+
+                w->manager = m;
+                w->hv = hypervisor_libvirt_new(*u, NULL);
+                if (faults && *faults) {
+                        g_autofree char *why = NULL;
+                        Hypervisor *f = hypervisor_faults_new(w->hv);
+
+                        if (faults_parse(f, faults, &why) < 0)
+                                log_error("GUESTKEEPER_FAULTS: %s; ignored", why);
+                        else
+                                log_warning("GUESTKEEPER_FAULTS=%s: injecting faults (testing only)",
+                                            faults);
+                        hypervisor_unref(w->hv);
+                        w->hv = f;
+                }
+                w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
+                w->listener = hypervisor_add_listener(w->hv, on_hypervisor_event, w);
+                g_ptr_array_add(m->watched, w);
+                refresh(w);
+        }
+}
+
+char **manager_uris(Manager *m)
+{
+        GPtrArray *a = g_ptr_array_new();
+
+        for (guint i = 0; i < m->watched->len; i++)
+                g_ptr_array_add(a, hypervisor_get_uri(((Watched *) m->watched->pdata[i])->hv));
+        g_ptr_array_add(a, NULL);
+        return (char **) g_ptr_array_free(a, FALSE);
+}
+
+static void row_free(gpointer p)
+{
+        GuestRow *r = p;
+
+        g_free(r->uri);
+        g_free(r->uuid);
+        g_free(r->name);
+        g_free(r);
+}
+
+static const char *outcome_of(Manager *m, const char *uri, const char *uuid)
+{
+        g_autofree char *k = g_strconcat(uri, "\n", uuid, NULL);
+        gpointer v;
+
+        if (!g_hash_table_lookup_extended(m->outcomes, k, NULL, &v))
+                return "";
+        return outcome_to_string(GPOINTER_TO_INT(v));
+}
+
+GPtrArray *manager_list_guests(Manager *m)
+{
+        GPtrArray *rows = g_ptr_array_new_with_free_func(row_free);
+        g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+        for (guint i = 0; i < m->watched->len; i++) {
+                Watched *w = m->watched->pdata[i];
+                g_autofree char *uri = hypervisor_get_uri(w->hv);
+                GHashTableIter it;
+                gpointer v;
+
+                g_hash_table_iter_init(&it, w->guests);
+                while (g_hash_table_iter_next(&it, NULL, &v)) {
+                        CachedGuest *g = v;
+                        GuestRow *r = g_new0(GuestRow, 1);
+
+                        r->uri = g_strdup(uri);
+                        r->uuid = g_strdup(g->uuid);
+                        r->name = g_strdup(g->name);
+                        r->state = w->reachable ? guest_state_to_string(g->state) : "unreachable";
+                        r->outcome = outcome_of(m, uri, g->uuid);
+                        g_ptr_array_add(rows, r);
+                        g_hash_table_add(seen, g_strconcat(uri, "\n", g->uuid, NULL));
+                }
+        }
+        /* The record's guests libvirt does not know now: transient guests saved or stopped. */
+        for (guint i = 0; i < m->record->guests->len; i++) {
+                RecordGuest *rg = m->record->guests->pdata[i];
+                g_autofree char *k = g_strconcat(rg->uri, "\n", rg->uuid, NULL);
+                GuestRow *r;
+
+                if (g_hash_table_contains(seen, k))
+                        continue;
+                r = g_new0(GuestRow, 1);
+                r->uri = g_strdup(rg->uri);
+                r->uuid = g_strdup(rg->uuid);
+                r->name = g_strdup(rg->name);
+                r->state = rg->save_file && rg->outcome == OUTCOME_SAVED ? "saved" : "shutoff";
+                r->outcome = g_hash_table_contains(m->outcomes, k) ? outcome_of(m, rg->uri, rg->uuid)
+                                                                   : outcome_to_string(rg->outcome);
+                g_ptr_array_add(rows, r);
+        }
+        return rows;
+}
+
+/* ---- life cycle ---- */
+
+int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
+{
+        g_autoptr(Manager) m = g_new0(Manager, 1);
+        g_autofree char *record_path = NULL, *problem = NULL;
+        int r;
+
+        m->config = config;
+        m->config_path = g_strdup(o->config_path);
+        m->config_explicit = o->config_explicit;
+        m->state_dir = g_strdup(o->state_dir);
+        m->runtime_dir = g_strdup(o->runtime_dir);
+        m->state = MANAGER_STARTING;
+        m->watched = g_ptr_array_new_with_free_func(watched_free);
+        m->workers = workers_new(NULL, 32);
+        m->outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+        if (g_mkdir_with_parents(m->state_dir, 0700) < 0)
+                return log_error_errno(errno, "Cannot create the state directory %s: %m", m->state_dir);
+        record_path = g_build_filename(m->state_dir, "record", NULL);
+        r = record_load_or_set_aside(record_path, &m->record, &problem);
+        if (r < 0)
+                return log_full(LOG_ERR, -r, NULL, NULL, "%s", problem);
+        if (problem)
+                log_error("Unreadable record: %s", problem);
+        else if (m->record->guests->len > 0)
+                log_info("Record %s lists %u guests", record_path, m->record->guests->len);
+
+        *ret = g_steal_pointer(&m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m)
+{
+        if (!m)
+                return NULL;
+        if (m->run) {
+                engine_detach(m->run);
+                g_clear_pointer(&m->run, engine_unref);
+        }
+        if (m->keepalive_source)
+                g_source_remove(m->keepalive_source);
+        if (m->watchdog_source)
+                g_source_remove(m->watchdog_source);
+        if (m->flush_source)
+                g_source_remove(m->flush_source);
+        g_clear_pointer(&m->logind, logind_free);
+        if (m->bus) {
+                sd_bus_flush_close_unref(m->bus);
+                m->bus = NULL;
+        }
+        if (m->event_source) {
+                g_source_destroy(m->event_source);
+                g_source_unref(m->event_source);
+        }
+        sd_event_unref(m->event);
+        /* Before the hypervisors: jobs in flight hold references to them. */
+        g_clear_pointer(&m->workers, workers_free);
+        g_ptr_array_unref(m->watched);
+        g_hash_table_unref(m->outcomes);
+        record_free(m->record);
+        config_free(m->config);
+        g_free(m->config_path);
+        g_free(m->state_dir);
+        g_free(m->runtime_dir);
+        g_free(m->last_status);
+        g_free(m);
+        return NULL;
+}
+
+static int name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                log_error("Cannot own the bus name org.guestkeeper1: %s",
+                          sd_bus_message_get_error(reply)->message);
+                do_exit(m, 1);
+                return 0;
+        }
+        m->name_owned = true;
+        maybe_ready(m);
+        return 0;
+}
+
+int manager_start(Manager *m, char **ret_error)
+{
+        guint64 wd = 0;
+        int r;
+
+        hypervisor_libvirt_global_init();
+        r = sd_event_new(&m->event);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot create the event loop: %s", g_strerror(-r));
+                return r;
+        }
+        m->event_source = event_glue_attach(m->event, NULL);
+        r = sd_bus_open_system(&m->bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot connect to the system bus: %s", g_strerror(-r));
+                return r;
+        }
+        r = bus_manager_register(m);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
+                return r;
+        }
+        r = sd_bus_request_name_async(m->bus, NULL, "org.guestkeeper1", 0, name_acquired, m);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
+                return r;
+        }
+        r = logind_new(m->bus, &logind_callbacks, m, &m->logind);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot watch logind: %s", g_strerror(-r));
+                return r;
+        }
+        logind_want_inhibitor(m->logind, true);
+        watch_uris(m);
+
+        if (sd_watchdog_enabled(0, &wd) > 0 && wd > 0)
+                m->watchdog_source = g_timeout_add((guint) MAX(1, wd / USEC_PER_MSEC / 2), watchdog_cb, m);
+        notify("STATUS=Starting");
+        return 0;
+}
+
+int manager_reload(Manager *m, char **ret_error)
+{
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(Config) c = NULL;
+        bool uris_changed;
+        int r;
+
+        r = config_load(m->config_path, m->config_explicit, &c, warnings, ret_error);
+        if (r < 0) {
+                log_error("Reload: %s; keeping the old configuration", *ret_error);
+                return r;
+        }
+        for (guint i = 0; i < warnings->len; i++)
+                log_warning("%s", (char *) warnings->pdata[i]);
+        notify("RELOADING=1");
+        uris_changed = !g_strv_equal((const char *const *) c->uris, (const char *const *) m->config->uris);
+        config_free(m->config);
+        m->config = g_steal_pointer(&c);
+        if (uris_changed) {
+                if (m->run)
+                        log_warning("Reload: URIs= changed; the run under way keeps the old URIs");
+                watch_uris(m);
+        }
+        log_info("Reloaded %s", m->config_path);
+        notify("READY=1");
+        schedule_flush(m);
+        return 0;
+}

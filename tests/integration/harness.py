@@ -1,0 +1,401 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Test harness for guestkeeperd: a private system bus, dbusmock's logind, a NOTIFY_SOCKET
+listener, a private libvirtd (its own mount namespace, TESTBED.md) and the built daemon.
+
+Everything is started per test case and stopped by PID in cleanups, also when a test fails.
+Waiting is on conditions (a datagram, a signal, a socket), each with a generous timeout."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import gi
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib  # noqa: E402
+
+BUILD_DIR = os.environ.get('GK_BUILD_DIR', os.path.join(os.path.dirname(__file__), '../../build'))
+SOURCE_DIR = os.environ.get('GK_SOURCE_DIR', os.path.join(os.path.dirname(__file__), '../..'))
+DAEMON = os.path.join(BUILD_DIR, 'daemon', 'guestkeeperd')
+PYTHON = '/usr/bin/python3'
+# The QEMU capability cache survives between runs: the first probe takes seconds.
+LIBVIRT_CACHE = '/var/tmp/guestkeeper-test-libvirt-cache'
+
+BUS_NAME = 'org.guestkeeper1'
+OBJ = '/org/guestkeeper1'
+IFACE = 'org.guestkeeper1.Manager'
+
+
+def wait_until(cond, timeout=15.0, what='condition', ctx=None):
+    """Iterates the GLib main context (signals arrive) until cond() is true."""
+    ctx = ctx or GLib.MainContext.default()
+    end = time.monotonic() + timeout
+    while True:
+        while ctx.iteration(False):
+            pass
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+        time.sleep(0.005)
+
+
+class NotifyListener:
+    """Receives sd_notify datagrams on a socket whose path goes in NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []  # (monotonic time, dict of the datagram's assignments)
+        self.lock = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            fields = {}
+            for line in data.decode(errors='replace').split('\n'):
+                if '=' in line:
+                    k, v = line.split('=', 1)
+                    fields[k] = v
+            with self.lock:
+                self.messages.append((time.monotonic(), fields))
+                self.lock.notify_all()
+
+    def values(self, key):
+        with self.lock:
+            return [f[key] for _, f in self.messages if key in f]
+
+    def wait_for(self, key, value=None, timeout=15.0):
+        end = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                for _, f in self.messages:
+                    if key in f and (value is None or f[key] == value):
+                        return f[key]
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f'no {key}={value or "*"} from sd_notify within {timeout} s; '
+                                         f'got {[m for _, m in self.messages]}')
+                self.lock.wait(left)
+
+    def close(self):
+        self.sock.close()
+
+
+class PrivateBus:
+    CONF = '''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow receive_requested_reply="true"/>
+  </policy>
+</busconfig>
+'''
+
+    def __init__(self, workdir):
+        self.socket = os.path.join(workdir, 'system_bus_socket')
+        conf = os.path.join(workdir, 'bus.conf')
+        with open(conf, 'w') as f:
+            f.write(self.CONF.format(path=self.socket))
+        out = subprocess.check_output(['dbus-daemon', f'--config-file={conf}', '--fork',
+                                       '--print-address=1', '--print-pid=1'], text=True)
+        lines = out.split()
+        self.address = lines[0]
+        self.pid = int(lines[1])
+        os.chmod(workdir, 0o755)  # unprivileged callers must reach the socket
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+class Logind:
+    """dbusmock's logind template on the private bus."""
+
+    def __init__(self, bus, log_path):
+        self.bus = bus
+        self.log_path = log_path
+        self.proc = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        self.proc = subprocess.Popen([PYTHON, '-m', 'dbusmock', '--system', '--template', 'logind',
+                                      '-l', self.log_path], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: name_has_owner(self.bus, 'org.freedesktop.login1'), 15, 'the logind mock')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def emit_prepare_for_shutdown(self, start):
+        busctl(self.bus, 'call', 'org.freedesktop.login1', '/org/freedesktop/login1',
+               'org.freedesktop.DBus.Mock', 'EmitSignal', 'sssav', 'org.freedesktop.login1.Manager',
+               'PrepareForShutdown', 'b', '1', 'b', 'true' if start else 'false')
+
+    def set_preparing(self, value):
+        busctl(self.bus, 'call', 'org.freedesktop.login1', '/org/freedesktop/login1',
+               'org.freedesktop.DBus.Mock', 'UpdateProperties', 'sa{sv}', 'org.freedesktop.login1.Manager',
+               '1', 'PreparingForShutdown', 'b', 'true' if value else 'false')
+
+    def inhibitors(self):
+        out = busctl(self.bus, '--json=short', 'call', 'org.freedesktop.login1', '/org/freedesktop/login1',
+                     'org.freedesktop.login1.Manager', 'ListInhibitors')
+        import json
+        return [tuple(i) for i in json.loads(out)['data'][0]]
+
+    def our_inhibitors(self):
+        return [i for i in self.inhibitors() if i[1] == 'guestkeeper']
+
+
+def busctl(bus, *args, user=None, check=True):
+    cmd = ['busctl', f'--address={bus.address}', *args]
+    if user is not None:
+        cmd = ['setpriv', f'--reuid={user}', f'--regid={user}', '--clear-groups', *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise AssertionError(f'{" ".join(cmd)} failed: {r.stderr.strip()}')
+    return r.stdout if check else r
+
+
+def name_has_owner(bus, name):
+    r = subprocess.run(['busctl', f'--address={bus.address}', 'status', name],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+class Libvirtd:
+    """A private libvirtd: /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and
+    /var/log/libvirt bind-mounted from a temp dir in its own mount namespace."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, 'libvirt')
+        self.sockdir = os.path.join(self.dir, 'sock')
+        for d in ('etc', 'run', 'lib', 'log', 'sock'):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        os.makedirs(LIBVIRT_CACHE, exist_ok=True)
+        with open(os.path.join(self.dir, 'etc', 'libvirtd.conf'), 'w') as f:
+            f.write(f'unix_sock_dir = "{self.sockdir}"\n'
+                    'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+                    'unix_sock_ro_perms = "0777"\nunix_sock_rw_perms = "0770"\n'
+                    'listen_tcp = 0\nlisten_tls = 0\n'
+                    f'log_outputs = "3:file:{self.dir}/libvirtd.log"\n')
+        with open(os.path.join(self.dir, 'etc', 'qemu.conf'), 'w') as f:
+            f.write('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
+                    'security_driver = "none"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
+                    'stdio_handler = "file"\n')
+        self.socket = os.path.join(self.sockdir, 'libvirt-sock')
+        self.proc = None
+        self.start()
+
+    def uri(self, driver='test', path='/default'):
+        return f'{driver}+unix://{path}?socket={self.socket}'
+
+    def start(self):
+        notify = NotifyListener(os.path.join(self.dir, f'notify-{time.monotonic_ns()}'))
+        binds = [('etc', '/etc/libvirt'), ('run', '/run/libvirt'), ('lib', '/var/lib/libvirt'),
+                 (LIBVIRT_CACHE, '/var/cache/libvirt'), ('log', '/var/log/libvirt')]
+        script = ''
+        for src, dst in binds:
+            src = src if src.startswith('/') else os.path.join(self.dir, src)
+            script += f'mkdir -p {dst} && mount --bind {src} {dst} && '
+        script += (f'exec libvirtd -f {self.dir}/etc/libvirtd.conf -p {self.dir}/libvirtd.pid')
+        env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+        self.proc = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', '--',
+                                      '/bin/sh', '-c', script], env=env,
+                                     stdout=open(os.path.join(self.dir, 'stdout.log'), 'ab'),
+                                     stderr=subprocess.STDOUT)
+        try:
+            notify.wait_for('READY', '1', timeout=60)
+        except AssertionError:
+            self.proc.kill()
+            raise AssertionError('libvirtd did not start: ' + self.log_tail())
+        finally:
+            notify.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.dir, 'libvirtd.log')) as f:
+                return ''.join(f.readlines()[-20:])
+        except OSError:
+            return '(no log)'
+
+
+class Daemon:
+    def __init__(self, workdir, bus, notify, config, env=None, name='guestkeeperd'):
+        self.workdir = workdir
+        self.bus = bus
+        self.notify = notify
+        self.config = config
+        self.extra_env = env or {}
+        self.log_path = os.path.join(workdir, f'{name}.log')
+        self.state_dir = os.path.join(workdir, 'state')
+        self.proc = None
+
+    def start(self, wait_ready=True):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, NOTIFY_SOCKET=self.notify.path,
+                   STATE_DIRECTORY=self.state_dir, RUNTIME_DIRECTORY=os.path.join(self.workdir, 'run'),
+                   G_DEBUG='fatal-criticals')
+        env.pop('LIBVIRT_DEFAULT_URI', None)
+        env.update(self.extra_env)
+        self.log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen([DAEMON, '--config', self.config, '--log-level', 'debug'], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        if wait_ready:
+            wait_until(lambda: self.proc.poll() is not None or name_has_owner(self.bus, BUS_NAME), 15,
+                       'guestkeeperd on the bus')
+            if self.proc.poll() is not None:
+                raise AssertionError(f'guestkeeperd exited with {self.proc.returncode}: {self.log_text()}')
+        return self
+
+    def log_text(self):
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+
+
+class Client:
+    """A GDBus client on the private bus: properties, methods, and recorded signals."""
+
+    def __init__(self, bus):
+        self.conn = Gio.DBusConnection.new_for_address_sync(
+            bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+        self.changes = []  # (time, property, value)
+        self.run_finished = []  # (kind, done, failed)
+        self.conn.signal_subscribe(BUS_NAME, 'org.freedesktop.DBus.Properties', 'PropertiesChanged', OBJ,
+                                   None, Gio.DBusSignalFlags.NONE, self._on_changed)
+        self.conn.signal_subscribe(BUS_NAME, IFACE, 'RunFinished', OBJ, None, Gio.DBusSignalFlags.NONE,
+                                   self._on_finished)
+
+    def _on_changed(self, conn, sender, path, iface, signal_name, params):
+        _, changed, _ = params.unpack()
+        for k, v in changed.items():
+            self.changes.append((time.monotonic(), k, v))
+
+    def _on_finished(self, conn, sender, path, iface, signal_name, params):
+        self.run_finished.append(params.unpack())
+
+    def get(self, prop):
+        v = self.conn.call_sync(BUS_NAME, OBJ, 'org.freedesktop.DBus.Properties', 'Get',
+                                GLib.Variant('(ss)', (IFACE, prop)), None, Gio.DBusCallFlags.NONE, 10000, None)
+        return v.unpack()[0]
+
+    def call(self, method):
+        return self.conn.call_sync(BUS_NAME, OBJ, IFACE, method, None, None, Gio.DBusCallFlags.NONE,
+                                   10000, None).unpack()
+
+    def list_guests(self):
+        return {row[2]: row for row in self.call('ListGuests')[0]}
+
+    def states_seen(self):
+        return [v for _, k, v in self.changes if k == 'State']
+
+    def wait_state(self, state, timeout=20):
+        wait_until(lambda: self.get('State') == state, timeout, f'State={state}')
+
+    def wait_run_finished(self, kind, timeout=30, count=1):
+        return wait_until(lambda: len([r for r in self.run_finished if r[0] == kind]) >= count and
+                          [r for r in self.run_finished if r[0] == kind][count - 1], timeout,
+                          f'RunFinished("{kind}")')
+
+
+def test_domain_xml(name, memory_mib=128):
+    return (f"<domain type='test'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
+            "<os><type>hvm</type></os></domain>")
+
+
+def parse_record(path):
+    """The record as {name: {key: value}}, via GLib's key file parser (as the daemon reads it)."""
+    kf = GLib.KeyFile()
+    kf.load_from_file(path, GLib.KeyFileFlags.NONE)
+    out = {}
+    for g in kf.get_groups()[0]:
+        if g.startswith('Guest '):
+            out[kf.get_string(g, 'Name')] = {k: kf.get_string(g, k) for k in kf.get_keys(g)[0]}
+    return out
+
+
+def introspection_interface(xml_text, iface=IFACE):
+    """Members of one interface, normalised for comparison."""
+    root = ET.fromstring(xml_text)
+    node = root if root.tag == 'interface' else root.find(f"interface[@name='{iface}']")
+    if node is None:
+        raise AssertionError(f'{iface} not in the introspection data')
+    out = set()
+    for m in node:
+        args = tuple((a.get('name'), a.get('type'), a.get('direction', 'in' if m.tag == 'method' else None))
+                     for a in m.findall('arg'))
+        annotations = tuple(sorted((a.get('name'), a.get('value')) for a in m.findall('annotation')))
+        out.add((m.tag, m.get('name'), m.get('type'), m.get('access'), args, annotations))
+    return out
+
+
+class Workdir:
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix='gk-it-')
+
+    def cleanup(self):
+        if os.environ.get('GK_KEEP_TMP'):
+            print('kept', self.path)
+            return
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""guestkeeperd on a private system bus with dbusmock's logind, a NOTIFY_SOCKET listener and a
+private libvirtd serving the test driver (guest state survives a daemon restart = next boot).
+Assertions are what a user sees: libvirt's guest states, the record, D-Bus, notify, exit codes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+import libvirt
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import wait_until  # noqa: E402
+
+libvirt.registerErrorHandler(lambda *a: None, None)
+
+
+class DaemonTest(unittest.TestCase):
+    libvirtd = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lvdir = harness.Workdir()
+        cls.libvirtd = harness.Libvirtd(cls.lvdir.path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.libvirtd.stop()
+        cls.lvdir.cleanup()
+
+    def setUp(self):
+        self.wd = harness.Workdir()
+        self.addCleanup(self.wd.cleanup)
+        self.bus = harness.PrivateBus(self.wd.path)
+        self.addCleanup(self.bus.stop)
+        self.logind = harness.Logind(self.bus, os.path.join(self.wd.path, 'logind.log'))
+        self.addCleanup(self.logind.stop)
+        self.notify = harness.NotifyListener(os.path.join(self.wd.path, 'notify'))
+        self.addCleanup(self.notify.close)
+        self.uri = self.libvirtd.uri()
+        # The holder keeps the shared test driver alive; closing it resets the driver.
+        self.conn = libvirt.open(self.uri)
+        self.addCleanup(self.conn.close)
+        for d in self.conn.listAllDomains():
+            if d.isActive():
+                d.destroy()
+            if d.isPersistent():
+                d.undefine()
+        self.client = None
+
+    # --- helpers ---
+
+    def define(self, name, persistent=True):
+        xml = harness.test_domain_xml(name)
+        if persistent:
+            d = self.conn.defineXML(xml)
+            d.create()
+        else:
+            self.conn.createXML(xml, 0)
+
+    def state(self, name):
+        try:
+            d = self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return 'gone'
+        if d.isActive():
+            return 'running'
+        return 'saved' if d.hasManagedSaveImage() else 'shutoff'
+
+    def write_config(self, extra='', name='guestkeeper.conf', uris=None):
+        path = os.path.join(self.wd.path, name)
+        with open(path, 'w') as f:
+            f.write(f'[Guests]\nURIs={uris or self.uri}\n{extra}')
+        return path
+
+    def start_daemon(self, config=None, env=None, wait_ready=True):
+        self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, config or self.write_config(), env)
+        self.addCleanup(self.daemon.kill)
+        self.daemon.start(wait_ready=False)
+        if wait_ready:
+            self.notify.wait_for('READY', '1', timeout=20)
+        if not self.client:
+            self.client = harness.Client(self.bus)
+        return self.daemon
+
+    def record(self):
+        return harness.parse_record(os.path.join(self.daemon.state_dir, 'record'))
+
+    def guests(self):
+        return self.client.list_guests()
+
+    # --- tests ---
+
+    def test_startup_ready_inhibitor_idle(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.assertEqual(len(self.logind.our_inhibitors()), 1)
+        what, who, why, mode, _, _ = self.logind.our_inhibitors()[0]
+        self.assertEqual((what, who, mode), ('shutdown', 'guestkeeper', 'delay'))
+        self.assertTrue(self.client.get('InhibitorHeld'))
+        # busctl is enough to see what it does
+        out = harness.busctl(self.bus, 'get-property', 'org.guestkeeper1', '/org/guestkeeper1',
+                             'org.guestkeeper1.Manager', 'State')
+        self.assertEqual(out.strip(), 's "idle"')
+        self.assertEqual(self.client.get('URIs'), [self.uri])
+        wait_until(lambda: 'web1' in self.guests(), 10, 'web1 in ListGuests')
+        self.assertEqual(self.guests()['web1'][3], 'running')
+        self.assertIn('Watching', self.notify.values('STATUS')[-1] if self.notify.values('STATUS') else '')
+
+    def test_shutdown_preserves_then_next_boot_restores(self):
+        self.define('web1')
+        self.define('web2')
+        self.define('scratch', persistent=False)
+        self.define('off')
+        self.conn.lookupByName('off').destroy()
+        self.start_daemon()
+        self.client.wait_state('idle')
+
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve')
+        self.assertEqual((done, failed), (3, 0))
+        self.client.wait_state('preserved')
+        self.assertIn('preserving', self.client.states_seen())
+        self.assertEqual(self.client.states_seen()[-1], 'preserved')
+        # Persistent guests managed-saved, the transient one shut down (Save=persistent).
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertEqual(self.state('web2'), 'saved')
+        self.assertEqual(self.state('scratch'), 'gone')
+        self.assertEqual(self.state('off'), 'shutoff')
+        self.assertTrue(self.notify.values('EXTEND_TIMEOUT_USEC'), 'no keepalive sent')
+        self.assertLessEqual(int(self.notify.values('EXTEND_TIMEOUT_USEC')[0]), 30_000_000)
+        # The inhibitor is released once every guest has an outcome.
+        wait_until(lambda: not self.logind.our_inhibitors(), 10, 'the inhibitor released')
+        self.assertFalse(self.client.get('InhibitorHeld'))
+        rec = self.record()
+        self.assertEqual(set(rec), {'web1', 'web2', 'scratch'})
+        self.assertEqual(rec['web1']['Outcome'], 'saved')
+        self.assertEqual(rec['scratch']['Outcome'], 'shutdown')
+        self.assertIn('<name>scratch</name>', rec['scratch']['XML'])
+        self.assertEqual(self.guests()['web1'][4], 'saved')
+        self.assertEqual(self.guests()['scratch'][3], 'shutoff')  # known from the record only
+        self.assertTrue(self.client.get('GuestsDone') == 3 and self.client.get('Progress') == 1.0)
+
+        # SIGTERM after the run: exit 0 at once.
+        t = time.monotonic()
+        self.assertEqual(self.daemon.stop(), 0)
+        self.assertLess(time.monotonic() - t, 2)
+
+        # Next boot: the recorded guests come back, the record empties.
+        self.client = None
+        self.start_daemon()
+        kind, done, failed = self.client.wait_run_finished('restore')
+        self.assertEqual((done, failed), (3, 0))
+        for name in ('web1', 'web2', 'scratch'):
+            self.assertEqual(self.state(name), 'running', name)
+        self.assertEqual(self.state('off'), 'shutoff')
+        self.assertFalse(self.conn.lookupByName('scratch').isPersistent())
+        self.assertEqual(self.record(), {})
+        self.client.wait_state('idle')
+        self.assertEqual(self.guests()['web1'][4], 'restored')
+        wait_until(lambda: self.logind.our_inhibitors(), 10, 'the inhibitor taken again')
+
+    def test_sigterm_outside_shutdown_touches_nothing(self):
+        self.define('web1')
+        self.define('scratch', persistent=False)
+        self.start_daemon()
+        self.client.wait_state('idle')
+        t = time.monotonic()
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(5), 0)
+        self.assertLess(time.monotonic() - t, 1.0)
+        self.assertEqual(self.state('web1'), 'running')
+        self.assertEqual(self.state('scratch'), 'running')
+        self.assertIn('STOPPING', [k for _, m in self.notify.messages for k in m])
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, 'record')) and self.record())
+
+    def test_sigterm_during_host_shutdown_preserves_first(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        # logind says the host is going down (its delay is running) but we never saw the
+        # signal: SIGTERM must still preserve.
+        self.logind.set_preparing(True)
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(20), 0)
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertEqual(self.record()['web1']['Outcome'], 'saved')
+        self.assertTrue(self.notify.values('EXTEND_TIMEOUT_USEC'))
+
+    def test_cancelled_shutdown_mid_run(self):
+        self.define('web1')
+        self.define('stuck')
+        # stuck: its save fails and it ignores ACPI, so the run waits on it.
+        cfg = self.write_config('[Shutdown]\nShutdownTimeoutSec=3\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'stuck=save-fails,stuck=ignore-shutdown'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        wait_until(lambda: self.guests().get('stuck', [''] * 5)[4] == 'shutting-down', 10, 'stuck shutting down')
+        wait_until(lambda: self.state('web1') == 'saved', 10, 'web1 saved')
+        self.logind.emit_prepare_for_shutdown(False)
+        # The run ends without a further step; what it stopped comes back.
+        self.client.wait_run_finished('preserve')
+        self.client.wait_run_finished('restore', timeout=30)
+        self.client.wait_state('idle')
+        self.assertEqual(self.state('stuck'), 'running')  # never powered off
+        self.assertEqual(self.state('web1'), 'running')   # restored
+        wait_until(lambda: self.logind.our_inhibitors(), 10, 'the inhibitor taken again')
+        self.assertTrue(self.client.get('InhibitorHeld'))
+        self.assertEqual(self.record(), {})
+
+    def test_unprivileged_caller(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        for method in ('PreserveGuests', 'RestoreGuests', 'Reload'):
+            # A GDBus client as nobody: it reports the error name and message as sent
+            # (busctl rewords well-known error names).
+            code = ('import sys; from gi.repository import Gio\n'
+                    'c = Gio.DBusConnection.new_for_address_sync(sys.argv[1], Gio.DBusConnectionFlags.'
+                    'AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)\n'
+                    'try:\n c.call_sync("org.guestkeeper1", "/org/guestkeeper1", "org.guestkeeper1.Manager", '
+                    'sys.argv[2], None, None, 0, 5000, None)\n'
+                    'except Exception as e:\n print(Gio.DBusError.get_remote_error(e), e.message); sys.exit(1)\n')
+            r = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', harness.PYTHON,
+                                '-c', code, self.bus.address, method], capture_output=True, text=True, timeout=30)
+            r.stderr = r.stdout + r.stderr
+            self.assertNotEqual(r.returncode, 0, method)
+            self.assertIn('org.freedesktop.DBus.Error.AccessDenied', r.stderr, method)
+            self.assertIn(f'{method} is for root only (caller uid 65534)', r.stderr, method)
+        out = harness.busctl(self.bus, 'get-property', 'org.guestkeeper1', '/org/guestkeeper1',
+                             'org.guestkeeper1.Manager', 'State', user=65534)
+        self.assertEqual(out.strip(), 's "idle"')
+        out = harness.busctl(self.bus, 'call', 'org.guestkeeper1', '/org/guestkeeper1',
+                             'org.guestkeeper1.Manager', 'ListGuests', user=65534)
+        self.assertIn('web1', out)
+        self.assertEqual(self.state('web1'), 'running')
+
+    def test_introspection_matches_data(self):
+        self.start_daemon()
+        served = harness.busctl(self.bus, 'introspect', '--xml-interface', 'org.guestkeeper1',
+                                '/org/guestkeeper1')
+        with open(os.path.join(harness.SOURCE_DIR, 'data', 'org.guestkeeper1.Manager.xml')) as f:
+            shipped = f.read()
+        self.assertEqual(harness.introspection_interface(served), harness.introspection_interface(shipped))
+
+    def test_bus_responsive_during_saves(self):
+        self.define('big1')
+        self.define('big2')
+        cfg = self.write_config('[Shutdown]\nParallelSaves=2\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'big1=slow-save,big2=slow-save'})
+        self.client.wait_state('idle')
+        self.client.call('PreserveGuests')  # rehearsal; returns at once
+        self.client.wait_state('preserving')
+        worst = 0
+        n = 0
+        while self.client.get('State') == 'preserving':
+            t = time.monotonic()
+            self.client.get('Progress')
+            worst = max(worst, time.monotonic() - t)
+            n += 1
+        self.assertGreater(n, 10)
+        self.assertLess(worst, 0.1, f'a property read took {worst * 1000:.0f} ms during saves')
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('big1'), 'saved')
+        # A rehearsal never releases the inhibitor.
+        self.assertTrue(self.logind.our_inhibitors())
+        # Busy while a run is under way, then a restore over D-Bus.
+        self.client.call('RestoreGuests')
+        self.client.wait_run_finished('restore')
+        self.assertEqual(self.state('big1'), 'running')
+
+    def test_busy_while_running(self):
+        self.define('big1')
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'big1=slow-save'})
+        self.client.wait_state('idle')
+        self.client.call('PreserveGuests')
+        with self.assertRaisesRegex(Exception, 'org.guestkeeper1.Error.Busy'):
+            self.client.call('PreserveGuests')
+        self.client.wait_run_finished('preserve')
+
+    def test_reload_with_bad_config_keeps_old(self):
+        cfg = self.write_config('[Shutdown]\nSave=all\n')
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        with open(cfg, 'a') as f:
+            f.write('ParallelSaves=lots\n')
+        with self.assertRaisesRegex(Exception, r'InvalidConfig.*\[Shutdown\] ParallelSaves: "lots"'):
+            self.client.call('Reload')
+        self.assertIsNone(self.daemon.proc.poll())
+        # SIGHUP with the same bad file: still running, still idle.
+        self.daemon.proc.send_signal(signal.SIGHUP)
+        self.client.wait_state('idle')
+        self.assertIn('keeping the old configuration', self.daemon.log_text())
+
+    def test_logind_restart_and_absence(self):
+        self.logind.stop()
+        self.start_daemon()  # READY=1 with logind absent
+        self.client.wait_state('idle')
+        self.assertFalse(self.client.get('InhibitorHeld'))
+        self.logind.start()
+        wait_until(lambda: self.client.get('InhibitorHeld'), 10, 'the inhibitor taken when logind appears')
+        wait_until(lambda: self.logind.our_inhibitors(), 10, 'listed by logind')
+        self.logind.stop()
+        wait_until(lambda: not self.client.get('InhibitorHeld'), 10, 'InhibitorHeld=false')
+        self.logind.start()
+        wait_until(lambda: self.logind.our_inhibitors(), 10, 're-taken after the restart')
+
+    def test_bad_config_exits_1(self):
+        cfg = self.write_config('[Boot]\nStartDelaySec=soon\n')
+        d = harness.Daemon(self.wd.path, self.bus, self.notify, cfg)
+        d.start(wait_ready=False)
+        self.assertEqual(d.proc.wait(10), 1)
+        self.assertIn(f'{cfg}: [Boot] StartDelaySec: "soon" is not a number of seconds', d.log_text())
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
