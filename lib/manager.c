@@ -51,6 +51,7 @@ struct Watched {
         bool reachable;
         bool refreshing;
         bool refresh_again;
+        guint64 epoch; /* bumps at every event: a list taken before the last event is stale */
         guint reconnect_source;
         guint backoff_ms;
         char *error;
@@ -118,6 +119,10 @@ static char *status_line(Manager *m)
                         else if (g->outcome == OUTCOME_RESTORING)
                                 what = g_strdup_printf(": starting %s", g->name);
                 }
+                if (total == 0 && m->run && !engine_is_finished(m->run))
+                        return g_strdup_printf("%s: listing the guests of %u URI%s",
+                                               m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
+                                               m->watched->len, m->watched->len == 1 ? "" : "s");
                 if (failed)
                         return g_strdup_printf("%s %u/%u guests%s, %u failed",
                                                m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
@@ -152,10 +157,28 @@ static char *status_line(Manager *m)
         }
 }
 
+/* The status line, plus the URIs the run could not reach: never silent. */
+static char *full_status_line(Manager *m)
+{
+        g_autofree char *s = status_line(m);
+        GPtrArray *un = m->run ? engine_unreachable(m->run) : m->last_unreachable;
+        GString *out;
+
+        if ((m->state != MANAGER_PRESERVING && m->state != MANAGER_PRESERVED &&
+             m->state != MANAGER_RESTORING) ||
+            !un || un->len == 0)
+                return g_steal_pointer(&s);
+        out = g_string_new(s);
+        g_string_append(out, "; UNREACHABLE: ");
+        for (guint i = 0; i < un->len; i++)
+                g_string_append_printf(out, "%s%s", i ? ", " : "", (char *) un->pdata[i]);
+        return g_string_free(out, FALSE);
+}
+
 /* Sends STATUS= and PropertiesChanged for what changed. */
 static void flush(Manager *m)
 {
-        g_autofree char *status = status_line(m);
+        g_autofree char *status = full_status_line(m);
         const char *changed[5];
         unsigned total, done, failed, n = 0;
         double progress;
@@ -253,10 +276,39 @@ static void do_exit(Manager *m, int code)
 
 /* ---- runs ---- */
 
+static Watched *watched_for_uri(Manager *m, const char *uri)
+{
+        for (guint i = 0; i < m->watched->len; i++) {
+                Watched *w = m->watched->pdata[i];
+                g_autofree char *u = hypervisor_get_uri(w->hv);
+
+                if (streq_ptr(u, uri))
+                        return w;
+        }
+        return NULL;
+}
+
 static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
 {
         Manager *m = userdata;
 
+        /* A restored guest is running now: the cache knows without waiting for a refresh
+         * (a transient guest that comes back is new to libvirt's list). */
+        if (g->finished && g->outcome == OUTCOME_RESTORED) {
+                Watched *w = watched_for_uri(m, g->uri);
+                if (w)
+                        w->epoch++;
+                if (w && !g_hash_table_contains(w->guests, g->uuid)) {
+                        CachedGuest *c = g_new0(CachedGuest, 1);
+                        c->uuid = g_strdup(g->uuid);
+                        c->name = g_strdup(g->name);
+                        c->persistent = g->persistent;
+                        c->state = GUEST_STATE_RUNNING;
+                        g_hash_table_replace(w->guests, c->uuid, c);
+                } else if (w)
+                        ((CachedGuest *) g_hash_table_lookup(w->guests, g->uuid))->state =
+                                GUEST_STATE_RUNNING;
+        }
         g_hash_table_replace(m->outcomes, g_strconcat(g->uri, "\n", g->uuid, NULL),
                              GINT_TO_POINTER(g->outcome));
         if (g->finished && g->outcome == OUTCOME_FAILED)
@@ -296,6 +348,8 @@ static void on_finished(Engine *e, void *userdata)
                 for (guint i = 0; i < gs->len; i++)
                         m->last_by_outcome[((const EngineGuest *) gs->pdata[i])->outcome]++;
         }
+        g_clear_pointer(&m->last_unreachable, g_ptr_array_unref);
+        m->last_unreachable = g_ptr_array_ref(engine_unreachable(e));
         m->last_kind = kind;
         m->last_total = total;
         m->last_done = done;
@@ -552,6 +606,7 @@ static void cached_guest_free(gpointer p)
 
 typedef struct RefreshJob {
         Watched *w;
+        guint64 epoch;
         Hypervisor *hv;
         GPtrArray *list;
         char *error;
@@ -596,12 +651,23 @@ static void refresh_done(gpointer p)
                 if (!w->reachable)
                         log_info("Connected to %s", uri);
                 w->reachable = true;
+                bool stale = j->epoch != w->epoch;
+
                 w->backoff_ms = 0;
                 g_clear_pointer(&w->error, g_free);
-                g_hash_table_remove_all(w->guests);
+                /* Events came while listing: the list may predate them. Only learn new
+                 * guests from it, and list again. */
+                if (stale)
+                        w->refresh_again = true;
+                else
+                        g_hash_table_remove_all(w->guests);
                 for (guint i = 0; i < j->list->len; i++) {
                         GuestInfo *info = j->list->pdata[i];
-                        CachedGuest *g = g_new0(CachedGuest, 1);
+                        CachedGuest *g;
+
+                        if (stale && g_hash_table_contains(w->guests, info->uuid))
+                                continue;
+                        g = g_new0(CachedGuest, 1);
 
                         g->uuid = g_strdup(info->uuid);
                         g->name = g_strdup(info->name);
@@ -639,6 +705,7 @@ static void refresh(Watched *w)
         w->refreshing = true;
         j = g_new0(RefreshJob, 1);
         j->w = w;
+        j->epoch = w->epoch;
         j->hv = hypervisor_ref(w->hv);
         workers_submit(w->manager->workers, j, refresh_run, refresh_done, refresh_free);
 }
@@ -649,6 +716,7 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
         Watched *w = userdata;
         CachedGuest *g;
 
+        w->epoch++;
         if (event == GUEST_EVENT_DISCONNECTED) {
                 g_autofree char *uri = hypervisor_get_uri(h);
                 log_full(LOG_WARNING, 0, &(LogGuest){.uri = uri}, NULL,
@@ -874,6 +942,8 @@ Manager *manager_free(Manager *m)
         g_clear_pointer(&m->workers, workers_free);
         g_ptr_array_unref(m->watched);
         g_hash_table_unref(m->outcomes);
+        if (m->last_unreachable)
+                g_ptr_array_unref(m->last_unreachable);
         record_free(m->record);
         config_free(m->config);
         g_free(m->config_path);

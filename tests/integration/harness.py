@@ -233,10 +233,10 @@ class Libvirtd:
             script += f'mkdir -p {dst} && mount --bind {src} {dst} && '
         script += (f'exec libvirtd -f {self.dir}/etc/libvirtd.conf -p {self.dir}/libvirtd.pid')
         env = dict(os.environ, NOTIFY_SOCKET=notify.path)
-        self.proc = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', '--',
-                                      '/bin/sh', '-c', script], env=env,
-                                     stdout=open(os.path.join(self.dir, 'stdout.log'), 'ab'),
-                                     stderr=subprocess.STDOUT)
+        with open(os.path.join(self.dir, 'stdout.log'), 'ab') as out:
+            self.proc = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', '--',
+                                          '/bin/sh', '-c', script], env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
         try:
             notify.wait_for('READY', '1', timeout=60)
         except AssertionError:

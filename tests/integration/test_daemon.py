@@ -20,7 +20,8 @@ from harness import wait_until  # noqa: E402
 libvirt.registerErrorHandler(lambda *a: None, None)
 
 
-class DaemonTest(unittest.TestCase):
+class Base(unittest.TestCase):
+    """Per test: a private bus, the logind mock, a notify socket, a fresh test driver."""
     libvirtd = None
 
     @classmethod
@@ -94,8 +95,9 @@ class DaemonTest(unittest.TestCase):
     def guests(self):
         return self.client.list_guests()
 
-    # --- tests ---
 
+
+class DaemonTest(Base):
     def test_startup_ready_inhibitor_idle(self):
         self.define('web1')
         self.start_daemon()
@@ -162,6 +164,7 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(self.state('off'), 'shutoff')
         self.assertFalse(self.conn.lookupByName('scratch').isPersistent())
         self.assertEqual(self.record(), {})
+        self.assertEqual(self.guests()['scratch'][3:], ('running', 'restored'))
         self.client.wait_state('idle')
         self.assertEqual(self.guests()['web1'][4], 'restored')
         wait_until(lambda: self.logind.our_inhibitors(), 10, 'the inhibitor taken again')
@@ -317,6 +320,54 @@ class DaemonTest(unittest.TestCase):
         d.start(wait_ready=False)
         self.assertEqual(d.proc.wait(10), 1)
         self.assertIn(f'{cfg}: [Boot] StartDelaySec: "soon" is not a number of seconds', d.log_text())
+
+
+class LibvirtdFaultTest(Base):
+    """Own libvirtd per test: these tests stop and restart it."""
+
+    @classmethod
+    def setUpClass(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+    def setUp(self):
+        self.lvdir = harness.Workdir()
+        self.addCleanup(self.lvdir.cleanup)
+        self.libvirtd = harness.Libvirtd(self.lvdir.path)
+        self.addCleanup(self.libvirtd.stop)
+        super().setUp()
+
+    def test_reconnects_after_libvirtd_restart(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        wait_until(lambda: self.guests().get('web1', [''] * 5)[3] == 'running', 10, 'web1 listed')
+        self.libvirtd.stop()
+        wait_until(lambda: self.guests().get('web1', [''] * 5)[3] == 'unreachable', 15, 'web1 unreachable')
+        self.libvirtd.start()
+        self.conn = libvirt.open(self.uri)  # the test driver starts afresh with libvirtd
+        self.addCleanup(self.conn.close)
+        self.define('web2')
+        wait_until(lambda: self.guests().get('web2', [''] * 5)[3] == 'running', 40, 'web2 seen after reconnect')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('web2'), 'saved')
+
+    def test_unreachable_uri_reported_others_preserved(self):
+        self.define('web1')
+        bad = 'test+unix:///default?socket=/nonexistent/libvirt-sock'
+        self.start_daemon(self.write_config(uris=f'{self.uri} {bad}'))
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=30)
+        self.assertEqual((done, failed), (1, 1))  # the URI, counted once
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertEqual(self.client.get('GuestsFailed'), 1)
+        self.assertIn(f'UNREACHABLE: {bad}', self.notify.values('STATUS')[-1])
+        self.assertIn(f'error: Cannot reach {bad}', self.daemon.log_text())
 
 
 if __name__ == '__main__':
