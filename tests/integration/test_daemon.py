@@ -314,6 +314,15 @@ class DaemonTest(Base):
         self.logind.start()
         wait_until(lambda: self.logind.our_inhibitors(), 10, 're-taken after the restart')
 
+    def test_watchdog(self):
+        self.start_daemon(env={'WATCHDOG_USEC': '200000'})
+        self.client.wait_state('idle')
+        self.notify.wait_for('WATCHDOG', '1', timeout=2)
+        t = time.monotonic()
+        n = len(self.notify.values('WATCHDOG'))
+        wait_until(lambda: len(self.notify.values('WATCHDOG')) >= n + 3, 3, 'three more WATCHDOG=1')
+        self.assertLess(time.monotonic() - t, 1.0)  # at half of 200 ms, not once a second
+
     def test_bad_config_exits_1(self):
         cfg = self.write_config('[Boot]\nStartDelaySec=soon\n')
         d = harness.Daemon(self.wd.path, self.bus, self.notify, cfg)
