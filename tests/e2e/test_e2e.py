@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""End to end on real QEMU guests (TCG) under a private libvirtd, with guestkeeperd on a private
+system bus, dbusmock's logind and a NOTIFY_SOCKET listener. What is asserted is what a user
+checks: libvirt's view of each guest, the record, D-Bus, notify messages, and the guest's own
+serial console (a resumed guest's heartbeat goes on; a booted one starts again)."""
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+import libvirt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
+sys.path.insert(0, HERE)
+import guests  # noqa: E402
+import harness  # noqa: E402
+from harness import wait_until  # noqa: E402
+
+libvirt.registerErrorHandler(lambda *a: None, None)
+
+
+class E2E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.image = guests.image_dir()
+        cls.lvdir = harness.Workdir()
+        cls.libvirtd = harness.Libvirtd(cls.lvdir.path)
+        cls.uri = cls.libvirtd.uri('qemu', '/system')
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.libvirtd.stop()
+        cls.lvdir.cleanup()
+
+    def setUp(self):
+        self.wd = harness.Workdir()
+        self.addCleanup(self.wd.cleanup)
+        self.bus = harness.PrivateBus(self.wd.path)
+        self.addCleanup(self.bus.stop)
+        self.logind = harness.Logind(self.bus, os.path.join(self.wd.path, 'logind.log'))
+        self.addCleanup(self.logind.stop)
+        self.notify = harness.NotifyListener(os.path.join(self.wd.path, 'notify'))
+        self.addCleanup(self.notify.close)
+        self.conn = libvirt.open(self.uri)
+        self.addCleanup(self.conn.close)
+        self.consoles = {}
+        self.client = None
+        self.addCleanup(self.remove_guests)
+
+    def remove_guests(self):
+        for d in self.conn.listAllDomains():
+            persistent = d.isPersistent()
+            if d.isActive():
+                d.destroy()
+            if persistent:
+                if d.hasManagedSaveImage():
+                    d.managedSaveRemove()
+                d.undefine()
+
+    def boot(self, *specs):
+        """specs: (name, kind, memory MiB, fill MiB, persistent). Starts them all, then waits
+        until each one's init is ready."""
+        for name, kind, mem, fill, persistent in specs:
+            console = os.path.join(self.wd.path, f'{name}.console')
+            self.consoles[name] = guests.Console(console)
+            xml = guests.domain_xml(name, self.image, console, kind, mem, fill)
+            if persistent:
+                self.conn.defineXML(xml).create()
+            else:
+                self.conn.createXML(xml, 0)
+        for name, *_ in specs:
+            self.consoles[name].wait_for('GK-READY', timeout=180)
+
+    def state(self, name):
+        try:
+            d = self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return 'gone'
+        if d.isActive():
+            return 'running'
+        return 'saved' if d.hasManagedSaveImage() else 'shutoff'
+
+    def start_daemon(self, extra=''):
+        cfg = os.path.join(self.wd.path, 'guestkeeper.conf')
+        with open(cfg, 'w') as f:
+            f.write(f'[Guests]\nURIs={self.uri}\n{extra}')
+        self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, cfg)
+        self.addCleanup(self.daemon.kill)
+        self.daemon.start()
+        self.client = harness.Client(self.bus)
+        self.client.wait_state('idle', timeout=30)
+        return self.daemon
+
+    def record(self):
+        return harness.parse_record(os.path.join(self.daemon.state_dir, 'record'))
+
+    def save_path(self, name):
+        return os.path.join(self.libvirtd.dir, 'lib', 'qemu', 'save', f'{name}.save')
+
+    def test_host_shutdown_then_next_boot(self):
+        self.boot(('coop', 'cooperative', 128, 0, True), ('big', 'cooperative', 512, 300, True),
+                  ('tmp', 'cooperative', 128, 0, False), ('failsave', 'cooperative', 128, 0, True))
+        # A real failing save: a directory where libvirt writes failsave's image (EISDIR).
+        os.makedirs(self.save_path('failsave'))
+        self.start_daemon('[Shutdown]\nSave=all\nShutdownTimeoutSec=30\nParallelSaves=2\n')
+        ticks = {n: c.last_tick() for n, c in self.consoles.items()}
+
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
+        self.assertEqual((done, failed), (4, 0))
+        self.assertEqual(self.state('coop'), 'saved')
+        self.assertEqual(self.state('big'), 'saved')
+        self.assertEqual(self.state('tmp'), 'gone')
+        self.assertEqual(self.state('failsave'), 'shutoff')
+        self.assertIn('GK-POWEROFF', self.consoles['failsave'].text())  # it heard the ACPI button
+        rec = self.record()
+        self.assertEqual({n: g['Outcome'] for n, g in rec.items()},
+                         {'coop': 'saved', 'big': 'saved', 'tmp': 'saved', 'failsave': 'shutdown'})
+        self.assertIn('save failed', rec['failsave']['Error'])
+        self.assertTrue(os.path.getsize(rec['tmp']['SaveFile']) > 1 << 20)
+        self.assertGreater(os.path.getsize(self.save_path('big')), 300 << 20)  # the filled memory
+        self.assertTrue(self.notify.values('EXTEND_TIMEOUT_USEC'))
+        wait_until(lambda: not self.logind.our_inhibitors(), 10, 'the inhibitor released')
+        self.assertEqual(self.daemon.stop(), 0)
+
+        # Next boot (the admin freed failsave's save path).
+        os.rmdir(self.save_path('failsave'))
+        self.start_daemon('[Shutdown]\nSave=all\n')
+        kind, done, failed = self.client.wait_run_finished('restore', timeout=120)
+        self.assertEqual((done, failed), (4, 0))
+        for n in ('coop', 'big', 'tmp', 'failsave'):
+            self.assertEqual(self.state(n), 'running', n)
+        self.assertFalse(self.conn.lookupByName('tmp').isPersistent())
+        # Proof from inside: the saved guests resumed (no second init, the heartbeat goes on),
+        # the one that was shut down booted again.
+        for n in ('coop', 'big', 'tmp'):
+            c = self.consoles[n]
+            c.wait_tick_after(ticks[n])
+            self.assertEqual(c.count('GK-INIT'), 1, f'{n} booted instead of resuming')
+        self.consoles['failsave'].wait_for('GK-INIT', 2)
+        self.assertEqual(self.record(), {})
+
+    def test_stuck_guest_powered_off_after_timeout(self):
+        self.boot(('stuck', 'stuck', 128, 0, True), ('coop', 'cooperative', 128, 0, True))
+        self.start_daemon('[Shutdown]\nSave=none\nShutdownTimeoutSec=5\n')
+        t = time.monotonic()
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=60)
+        took = time.monotonic() - t
+        self.assertEqual((done, failed), (2, 0))
+        self.assertGreaterEqual(took, 5)
+        rec = self.record()
+        self.assertEqual(rec['stuck']['Outcome'], 'poweroff')
+        self.assertIn('did not shut down within 5 s', rec['stuck']['Error'])
+        self.assertEqual(rec['coop']['Outcome'], 'shutdown')
+        self.assertIn('GK-POWEROFF', self.consoles['coop'].text())
+        self.assertNotIn('GK-POWEROFF', self.consoles['stuck'].text())
+        self.assertEqual(self.state('stuck'), 'shutoff')
+
+    def test_rehearsal_preserve_then_restore(self):
+        self.boot(('vm1', 'cooperative', 128, 0, True), ('vm2', 'cooperative', 256, 100, True))
+        self.start_daemon('[Shutdown]\nParallelSaves=2\n')
+        ticks = {n: c.last_tick() for n, c in self.consoles.items()}
+        self.client.call('PreserveGuests')
+        self.assertEqual(self.client.wait_run_finished('preserve', timeout=60)[1:], (2, 0))
+        self.assertEqual(self.state('vm1'), 'saved')
+        self.assertEqual(self.state('vm2'), 'saved')
+        self.assertTrue(self.logind.our_inhibitors())  # a rehearsal keeps the lock
+        self.client.call('RestoreGuests')
+        self.assertEqual(self.client.wait_run_finished('restore', timeout=60)[1:], (2, 0))
+        for n in ('vm1', 'vm2'):
+            self.assertEqual(self.state(n), 'running')
+            self.consoles[n].wait_tick_after(ticks[n])
+            self.assertEqual(self.consoles[n].count('GK-INIT'), 1)
+
+    def test_plain_sigterm_leaves_guests_running(self):
+        self.boot(('vm1', 'cooperative', 128, 0, True), ('tmp', 'cooperative', 128, 0, False))
+        d = self.start_daemon()
+        d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(d.proc.wait(5), 0)
+        self.assertEqual(self.state('vm1'), 'running')
+        self.assertEqual(self.state('tmp'), 'running')
+        tick = self.consoles['vm1'].last_tick()
+        self.consoles['vm1'].wait_tick_after(tick)  # still alive, not paused
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
