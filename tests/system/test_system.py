@@ -1,0 +1,237 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The real thing: a Debian 12 tree booted with systemd-nspawn — systemd as PID 1, journald,
+dbus, a real logind, libvirtd running TCG guests — with the built project installed in it
+(meson install) and guestkeeper.service enabled. Inside, `systemctl poweroff` sends a real
+PrepareForShutdown; guestkeeper.service has TimeoutStopSec=3, shorter than its saves take,
+so only its EXTEND_TIMEOUT_USEC keepalives keep systemd waiting. Boot again: the guests run,
+the saved ones resumed (their heartbeat goes on). Then the same with libvirt-guests.service.
+
+Each run gets a fresh overlay on the cached tree (tests/system/build-rootfs)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'e2e'))
+import guests  # noqa: E402
+
+SOURCE_DIR = os.environ.get('GK_SOURCE_DIR', os.path.join(HERE, '..', '..'))
+BUILD_DIR = os.environ.get('GK_BUILD_DIR', os.path.join(SOURCE_DIR, 'build'))
+BOOT_TIMEOUT = 600
+
+# Saved one at a time (ParallelSaves=1) these take ~8 s (TCG, ~350 MiB/s); the fill stays
+# under ~80 % of the guest's memory (more and the guest's own kernel runs out of memory).
+GUESTS = [('small', 128, 0), ('medium', 512, 400), ('big', 1024, 800)]
+TIMEOUT_STOP_SEC = 1
+
+
+def seconds_of_day(stamp):
+    """'Nov 23 11:51:54.235531' → seconds since midnight, with the fraction."""
+    h, m, sec = stamp.split()[2].split(':')
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def evidence(journal):
+    """The shutdown's lines that matter: logind, our daemon, the units around it, the guests."""
+    keep = ('guestkeeperd[', 'guestkeeper.service', 'libvirt-guests', 'systemd-logind[', 'libvirtd.service',
+            'machine-qemu', 'virt-guest-shutdown', 'libvirtd[')
+    start = journal.find('The system will power off now!')
+    lines = journal[max(0, start - 200):].split('\n')
+    return '\n'.join(line for line in lines if any(k in line for k in keep)) + '\n'
+
+
+def stop_seconds(journal, unit):
+    a = re.search(rf'^(\S+ \S+ \S+) .*Stopping {re.escape(unit)}', journal, re.M)
+    b = re.search(rf'^(\S+ \S+ \S+) .*Stopped {re.escape(unit)}', journal, re.M)
+    return seconds_of_day(b.group(1)) - seconds_of_day(a.group(1)) if a and b else None
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Container:
+    def __init__(self, rootfs, workdir):
+        self.rootfs = rootfs
+        self.dir = workdir
+        self.upper = os.path.join(workdir, 'upper')
+        self.work = os.path.join(workdir, 'work')
+        self.merged = os.path.join(workdir, 'merged')
+        for d in (self.upper, self.work, self.merged):
+            os.makedirs(d, exist_ok=True)
+        self.boots = 0
+
+    def _mount(self):
+        return (f'mount -t overlay overlay -o lowerdir={self.rootfs},upperdir={self.upper},'
+                f'workdir={self.work} {self.merged}')
+
+    def in_overlay(self, script):
+        """Runs a shell script with the overlay mounted at self.merged (private namespace)."""
+        return run(['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-ec',
+                    f'{self._mount()}\n{script}'], timeout=600)
+
+    def boot(self):
+        """Boots the tree until it powers itself off; returns the console output."""
+        self.boots += 1
+        log = os.path.join(self.dir, f'console-{self.boots}.log')
+        script = (f'{self._mount()}\nmount -t tmpfs tmpfs /run/systemd\n'
+                  f'exec systemd-nspawn -q -D {self.merged} -b --register=no --keep-unit --console=pipe')
+        t = time.monotonic()
+        with open(log, 'w') as out:
+            p = subprocess.run(['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-ec', script],
+                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               timeout=BOOT_TIMEOUT)
+        self.last_boot_seconds = time.monotonic() - t
+        with open(log, errors='replace') as f:
+            text = f.read()
+        if p.returncode != 0:
+            raise AssertionError(f'container exited {p.returncode}: {text[-3000:]}')
+        return text
+
+    def path(self, p):
+        return os.path.join(self.upper, p.lstrip('/'))
+
+    def journal(self, boot, *args):
+        """journalctl over the container's persistent journal; boot 0 = first boot."""
+        jdir = self.path('/var/log/journal')
+        boots = run(['journalctl', '-D', jdir, '--list-boots', '--no-pager', '-q']).stdout.strip().split('\n')
+        boot_id = boots[boot].split()[1]
+        return run(['journalctl', '-D', jdir, '-b', boot_id, '--no-pager', '-o', 'short-precise', *args]).stdout
+
+
+class SystemTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.rootfs = run([os.path.join(HERE, 'build-rootfs')]).stdout.strip().split('\n')[-1]
+        cls.image = guests.image_dir()
+        # The installed tree is built with prefix /usr, as a package would be.
+        cls.build = os.path.join(BUILD_DIR, 'system-install')
+        if not os.path.exists(os.path.join(cls.build, 'build.ninja')):
+            run(['meson', 'setup', cls.build, SOURCE_DIR, '--wrap-mode=nodownload', '--prefix=/usr',
+                 '--sysconfdir=/etc', '--localstatedir=/var', '-Dtests=false'])
+        run(['ninja', '-C', cls.build])
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='gk-system-', dir='/var/tmp')
+        if not os.environ.get('GK_KEEP_TMP'):
+            self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.c = Container(self.rootfs, self.tmp)
+
+    def prepare(self, service):
+        """Installs the project, the guests and the scenario; enables @service."""
+        stage = os.path.join(self.tmp, 'stage')
+        os.makedirs(os.path.join(stage, 'var/lib/gk-guest'))
+        env = dict(os.environ, DESTDIR=stage)
+        run(['meson', 'install', '-C', self.build, '--quiet'], env=env)
+        g = os.path.join(stage, 'var/lib/gk-guest')
+        shutil.copy(os.path.join(self.image, 'vmlinuz'), g)
+        shutil.copy(os.path.join(self.image, 'initramfs.gz'), g)
+        img = '/var/lib/gk-guest'
+        for name, mem, fill in GUESTS:
+            with open(os.path.join(g, f'{name}.xml'), 'w') as f:
+                f.write(guests.domain_xml(name, img, f'{img}/{name}.console', 'cooperative', mem, fill))
+        with open(os.path.join(g, 'guests'), 'w') as f:
+            f.write(' '.join(n for n, _, _ in GUESTS) + '\n')
+        os.makedirs(os.path.join(stage, 'usr/local/bin'))
+        shutil.copy(os.path.join(HERE, 'gk-scenario'), os.path.join(stage, 'usr/local/bin/gk-scenario'))
+        units = os.path.join(stage, 'etc/systemd/system')
+        os.makedirs(os.path.join(units, 'multi-user.target.wants'))
+        with open(os.path.join(units, 'gk-scenario.service'), 'w') as f:
+            f.write('[Unit]\nDescription=guestkeeper system test scenario\n'
+                    'After=libvirtd.service guestkeeper.service libvirt-guests.service\n'
+                    'Wants=libvirtd.service\n[Service]\nType=oneshot\n'
+                    'ExecStart=/usr/local/bin/gk-scenario\nTimeoutStartSec=600\n'
+                    '[Install]\nWantedBy=multi-user.target\n')
+        for unit in ('gk-scenario.service', service):
+            os.symlink(f'/lib/systemd/system/{unit}' if unit != 'gk-scenario.service'
+                       else '/etc/systemd/system/gk-scenario.service',
+                       os.path.join(units, 'multi-user.target.wants', unit))
+        if service == 'guestkeeper.service':
+            os.makedirs(os.path.join(stage, 'etc/guestkeeper'), exist_ok=True)
+            with open(os.path.join(stage, 'etc/guestkeeper/guestkeeper.conf'), 'w') as f:
+                f.write('[Guests]\nURIs=qemu:///system\n[Shutdown]\nSave=all\nParallelSaves=1\n')
+            os.makedirs(os.path.join(units, 'guestkeeper.service.d'))
+            with open(os.path.join(units, 'guestkeeper.service.d', 'test.conf'), 'w') as f:
+                # Shorter than the saves take: only the keepalives can carry the stop.
+                f.write(f'[Service]\nTimeoutStopSec={TIMEOUT_STOP_SEC}\n')
+        else:
+            os.makedirs(os.path.join(stage, 'etc/default'), exist_ok=True)
+            with open(os.path.join(stage, 'etc/default/libvirt-guests'), 'w') as f:
+                f.write('URIS=qemu:///system\nON_BOOT=start\nON_SHUTDOWN=suspend\n')
+        # The tree has a merged /usr (/lib -> usr/lib): keep its directory symlinks.
+        # logind waits for delay locks at most 1 s (default 5): the shutdown then goes on while
+        # the saves run, and only the unit's stop path (ordering + keepalives) protects them.
+        os.makedirs(os.path.join(stage, 'etc/systemd/logind.conf.d'), exist_ok=True)
+        with open(os.path.join(stage, 'etc/systemd/logind.conf.d/test.conf'), 'w') as f:
+            f.write('[Login]\nInhibitDelayMaxSec=1\n')
+        self.c.in_overlay(f'tar -C {stage} -cf - . | tar -C {self.c.merged} -xf - --keep-directory-symlink')
+
+    def results(self):
+        with open(self.c.path('/var/lib/gk-scenario/result')) as f:
+            out = {}
+            for line in f:
+                name, *kv = line.split()
+                out[name] = dict(x.split('=', 1) for x in kv)
+            return out
+
+    def test_guestkeeper_service(self):
+        self.prepare('guestkeeper.service')
+        self.c.boot()
+        first = self.c.journal(0)
+        # The shutdown: a real PrepareForShutdown, the saves, and the stop carried past
+        # TimeoutStopSec=3 by the keepalives.
+        self.assertIn('logind: PrepareForShutdown(true)', first)
+        self.assertRegex(first, r'Preserve run finished: 3 guests, 3 done, 0 failed')
+        self.assertNotIn('end of file', first)
+        self.assertNotRegex(first, r'guestkeeper\.service: State .stop-sigterm. timed out')
+        stop = re.search(r'^(\S+ \S+ \S+) .*Stopping guestkeeper\.service', first, re.M)
+        done = re.search(r'^(\S+ \S+ \S+) .*guestkeeperd\[\d+\]: Preserve run finished', first, re.M)
+        self.assertTrue(stop and done, first[-3000:])
+        carried = seconds_of_day(done.group(1)) - seconds_of_day(stop.group(1))
+        self.stop_took = stop_seconds(first, 'guestkeeper.service')
+        print(f'\n  guestkeeper.service: stop began at {stop.group(1)}, the run finished {carried:.1f} s later '
+              f'(TimeoutStopSec={TIMEOUT_STOP_SEC}; the whole stop took {stop_seconds(first, "guestkeeper.service"):.1f} s); first boot took {self.c.last_boot_seconds:.0f} s',
+              file=sys.stderr)
+        with open(os.path.join(BUILD_DIR, 'system-guestkeeper.txt'), 'w') as f:
+            f.write(evidence(first))
+        # The keepalives kept systemd waiting past TimeoutStopSec, and the unit stopped cleanly.
+        self.assertGreater(carried, TIMEOUT_STOP_SEC)
+        self.assertRegex(first, r'guestkeeper\.service: Deactivated successfully')
+        # The guests' scopes were still there while saving: no QEMU was killed mid-save.
+        self.assertNotRegex(first, r'qemu.*(terminating on signal|shutting down, reason=crashed)')
+
+        self.c.boot()
+        r = self.results()
+        for name, _, _ in GUESTS:
+            self.assertEqual(r[name]['state'], 'running', r)
+            self.assertEqual(r[name]['inits'], '1', f'{name} booted instead of resuming: {r}')
+            self.assertGreater(int(r[name]['last_tick']), int(r[name]['tick_before']), r)
+        second = self.c.journal(1)
+        self.assertRegex(second, r'Restore run finished: 3 guests, 3 done, 0 failed')
+
+    def test_libvirt_guests_service_for_comparison(self):
+        """Not a pass/fail of libvirt-guests: records what it does on the same setup."""
+        self.prepare('libvirt-guests.service')
+        self.c.boot()
+        first = self.c.journal(0)
+        self.c.boot()
+        r = self.results()
+        eof = 'end of file' in first
+        took = stop_seconds(first, 'libvirt-guests.service')
+        print(f'\n  libvirt-guests.service: stop took {took:.1f} s; {r}; "end of file" in the journal: {eof}',
+              file=sys.stderr)
+        with open(os.path.join(BUILD_DIR, 'system-libvirt-guests.txt'), 'w') as f:
+            f.write(f'result: {r}\nstop took: {took:.1f} s\nend of file: {eof}\n')
+            f.write(evidence(first))
+        self.assertTrue(r)
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
