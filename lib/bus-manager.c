@@ -102,6 +102,27 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) rows = manager_plan(userdata);
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ssssb)");
+        for (guint i = 0; r >= 0 && i < rows->len; i++) {
+                PlanRow *p = rows->pdata[i];
+                r = sd_bus_message_append(reply, "(ssssb)", p->uri, p->uuid, p->name, p->steps,
+                                          p->persistent);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                        sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -112,6 +133,17 @@ static int get_state(sd_bus *bus, const char *path, const char *interface, const
                      sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         return sd_bus_message_append(reply, "s", manager_state_to_string(((Manager *) userdata)->state));
+}
+
+static int get_last_run(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "s",
+                                     m->run       ? run_kind_to_string(engine_kind(m->run))
+                                     : m->has_run ? run_kind_to_string(m->last_kind)
+                                                  : "");
 }
 
 static int get_inhibitor(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -153,10 +185,13 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("GuestsDone", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("GuestsFailed", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastRun", "s", get_last_run, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* UNPRIVILEGED: sd-bus would otherwise demand CAP_SYS_ADMIN with a generic error;
          * check_root() does the check, with a message that says what was refused. */
         SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),
                                 method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssb)", guests), method_plan,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RestoreGuests", "", "", method_restore, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),

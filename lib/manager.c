@@ -421,6 +421,7 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
                             &engine_callbacks, m);
         m->run_is_shutdown = host_shutdown;
+        m->has_run = true;
         m->run_started = now_usec();
         m->last_keepalive = 0;
         log_full(LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_STARTED, "%s run started%s",
@@ -429,6 +430,7 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
                  : host_shutdown     ? " (host shutdown)"
                                      : " (rehearsal)");
         set_state(m, kind == RUN_PRESERVE ? MANAGER_PRESERVING : MANAGER_RESTORING);
+        bus_manager_emit(m, (const char *const[]){"LastRun", NULL});
         engine_start(m->run);
         if (kind == RUN_PRESERVE) {
                 send_keepalive(m, true);
@@ -877,6 +879,46 @@ GPtrArray *manager_list_guests(Manager *m)
                 r->outcome = g_hash_table_contains(m->outcomes, k) ? outcome_of(m, rg->uri, rg->uuid)
                                                                    : outcome_to_string(rg->outcome);
                 g_ptr_array_add(rows, r);
+        }
+        return rows;
+}
+
+static void plan_row_free(gpointer p)
+{
+        PlanRow *r = p;
+
+        g_free(r->uri);
+        g_free(r->uuid);
+        g_free(r->name);
+        g_free(r->steps);
+        g_free(r);
+}
+
+GPtrArray *manager_plan(Manager *m)
+{
+        GPtrArray *rows = g_ptr_array_new_with_free_func(plan_row_free);
+
+        for (guint i = 0; i < m->watched->len; i++) {
+                Watched *w = m->watched->pdata[i];
+                g_autofree char *uri = hypervisor_get_uri(w->hv);
+                GHashTableIter it;
+                gpointer v;
+
+                g_hash_table_iter_init(&it, w->guests);
+                while (g_hash_table_iter_next(&it, NULL, &v)) {
+                        CachedGuest *g = v;
+                        PlanRow *r;
+
+                        if (!guest_state_is_active(g->state))
+                                continue;
+                        r = g_new0(PlanRow, 1);
+                        r->uri = g_strdup(uri);
+                        r->uuid = g_strdup(g->uuid);
+                        r->name = g_strdup(g->name);
+                        r->persistent = g->persistent;
+                        r->steps = steps_to_string(plan_steps(m->config, g->persistent));
+                        g_ptr_array_add(rows, r);
+                }
         }
         return rows;
 }

@@ -53,6 +53,7 @@ typedef struct Manager {
 
         Engine *run;
         RunKind last_kind;
+        bool has_run; /* a run started since the daemon did */
         unsigned last_total, last_done, last_failed;
         unsigned last_by_outcome[_OUTCOME_MAX];
         GPtrArray *last_unreachable; /* "uri: error" of the current or last run */
@@ -106,6 +107,13 @@ typedef struct GuestRow {
         const char *state, *outcome;
 } GuestRow;
 GPtrArray *manager_list_guests(Manager *m); /* GuestRow*, owned by the array */
+typedef struct PlanRow {
+        char *uri, *uuid, *name;
+        bool persistent;
+        char *steps; /* "save,shutdown,poweroff"; "" = nothing: it would be left running */
+} PlanRow;
+/* What a host shutdown would do now to each running or paused guest. */
+GPtrArray *manager_plan(Manager *m); /* PlanRow*, owned by the array */
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);

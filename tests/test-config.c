@@ -38,7 +38,7 @@ START_TEST(test_defaults)
         ck_assert_int_eq(c->poweroff, SCOPE_ALL);
         ck_assert_uint_eq(c->shutdown_timeout_usec, 300 * USEC_PER_SEC);
         ck_assert_uint_eq(c->deadline_usec, 1500 * USEC_PER_SEC);
-        ck_assert_uint_eq(c->parallel_saves, 2);
+        ck_assert_uint_eq(c->parallel_saves, 4);
         ck_assert_uint_eq(c->parallel_shutdowns, 0);
         ck_assert(!c->bypass_cache);
         ck_assert(c->restore);

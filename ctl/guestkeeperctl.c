@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* guestkeeperctl: the command-line client of org.guestkeeper1 (docs/guestkeeperctl.1.rst). */
+#include "gk-build-config.h"
+
+#include <getopt.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "bus-util.h"
+#include "import.h"
+#include "macro.h"
+
+#define NAME  "org.guestkeeper1"
+#define PATH  "/org/guestkeeper1"
+#define IFACE "org.guestkeeper1.Manager"
+
+static bool arg_json;
+static bool arg_legend = true;
+static bool arg_full;
+
+static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static int fail(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("guestkeeperctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return 1;
+}
+
+static void json_string(GString *out, const char *s)
+{
+        g_string_append_c(out, '"');
+        for (; s && *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                if (c == '"' || c == '\\')
+                        g_string_append_printf(out, "\\%c", c);
+                else if (c < 0x20)
+                        g_string_append_printf(out, "\\u%04x", c);
+                else
+                        g_string_append_c(out, (char) c);
+        }
+        g_string_append_c(out, '"');
+}
+
+/* Connects and checks the daemon is there: no bus activation for a status query. */
+static int connect_bus(sd_bus **ret)
+{
+        g_autoptr(sd_bus) bus = NULL;
+        __attribute__((cleanup(sd_bus_error_free))) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r, has = 0;
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return fail("cannot connect to the system bus: %s", g_strerror(-r));
+        {
+                g_autoptr(sd_bus_message) reply = NULL;
+                r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                       "org.freedesktop.DBus", "NameHasOwner", &e, &reply, "s", NAME);
+                if (r >= 0)
+                        r = sd_bus_message_read(reply, "b", &has);
+        }
+        if (r < 0)
+                return fail("cannot ask the bus about %s: %s", NAME, e.message ?: g_strerror(-r));
+        if (!has)
+                return fail("guestkeeperd is not running (%s is not on the system bus); "
+                            "start it with: systemctl start guestkeeper",
+                            NAME);
+        *ret = g_steal_pointer(&bus);
+        return 0;
+}
+
+static int call(sd_bus *bus, const char *method, sd_bus_message **ret_reply)
+{
+        __attribute__((cleanup(sd_bus_error_free))) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, NAME, PATH, IFACE, method, &e, ret_reply, "");
+        if (r < 0)
+                return fail("%s: %s", method, e.message ?: g_strerror(-r));
+        return 0;
+}
+
+typedef struct Props {
+        char *version, *state, *last_run;
+        int inhibitor;
+        char **uris;
+        unsigned total, done, failed;
+        double progress;
+} Props;
+
+static void props_clear(Props *p)
+{
+        g_free(p->version);
+        g_free(p->state);
+        g_free(p->last_run);
+        g_strfreev(p->uris);
+}
+
+static int get_props(sd_bus *bus, Props *p)
+{
+        __attribute__((cleanup(sd_bus_error_free))) sd_bus_error e = SD_BUS_ERROR_NULL;
+        g_autoptr(sd_bus_message) reply = NULL;
+        const char *key;
+        int r;
+
+        r = sd_bus_call_method(bus, NAME, PATH, "org.freedesktop.DBus.Properties", "GetAll", &e, &reply, "s",
+                               IFACE);
+        if (r < 0)
+                return fail("cannot read the properties: %s", e.message ?: g_strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *s;
+                unsigned u;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        break;
+                if (g_str_equal(key, "Version") || g_str_equal(key, "State") ||
+                    g_str_equal(key, "LastRun")) {
+                        r = sd_bus_message_read(reply, "v", "s", &s);
+                        char **dst = g_str_equal(key, "Version") ? &p->version
+                                     : g_str_equal(key, "State") ? &p->state
+                                                                 : &p->last_run;
+                        *dst = g_strdup(s);
+                } else if (g_str_equal(key, "InhibitorHeld"))
+                        r = sd_bus_message_read(reply, "v", "b", &p->inhibitor);
+                else if (g_str_equal(key, "URIs")) {
+                        r = sd_bus_message_enter_container(reply, 'v', "as");
+                        if (r >= 0)
+                                r = sd_bus_message_read_strv(reply, &p->uris);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                } else if (g_str_equal(key, "Progress"))
+                        r = sd_bus_message_read(reply, "v", "d", &p->progress);
+                else if (g_str_has_prefix(key, "Guests")) {
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        if (g_str_equal(key, "GuestsTotal"))
+                                p->total = u;
+                        else if (g_str_equal(key, "GuestsDone"))
+                                p->done = u;
+                        else
+                                p->failed = u;
+                } else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0)
+                return fail("cannot parse the properties: %s", g_strerror(-r));
+        return 0;
+}
+
+static int cmd_status(sd_bus *bus)
+{
+        Props p = {};
+        int r = get_props(bus, &p);
+
+        if (r)
+                return r;
+        if (arg_json) {
+                GString *o = g_string_new("{\"version\":");
+                json_string(o, p.version);
+                g_string_append(o, ",\"state\":");
+                json_string(o, p.state);
+                g_string_append_printf(o, ",\"inhibitor_held\":%s,\"uris\":[",
+                                       p.inhibitor ? "true" : "false");
+                for (char **u = p.uris; u && *u; u++) {
+                        if (u != p.uris)
+                                g_string_append_c(o, ',');
+                        json_string(o, *u);
+                }
+                g_string_append(o, "],\"last_run\":");
+                json_string(o, p.last_run);
+                g_string_append_printf(o,
+                                       ",\"guests_total\":%u,\"guests_done\":%u,\"guests_failed\":%u,"
+                                       "\"progress\":%.3f}\n",
+                                       p.total, p.done, p.failed, p.progress);
+                fputs(o->str, stdout);
+                g_string_free(o, TRUE);
+        } else {
+                g_autofree char *uris = g_strjoinv(" ", p.uris);
+                printf("guestkeeperd %s: %s\n", p.version, p.state);
+                printf("    Inhibitor: %s\n",
+                       p.inhibitor ? "held (shutdown waits for guestkeeper)" : "not held");
+                printf("         URIs: %s\n", uris);
+                if (p.last_run && *p.last_run)
+                        printf("     Last run: %s, %u guests: %u done, %u failed (%.0f%%)\n", p.last_run,
+                               p.total, p.done, p.failed, p.progress * 100);
+                else
+                        printf("     Last run: none since the daemon started\n");
+        }
+        props_clear(&p);
+        return 0;
+}
+
+/* Prints a table; rows are GStrv of @ncols columns. */
+static void table(const char *const *header, GPtrArray *rows, guint ncols, const char *what)
+{
+        g_autofree guint *w = g_new0(guint, ncols);
+
+        for (guint c = 0; c < ncols; c++)
+                w[c] = arg_legend ? strlen(header[c]) : 0;
+        for (guint i = 0; i < rows->len; i++)
+                for (guint c = 0; c < ncols; c++)
+                        w[c] = MAX(w[c], (guint) g_utf8_strlen(((char **) rows->pdata[i])[c], -1));
+        if (arg_legend) {
+                for (guint c = 0; c < ncols; c++)
+                        printf("%-*s%s", c + 1 < ncols ? (int) w[c] : 0, header[c],
+                               c + 1 < ncols ? " " : "\n");
+        }
+        for (guint i = 0; i < rows->len; i++)
+                for (guint c = 0; c < ncols; c++) {
+                        const char *v = ((char **) rows->pdata[i])[c];
+                        printf("%s%*s%s", v, c + 1 < ncols ? (int) (w[c] - g_utf8_strlen(v, -1)) : 0, "",
+                               c + 1 < ncols ? " " : "\n");
+                }
+        if (arg_legend)
+                printf("\n%u %s listed.\n", rows->len, what);
+}
+
+static int cmd_list(sd_bus *bus)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+        const char *uri, *uuid, *name, *state, *outcome;
+        GString *o = g_string_new("[");
+        int r;
+
+        if (call(bus, "ListGuests", &reply))
+                return 1;
+        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(sssss)", &uri, &uuid, &name, &state, &outcome)) > 0) {
+                if (arg_json) {
+                        if (o->len > 1)
+                                g_string_append_c(o, ',');
+                        g_string_append(o, "{\"uri\":");
+                        json_string(o, uri);
+                        g_string_append(o, ",\"uuid\":");
+                        json_string(o, uuid);
+                        g_string_append(o, ",\"name\":");
+                        json_string(o, name);
+                        g_string_append(o, ",\"state\":");
+                        json_string(o, state);
+                        g_string_append(o, ",\"outcome\":");
+                        json_string(o, outcome);
+                        g_string_append_c(o, '}');
+                } else {
+                        char **row = g_new0(char *, 6);
+                        row[0] = g_strdup(name);
+                        row[1] = g_strdup(state);
+                        row[2] = g_strdup(*outcome ? outcome : "-");
+                        row[3] = g_strdup(uri);
+                        row[4] = g_strdup(uuid);
+                        g_ptr_array_add(rows, row);
+                }
+        }
+        if (r < 0) {
+                g_string_free(o, TRUE);
+                return fail("cannot parse ListGuests(): %s", g_strerror(-r));
+        }
+        if (arg_json)
+                printf("%s]\n", o->str);
+        else
+                table((const char *const[]){"NAME", "STATE", "LAST OUTCOME", "URI", "UUID"}, rows,
+                      arg_full ? 5 : 4, "guests");
+        g_string_free(o, TRUE);
+        return 0;
+}
+
+static int cmd_plan(sd_bus *bus)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+        const char *uri, *uuid, *name, *steps;
+        GString *o = g_string_new("[");
+        int persistent, r;
+
+        if (call(bus, "Plan", &reply))
+                return 1;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssb)");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(ssssb)", &uri, &uuid, &name, &steps, &persistent)) > 0) {
+                if (arg_json) {
+                        g_auto(GStrv) parts = *steps ? g_strsplit(steps, ",", -1) : g_new0(char *, 1);
+                        if (o->len > 1)
+                                g_string_append_c(o, ',');
+                        g_string_append(o, "{\"uri\":");
+                        json_string(o, uri);
+                        g_string_append(o, ",\"uuid\":");
+                        json_string(o, uuid);
+                        g_string_append(o, ",\"name\":");
+                        json_string(o, name);
+                        g_string_append_printf(o, ",\"persistent\":%s,\"steps\":[",
+                                               persistent ? "true" : "false");
+                        for (char **p = parts; *p; p++) {
+                                if (p != parts)
+                                        g_string_append_c(o, ',');
+                                json_string(o, *p);
+                        }
+                        g_string_append(o, "]}");
+                } else {
+                        g_autofree char *arrows = NULL;
+                        char **row = g_new0(char *, 5);
+                        g_auto(GStrv) parts = g_strsplit(steps, ",", -1);
+
+                        arrows = *steps ? g_strjoinv(" → ", parts)
+                                        : g_strdup("NOTHING: left running, dies with the host");
+                        row[0] = g_strdup(name);
+                        row[1] = g_strdup(persistent ? "persistent" : "transient");
+                        row[2] = g_steal_pointer(&arrows);
+                        row[3] = g_strdup(uri);
+                        g_ptr_array_add(rows, row);
+                }
+        }
+        if (r < 0) {
+                g_string_free(o, TRUE);
+                return fail("cannot parse Plan(): %s", g_strerror(-r));
+        }
+        if (arg_json)
+                printf("%s]\n", o->str);
+        else
+                table((const char *const[]){"NAME", "KIND", "AT SHUTDOWN", "URI"}, rows, 4,
+                      "running guests");
+        g_string_free(o, TRUE);
+        return 0;
+}
+
+typedef struct Follow {
+        const char *kind;
+        bool finished;
+        unsigned done, failed;
+        bool gone;
+} Follow;
+
+static int on_run_finished(sd_bus_message *m, void *userdata, sd_bus_error *e)
+{
+        Follow *f = userdata;
+        const char *kind;
+        unsigned done, failed;
+
+        if (sd_bus_message_read(m, "suu", &kind, &done, &failed) >= 0 && g_str_equal(kind, f->kind)) {
+                f->finished = true;
+                f->done = done;
+                f->failed = failed;
+        }
+        return 0;
+}
+
+static int on_owner(sd_bus_message *m, void *userdata, sd_bus_error *e)
+{
+        const char *name, *old, *new;
+
+        if (sd_bus_message_read(m, "sss", &name, &old, &new) >= 0 && !*new)
+                ((Follow *) userdata)->gone = true;
+        return 0;
+}
+
+/* Starts a run and follows it until RunFinished; exit status 0 only if nothing failed. */
+static int cmd_run(sd_bus *bus, const char *method, const char *kind)
+{
+        g_autoptr(sd_bus_slot) s1 = NULL, s2 = NULL;
+        Follow f = {.kind = kind};
+        bool tty = isatty(STDOUT_FILENO) && !arg_json;
+        int r;
+
+        /* Subscribe first: the run may end before the call returns. */
+        r = sd_bus_match_signal(bus, &s1, NAME, PATH, IFACE, "RunFinished", on_run_finished, &f);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, &s2, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                        "org.freedesktop.DBus", "NameOwnerChanged", on_owner, &f);
+        if (r < 0)
+                return fail("cannot subscribe to the daemon's signals: %s", g_strerror(-r));
+        if (call(bus, method, NULL))
+                return 1;
+        while (!f.finished && !f.gone) {
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        return fail("lost the bus: %s", g_strerror(-r));
+                if (r > 0)
+                        continue;
+                if (tty) {
+                        Props p = {};
+                        if (get_props(bus, &p) == 0) {
+                                int bar = (int) (p.progress * 30);
+                                printf("\r%-10s [%.*s%*s] %3.0f%%  %u/%u guests%s", p.state, bar,
+                                       "##############################", 30 - bar, "", p.progress * 100,
+                                       p.done + p.failed, p.total, p.failed ? "  (failures)" : "");
+                                fflush(stdout);
+                        }
+                        props_clear(&p);
+                }
+                r = sd_bus_wait(bus, tty ? 200000 : UINT64_MAX);
+                if (r < 0)
+                        return fail("lost the bus: %s", g_strerror(-r));
+        }
+        if (tty)
+                printf("\r%*s\r", 72, "");
+        if (f.gone)
+                return fail("guestkeeperd went away during the %s run", kind);
+        if (arg_json)
+                printf("{\"kind\":\"%s\",\"done\":%u,\"failed\":%u}\n", kind, f.done, f.failed);
+        else
+                printf("%s run finished: %u done, %u failed%s\n", kind, f.done, f.failed,
+                       f.failed ? " (guestkeeperctl list shows which)" : "");
+        return f.failed ? 1 : 0;
+}
+
+static int cmd_import(const char *file)
+{
+        static const char *const candidates[] = {"/etc/default/libvirt-guests",
+                                                 "/etc/sysconfig/libvirt-guests"};
+        g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = NULL, *conf = NULL, *why = NULL;
+
+        for (size_t i = 0; !file && i < ELEMENTSOF(candidates); i++)
+                if (access(candidates[i], R_OK) == 0)
+                        file = candidates[i];
+        if (!file)
+                return fail("no libvirt-guests configuration found (%s, %s); name one", candidates[0],
+                            candidates[1]);
+        if (!g_file_get_contents(file, &text, NULL, &error))
+                return fail("%s", error->message);
+        if (import_libvirt_guests(file, text, &conf, notes, &why) < 0)
+                return fail("%s: %s", file, why);
+        fputs(conf, stdout);
+        for (guint i = 0; i < notes->len; i++)
+                fprintf(stderr, "note: %s\n", (char *) notes->pdata[i]);
+        return 0;
+}
+
+static void help(void)
+{
+        printf("Usage: guestkeeperctl [OPTION...] COMMAND\n\n"
+               "Commands:\n"
+               "  status                    the daemon's state, inhibitor, last run\n"
+               "  list                      every guest: state and last outcome\n"
+               "  plan                      what a host shutdown would do to each running guest now\n"
+               "  preserve                  preserve the guests now (a rehearsal) and follow the run\n"
+               "  restore                   restore the recorded guests now and follow the run\n"
+               "  reload                    re-read the configuration\n"
+               "  import-libvirt-guests [FILE]  print the guestkeeper.conf equivalent to a\n"
+               "                            libvirt-guests configuration\n\n"
+               "Options:\n"
+               "  --json        machine-readable output\n"
+               "  --no-legend   no column headers and footers\n"
+               "  --no-pager    accepted for systemctl compatibility (output is never paged)\n"
+               "  -l, --full    show UUIDs in list\n"
+               "  --version, -h/--help\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"json", no_argument, NULL, 'j'},
+                {"no-legend", no_argument, NULL, 'L'},
+                {"no-pager", no_argument, NULL, 'P'},
+                {"full", no_argument, NULL, 'l'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        g_autoptr(sd_bus) bus = NULL;
+        const char *cmd;
+        int c;
+
+        setlocale(LC_ALL, "");
+        while ((c = getopt_long(argc, argv, "hl", options, NULL)) >= 0)
+                switch (c) {
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 'L':
+                        arg_legend = false;
+                        break;
+                case 'P':
+                        break;
+                case 'l':
+                        arg_full = true;
+                        break;
+                case 'V':
+                        printf("guestkeeperctl %s\n", PACKAGE_VERSION);
+                        return 0;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        return 2;
+                }
+        cmd = optind < argc ? argv[optind] : "status";
+        if (g_str_equal(cmd, "import-libvirt-guests")) {
+                if (argc - optind > 2)
+                        return fail("import-libvirt-guests takes at most one FILE"), 2;
+                return cmd_import(optind + 1 < argc ? argv[optind + 1] : NULL);
+        }
+        if (argc - optind > 1)
+                return fail("%s takes no arguments", cmd), 2;
+        if (!g_strv_contains(
+                    (const char *const[]){"status", "list", "plan", "preserve", "restore", "reload", NULL},
+                    cmd))
+                return fail("unknown command \"%s\" (see --help)", cmd), 2;
+        if (connect_bus(&bus))
+                return 1;
+        if (g_str_equal(cmd, "status"))
+                return cmd_status(bus);
+        if (g_str_equal(cmd, "list"))
+                return cmd_list(bus);
+        if (g_str_equal(cmd, "plan"))
+                return cmd_plan(bus);
+        if (g_str_equal(cmd, "preserve"))
+                return cmd_run(bus, "PreserveGuests", "preserve");
+        if (g_str_equal(cmd, "restore"))
+                return cmd_run(bus, "RestoreGuests", "restore");
+        if (call(bus, "Reload", NULL))
+                return 1;
+        if (!arg_json)
+                printf("configuration reloaded\n");
+        return 0;
+}

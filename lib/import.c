@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "import.h"
+
+#include <errno.h>
+
+#include "macro.h"
+#include "plan.h"
+
+/* The defaults of the libvirt-guests.sh Debian 12 ships (libvirt 9.0), for unset variables. */
+static const char *const defaults[][2] = {
+        {"URIS", "default"},         {"ON_BOOT", "ignore"},      {"ON_SHUTDOWN", "shutdown"},
+        {"SHUTDOWN_TIMEOUT", "300"}, {"PARALLEL_SHUTDOWN", "0"}, {"START_DELAY", "0"},
+        {"BYPASS_CACHE", "0"},       {"SYNC_TIME", "0"},         {"PERSISTENT_ONLY", "default"},
+};
+
+/* Parses one shell word: 'single', "double" (with \" \\ \$ escapes), or bare up to a blank
+ * or #. Returns NULL on an unterminated quote. */
+static char *parse_value(const char *p, const char **ret_end)
+{
+        GString *v = g_string_new(NULL);
+
+        while (*p && !g_ascii_isspace(*p) && *p != '#') {
+                if (*p == '\'') {
+                        const char *q = strchr(p + 1, '\'');
+                        if (!q)
+                                goto bad;
+                        g_string_append_len(v, p + 1, q - p - 1);
+                        p = q + 1;
+                } else if (*p == '"') {
+                        p++;
+                        while (*p && *p != '"') {
+                                if (*p == '\\' &&
+                                    (p[1] == '"' || p[1] == '\\' || p[1] == '$' || p[1] == '`'))
+                                        p++;
+                                g_string_append_c(v, *p++);
+                        }
+                        if (*p != '"')
+                                goto bad;
+                        p++;
+                } else
+                        g_string_append_c(v, *p++);
+        }
+        *ret_end = p;
+        return g_string_free(v, FALSE);
+bad:
+        g_string_free(v, TRUE);
+        return NULL;
+}
+
+static bool is_uint(const char *s)
+{
+        if (!s || !*s)
+                return false;
+        for (; *s; s++)
+                if (!g_ascii_isdigit(*s))
+                        return false;
+        return true;
+}
+
+#define FAIL(...)                                                                                           \
+        ({                                                                                                  \
+                *ret_error = g_strdup_printf(__VA_ARGS__);                                                  \
+                -EINVAL;                                                                                    \
+        })
+
+int import_libvirt_guests(const char *name, const char *text, char **ret_conf, GPtrArray *notes,
+                          char **ret_error)
+{
+        g_autoptr(GHashTable) vars = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+        const char *uris, *on_boot, *on_shutdown, *timeout, *parallel, *delay, *bypass, *sync, *persistent;
+        Scope save, shutdown, poweroff;
+        GString *out;
+        unsigned lineno = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(defaults); i++)
+                g_hash_table_replace(vars, g_strdup(defaults[i][0]), g_strdup(defaults[i][1]));
+
+        for (char **l = lines; *l; l++) {
+                const char *p = *l, *eq, *end;
+                g_autofree char *var = NULL, *value = NULL;
+
+                lineno++;
+                while (g_ascii_isspace(*p))
+                        p++;
+                if (*p == '\0' || *p == '#')
+                        continue;
+                if (g_str_has_prefix(p, "export "))
+                        p += 7;
+                eq = strchr(p, '=');
+                if (!eq || eq == p) {
+                        if (notes)
+                                g_ptr_array_add(notes,
+                                                g_strdup_printf("%s:%u: not a VAR=value line, ignored: %s",
+                                                                name, lineno, p));
+                        continue;
+                }
+                var = g_strndup(p, eq - p);
+                for (const char *c = var; *c; c++)
+                        if (!g_ascii_isalnum(*c) && *c != '_')
+                                return FAIL("%s:%u: \"%s\" is not a variable name", name, lineno, var);
+                value = parse_value(eq + 1, &end);
+                if (!value)
+                        return FAIL("%s:%u: %s: unterminated quote", name, lineno, var);
+                while (g_ascii_isspace(*end))
+                        end++;
+                if (*end && *end != '#' && notes)
+                        g_ptr_array_add(notes, g_strdup_printf("%s:%u: %s: text after the value ignored: %s",
+                                                               name, lineno, var, end));
+                g_hash_table_replace(vars, g_steal_pointer(&var), g_steal_pointer(&value));
+        }
+
+        uris = g_hash_table_lookup(vars, "URIS");
+        on_boot = g_hash_table_lookup(vars, "ON_BOOT");
+        on_shutdown = g_hash_table_lookup(vars, "ON_SHUTDOWN");
+        timeout = g_hash_table_lookup(vars, "SHUTDOWN_TIMEOUT");
+        parallel = g_hash_table_lookup(vars, "PARALLEL_SHUTDOWN");
+        delay = g_hash_table_lookup(vars, "START_DELAY");
+        bypass = g_hash_table_lookup(vars, "BYPASS_CACHE");
+        sync = g_hash_table_lookup(vars, "SYNC_TIME");
+        persistent = g_hash_table_lookup(vars, "PERSISTENT_ONLY");
+
+        if (!g_str_equal(on_boot, "start") && !g_str_equal(on_boot, "ignore"))
+                return FAIL("ON_BOOT=%s: expected start or ignore", on_boot);
+        if (plan_scopes_from_libvirt_guests(on_shutdown, persistent, &save, &shutdown, &poweroff) < 0)
+                return FAIL("ON_SHUTDOWN=%s PERSISTENT_ONLY=%s: expected suspend or shutdown, and true, "
+                            "false or default",
+                            on_shutdown, persistent);
+        if (!is_uint(timeout))
+                return FAIL("SHUTDOWN_TIMEOUT=%s: expected a number of seconds", timeout);
+        if (!is_uint(parallel))
+                return FAIL("PARALLEL_SHUTDOWN=%s: expected a number", parallel);
+        if (!is_uint(delay))
+                return FAIL("START_DELAY=%s: expected a number of seconds", delay);
+        if (!g_str_equal(bypass, "0") && !g_str_equal(bypass, "1"))
+                return FAIL("BYPASS_CACHE=%s: expected 0 or 1", bypass);
+        if (!g_str_equal(sync, "0") && !g_str_equal(sync, "1"))
+                return FAIL("SYNC_TIME=%s: expected 0 or 1", sync);
+
+        out = g_string_new(NULL);
+        g_string_append_printf(out, "# guestkeeper.conf from %s (guestkeeperctl import-libvirt-guests)\n\n",
+                               name);
+        g_string_append_printf(out, "[Guests]\nURIs=%s\n\n[Shutdown]\n", *uris ? uris : "default");
+        g_string_append_printf(out, "# ON_SHUTDOWN=%s PERSISTENT_ONLY=%s\n", on_shutdown, persistent);
+        g_string_append_printf(out, "Save=%s\nShutdown=%s\n", scope_to_string(save),
+                               scope_to_string(shutdown));
+        g_string_append(
+                out,
+                "# libvirt-guests never forces a guest off; guestkeeper does when nothing else worked\n");
+        g_string_append_printf(out, "PowerOff=%s\n", scope_to_string(poweroff));
+        g_string_append_printf(out, "ShutdownTimeoutSec=%s\n", timeout);
+        /* libvirt-guests: 0 = one at a time; guestkeeper: 0 = no limit. */
+        g_string_append_printf(out, "ParallelShutdowns=%s\n", g_str_equal(parallel, "0") ? "1" : parallel);
+        g_string_append_printf(out, "BypassCache=%s\n\n[Boot]\n", g_str_equal(bypass, "1") ? "yes" : "no");
+        g_string_append_printf(out, "Restore=%s\nStartDelaySec=%s\n",
+                               g_str_equal(on_boot, "start") ? "yes" : "no", delay);
+        if (!g_str_equal(delay, "0"))
+                g_string_append(out, "ParallelStarts=1\n");
+        g_string_append_printf(out, "SyncTime=%s\n", g_str_equal(sync, "1") ? "yes" : "no");
+
+        if (notes) {
+                static const char *const known[] = {"URIS",
+                                                    "ON_BOOT",
+                                                    "ON_SHUTDOWN",
+                                                    "SHUTDOWN_TIMEOUT",
+                                                    "PARALLEL_SHUTDOWN",
+                                                    "START_DELAY",
+                                                    "BYPASS_CACHE",
+                                                    "SYNC_TIME",
+                                                    "PERSISTENT_ONLY"};
+                g_autoptr(GList) keys = g_list_sort(g_hash_table_get_keys(vars), (GCompareFunc) strcmp);
+
+                for (GList *k = keys; k; k = k->next) {
+                        bool is_known = false;
+                        for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                                is_known = is_known || g_str_equal(k->data, known[i]);
+                        if (is_known)
+                                continue;
+                        if (g_str_equal(k->data, "CONNECT_RETRIES") || g_str_equal(k->data, "RETRIES_SLEEP"))
+                                g_ptr_array_add(
+                                        notes,
+                                        g_strdup_printf("%s: not needed: guestkeeperd reconnects by itself "
+                                                        "and retries an unreachable URI at each run",
+                                                        (char *) k->data));
+                        else
+                                g_ptr_array_add(
+                                        notes, g_strdup_printf(
+                                                       "%s: not a libvirt-guests setting guestkeeper knows; "
+                                                       "not imported",
+                                                       (char *) k->data));
+                }
+        }
+        *ret_conf = g_string_free(out, FALSE);
+        return 0;
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""guestkeeperctl against the real daemon on a private bus (harness.py), each command in text
+and JSON, exit statuses, and clear errors when the daemon is not running."""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from test_daemon import Base  # noqa: E402
+
+CTL = os.path.join(harness.BUILD_DIR, 'ctl', 'guestkeeperctl')
+
+
+class CtlTest(Base):
+    def ctl(self, *args, check=True):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        r = subprocess.run([CTL, *args], capture_output=True, text=True, env=env, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f'guestkeeperctl {" ".join(args)} exited {r.returncode}: {r.stderr}')
+        return r
+
+    def test_not_running(self):
+        r = self.ctl('status', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('guestkeeperd is not running', r.stderr)
+
+    def test_status_list_plan(self):
+        self.define('web1')
+        self.define('tmp', persistent=False)
+        self.start_daemon()
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 2, 10, 'guests listed')
+        out = self.ctl('status').stdout
+        self.assertRegex(out, r'guestkeeperd \S+: idle')
+        self.assertIn('Inhibitor: held', out)
+        self.assertIn(self.uri, out)
+        st = json.loads(self.ctl('--json', 'status').stdout)
+        self.assertEqual((st['state'], st['inhibitor_held'], st['uris']), ('idle', True, [self.uri]))
+
+        out = self.ctl('list').stdout
+        self.assertRegex(out, r'NAME +STATE +LAST OUTCOME +URI')
+        self.assertRegex(out, r'web1 +running +- +')
+        self.assertIn('2 guests listed.', out)
+        self.assertNotIn('NAME', self.ctl('--no-legend', 'list').stdout)
+        rows = {g['name']: g for g in json.loads(self.ctl('--json', 'list').stdout)}
+        self.assertEqual(rows['tmp']['state'], 'running')
+
+        out = self.ctl('plan').stdout
+        self.assertRegex(out, r'web1 +persistent +save → shutdown → poweroff')
+        self.assertRegex(out, r'tmp +transient +shutdown → poweroff')
+        plan = {g['name']: g for g in json.loads(self.ctl('--json', 'plan').stdout)}
+        self.assertEqual(plan['web1']['steps'], ['save', 'shutdown', 'poweroff'])
+        # plan does nothing
+        self.assertEqual(self.state('web1'), 'running')
+
+    def test_preserve_restore_follow(self):
+        self.define('web1')
+        self.define('web2')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        r = self.ctl('preserve')
+        self.assertIn('preserve run finished: 2 done, 0 failed', r.stdout)
+        self.assertEqual(self.state('web1'), 'saved')
+        r = self.ctl('--json', 'restore')
+        self.assertEqual(json.loads(r.stdout), {'kind': 'restore', 'done': 2, 'failed': 0})
+        self.assertEqual(self.state('web1'), 'running')
+        st = json.loads(self.ctl('--json', 'status').stdout)
+        self.assertEqual((st['last_run'], st['guests_done']), ('restore', 2))
+
+    def test_preserve_with_failure_exits_1(self):
+        self.define('web1')
+        cfg = self.write_config('[Shutdown]\nSave=none\nShutdown=none\nPowerOff=none\n')
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        r = self.ctl('preserve', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('0 done, 1 failed', r.stdout)
+
+    def test_reload_and_refusals(self):
+        cfg = self.write_config()
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        self.assertIn('reloaded', self.ctl('reload').stdout)
+        with open(cfg, 'a') as f:
+            f.write('[Boot]\nRestore=perhaps\n')
+        r = self.ctl('reload', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f'{cfg}: [Boot] Restore: "perhaps" is not a boolean', r.stderr)
+        r = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', CTL, 'preserve'],
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('PreserveGuests is for root only', r.stderr)
+        self.assertEqual(self.ctl('frobnicate', check=False).returncode, 2)
+
+    def test_import_libvirt_guests(self):
+        path = os.path.join(self.wd.path, 'libvirt-guests')
+        with open(path, 'w') as f:
+            f.write('# comment\nURIS="qemu:///system lxc:///"\nON_BOOT=start\nON_SHUTDOWN=suspend\n'
+                    "PERSISTENT_ONLY=false\nSHUTDOWN_TIMEOUT='120'\nPARALLEL_SHUTDOWN=3\nBYPASS_CACHE=1\n"
+                    'CONNECT_RETRIES=10\nFROB=1\n')
+        r = self.ctl('import-libvirt-guests', path)
+        conf = os.path.join(self.wd.path, 'imported.conf')
+        with open(conf, 'w') as f:
+            f.write(r.stdout)
+        self.assertIn('URIs=qemu:///system lxc:///', r.stdout)
+        self.assertIn('Save=all', r.stdout)
+        self.assertIn('ParallelShutdowns=3', r.stdout)
+        self.assertIn('CONNECT_RETRIES: not needed', r.stderr)
+        self.assertIn('FROB: not a libvirt-guests setting', r.stderr)
+        # what it prints is a config the daemon accepts
+        d = harness.Daemon(self.wd.path, self.bus, self.notify, conf)
+        d.start(wait_ready=False)
+        harness.wait_until(lambda: d.proc.poll() is not None or 'Ready' in d.log_text(), 15, 'daemon up')
+        self.assertIn('Ready', d.log_text())
+        self.assertNotIn(f'{conf}:', d.log_text())  # no complaint about the file itself
+        d.kill()
+        with open(path, 'w') as f:
+            f.write('ON_SHUTDOWN=hibernate\n')
+        r = self.ctl('import-libvirt-guests', path, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('ON_SHUTDOWN=hibernate', r.stderr)
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
