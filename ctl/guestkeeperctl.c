@@ -90,6 +90,7 @@ typedef struct Props {
         char *version, *state, *last_run;
         int inhibitor;
         char **uris;
+        char **conflicts;
         unsigned total, done, failed;
         double progress;
 } Props;
@@ -100,6 +101,7 @@ static void props_clear(Props *p)
         g_free(p->state);
         g_free(p->last_run);
         g_strfreev(p->uris);
+        g_strfreev(p->conflicts);
 }
 
 static int get_props(sd_bus *bus, Props *p)
@@ -130,10 +132,11 @@ static int get_props(sd_bus *bus, Props *p)
                         *dst = g_strdup(s);
                 } else if (g_str_equal(key, "InhibitorHeld"))
                         r = sd_bus_message_read(reply, "v", "b", &p->inhibitor);
-                else if (g_str_equal(key, "URIs")) {
+                else if (g_str_equal(key, "URIs") || g_str_equal(key, "Conflicts")) {
                         r = sd_bus_message_enter_container(reply, 'v', "as");
                         if (r >= 0)
-                                r = sd_bus_message_read_strv(reply, &p->uris);
+                                r = sd_bus_message_read_strv(
+                                        reply, g_str_equal(key, "URIs") ? &p->uris : &p->conflicts);
                         if (r >= 0)
                                 r = sd_bus_message_exit_container(reply);
                 } else if (g_str_equal(key, "Progress"))
@@ -175,6 +178,12 @@ static int cmd_status(sd_bus *bus)
                                 g_string_append_c(o, ',');
                         json_string(o, *u);
                 }
+                g_string_append(o, "],\"conflicts\":[");
+                for (char **c = p.conflicts; c && *c; c++) {
+                        if (c != p.conflicts)
+                                g_string_append_c(o, ',');
+                        json_string(o, *c);
+                }
                 g_string_append(o, "],\"last_run\":");
                 json_string(o, p.last_run);
                 g_string_append_printf(o,
@@ -194,6 +203,8 @@ static int cmd_status(sd_bus *bus)
                                p.total, p.done, p.failed, p.progress * 100);
                 else
                         printf("     Last run: none since the daemon started\n");
+                for (char **c = p.conflicts; c && *c; c++)
+                        printf("%s %s\n", c == p.conflicts ? "    CONFLICTS:" : "              ", *c);
         }
         props_clear(&p);
         return 0;

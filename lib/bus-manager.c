@@ -146,6 +146,18 @@ static int get_last_run(sd_bus *bus, const char *path, const char *interface, co
                                                   : "");
 }
 
+static int get_conflicts(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        g_autoptr(GPtrArray) copy = g_ptr_array_new();
+
+        for (guint i = 0; m->conflicts && i < m->conflicts->len; i++)
+                g_ptr_array_add(copy, m->conflicts->pdata[i]);
+        g_ptr_array_add(copy, NULL);
+        return sd_bus_message_append_strv(reply, (char **) copy->pdata);
+}
+
 static int get_inhibitor(sd_bus *bus, const char *path, const char *interface, const char *property,
                          sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -186,6 +198,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("GuestsFailed", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastRun", "s", get_last_run, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Conflicts", "as", get_conflicts, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         /* UNPRIVILEGED: sd-bus would otherwise demand CAP_SYS_ADMIN with a generic error;
          * check_root() does the check, with a message that says what was refused. */
         SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),

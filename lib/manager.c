@@ -5,6 +5,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "bus-util.h"
+#include "conflicts.h"
 #include "event-glue.h"
 #include "hypervisor-faults.h"
 #include "hypervisor.h"
@@ -986,6 +987,8 @@ Manager *manager_free(Manager *m)
         g_hash_table_unref(m->outcomes);
         if (m->last_unreachable)
                 g_ptr_array_unref(m->last_unreachable);
+        if (m->conflicts)
+                g_ptr_array_unref(m->conflicts);
         record_free(m->record);
         config_free(m->config);
         g_free(m->config_path);
@@ -1047,6 +1050,12 @@ int manager_start(Manager *m, char **ret_error)
         }
         logind_want_inhibitor(m->logind, true);
         watch_uris(m);
+
+        /* Testing aid (guestkeeperd(8)): where to look for the files of other mechanisms. */
+        m->conflicts = conflicts_detect(g_getenv("GUESTKEEPER_ROOT") ?: "/");
+        for (guint i = 0; i < m->conflicts->len; i++)
+                log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_CONFLICT, "CONFLICT: %s",
+                         (char *) m->conflicts->pdata[i]);
 
         if (sd_watchdog_enabled(0, &wd) > 0 && wd > 0)
                 m->watchdog_source = g_timeout_add((guint) MAX(1, wd / USEC_PER_MSEC / 2), watchdog_cb, m);

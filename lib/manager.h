@@ -57,6 +57,7 @@ typedef struct Manager {
         unsigned last_total, last_done, last_failed;
         unsigned last_by_outcome[_OUTCOME_MAX];
         GPtrArray *last_unreachable; /* "uri: error" of the current or last run */
+        GPtrArray *conflicts;        /* other mechanisms acting on the guests at shutdown */
         double last_progress;
         bool run_is_shutdown;    /* the run answers a real host shutdown (not a rehearsal) */
         bool cancel_after_run;   /* PrepareForShutdown(false) came during the run */

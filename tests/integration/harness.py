@@ -277,7 +277,7 @@ class Daemon:
     def start(self, wait_ready=True):
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, NOTIFY_SOCKET=self.notify.path,
                    STATE_DIRECTORY=self.state_dir, RUNTIME_DIRECTORY=os.path.join(self.workdir, 'run'),
-                   G_DEBUG='fatal-criticals')
+                   G_DEBUG='fatal-criticals', GUESTKEEPER_ROOT=os.path.join(self.workdir, 'root'))
         env.pop('LIBVIRT_DEFAULT_URI', None)
         env.update(self.extra_env)
         self.log = open(self.log_path, 'ab')

@@ -98,6 +98,30 @@ class CtlTest(Base):
         self.assertIn('PreserveGuests is for root only', r.stderr)
         self.assertEqual(self.ctl('frobnicate', check=False).returncode, 2)
 
+    def test_conflicts_reported(self):
+        root = os.path.join(self.wd.path, 'fakeroot')
+        wants = os.path.join(root, 'etc/systemd/system/multi-user.target.wants')
+        os.makedirs(wants)
+        os.symlink('/lib/systemd/system/libvirt-guests.service', os.path.join(wants, 'libvirt-guests.service'))
+        os.makedirs(os.path.join(root, 'etc/libvirt'))
+        with open(os.path.join(root, 'etc/libvirt/qemu.conf'), 'w') as f:
+            f.write('#auto_shutdown_try_save = "all"\nauto_shutdown_try_save = "persistent"\n'
+                    'auto_shutdown_poweroff = "none"\n')
+        self.start_daemon(env={'GUESTKEEPER_ROOT': root})
+        self.client.wait_state('idle')
+        conflicts = self.client.get('Conflicts')
+        self.assertEqual(len(conflicts), 2, conflicts)
+        self.assertIn('libvirt-guests.service is enabled', conflicts[0])
+        self.assertIn('auto_shutdown_try_save = "persistent"', conflicts[1])
+        self.assertIn('CONFLICTS:', self.ctl('status').stdout)
+        self.assertEqual(len(json.loads(self.ctl('--json', 'status').stdout)['conflicts']), 2)
+        self.assertIn('warning: CONFLICT: libvirt-guests.service is enabled', self.daemon.log_text())
+
+    def test_no_conflicts(self):
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.assertEqual(self.client.get('Conflicts'), [])
+
     def test_import_libvirt_guests(self):
         path = os.path.join(self.wd.path, 'libvirt-guests')
         with open(path, 'w') as f:

@@ -207,6 +207,12 @@ class SystemTest(unittest.TestCase):
         # The guests' scopes were still there while saving: no QEMU was killed mid-save.
         self.assertNotRegex(first, r'qemu.*(terminating on signal|shutting down, reason=crashed)')
 
+        # Structured journal entries: journalctl GUEST_NAME=… finds a guest's lines.
+        by_guest = self.c.journal(0, 'GUEST_NAME=big')
+        self.assertIn('big: saved', by_guest)
+        self.assertNotIn('small: saved', by_guest)
+        self.assertIn('Preserve run finished', self.c.journal(0, 'MESSAGE_ID=7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f'))
+
         self.c.boot()
         r = self.results()
         for name, _, _ in GUESTS:
