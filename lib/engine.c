@@ -25,6 +25,11 @@ DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
  * others back without waiting the full ShutdownTimeoutSec. */
 #define CANCEL_WAIT_USEC (10 * USEC_PER_SEC)
 
+/* A call that failed because the connection is down (libvirtd restarting) is retried, the
+ * same step, while the backend reconnects: 0.5 s, 1 s, 2 s, then every 4 s, about 40 s in
+ * all. The deadline still applies. */
+#define CONN_RETRY_MAX 12
+
 typedef struct Guest Guest;
 typedef struct HvSlot HvSlot;
 
@@ -60,6 +65,7 @@ struct Guest {
         bool counts_shutdown; /* holds a shutdown slot */
         bool progress_supported;
         bool progress_query;
+        unsigned conn_retries;
         GSource *timeout;
         guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
         RecordGuest *rec;
@@ -939,6 +945,38 @@ static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int deta
         /* During a save or poweroff the job's result (and the state check) decides. */
 }
 
+static gboolean retry_cb(gpointer p)
+{
+        job_submit(p);
+        return G_SOURCE_REMOVE;
+}
+
+/* The connection is down: run the same call again later, the step stays under way. */
+static bool retry_on_disconnect(Job *j)
+{
+        Guest *g = j->guest;
+        Job *again;
+        guint ms;
+
+        if (!g || j->r != -ENOTCONN || j->kind == JOB_PROGRESS || j->kind == JOB_SYNC_TIME ||
+            g->pub.finished || j->gen != g->gen || g->conn_retries >= CONN_RETRY_MAX ||
+            j->engine->phase != PHASE_RUNNING)
+                return false;
+        ms = g->conn_retries < 3 ? 500u << g->conn_retries : 4000u;
+        if (g->conn_retries == 0)
+                say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
+                    "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
+                    j->kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->error);
+        g->conn_retries++;
+        again = job_new(j->engine, j->kind, g, NULL);
+        again->check = j->check;
+        again->flag = j->flag;
+        again->file = g_strdup(j->file);
+        again->xml = g_strdup(j->xml);
+        g_timeout_add_full(G_PRIORITY_DEFAULT, ms, retry_cb, again, NULL);
+        return true;
+}
+
 static void job_done(gpointer p)
 {
         Job *j = p;
@@ -948,6 +986,10 @@ static void job_done(gpointer p)
                 g->jobs--;
         if (j->engine->phase == PHASE_NEW)
                 return; /* detached */
+        if (retry_on_disconnect(j))
+                return;
+        if (g && j->r != -ENOTCONN)
+                g->conn_retries = 0;
 
         switch (j->kind) {
         case JOB_LIST:

@@ -191,6 +191,11 @@ static int fk_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
         g_mutex_lock(&h->lock);
         f->active[FAKE_SAVE]--;
         g->save_started = 0;
+        if (f->unreachable) {
+                /* The connection dropped while the save ran: libvirtd's job was aborted. */
+                g_mutex_unlock(&h->lock);
+                return fail(ret_error, -ENOTCONN, "End of file while reading data: Input/output error");
+        }
         if (g->spec.save_fails) {
                 g_mutex_unlock(&h->lock);
                 return fail(ret_error, -EIO, "operation failed: saving %s: No space left on device", name);

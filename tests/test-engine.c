@@ -446,6 +446,33 @@ START_TEST(test_unreachable_uri_reported_others_preserved)
 }
 END_TEST
 
+static gboolean reconnect_cb(gpointer p)
+{
+        fake_set_unreachable(p, false);
+        return G_SOURCE_REMOVE;
+}
+
+START_TEST(test_connection_lost_mid_save_is_retried)
+{
+        g_autoptr(Run) run = NULL;
+
+        add("vm", true);
+        fake_gate_saves(hv, true);
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        engine_start(run->e);
+        RUN_UNTIL(fake_active(hv, FAKE_SAVE) == 1);
+        /* libvirtd goes away while the save runs, and is back 1.2 s later. */
+        fake_set_unreachable(hv, true);
+        fake_gate_saves(hv, false);
+        g_timeout_add(1200, reconnect_cb, hv);
+        RUN_UNTIL(run->finished);
+        ck_assert_int_eq(guest(run, "vm")->outcome, OUTCOME_SAVED);
+        ck_assert_uint_ge(fake_calls(hv, "vm", FAKE_SAVE), 2);
+        ck_assert_uint_eq(fake_calls(hv, "vm", FAKE_DESTROY), 0);
+        ck_assert_int_eq(recorded("vm")->outcome, OUTCOME_SAVED);
+}
+END_TEST
+
 START_TEST(test_transient_save_to_file)
 {
         g_autoptr(Run) run = NULL;
@@ -677,6 +704,7 @@ int main(void)
         tcase_add_test(tc, test_progress_counts_bytes);
         tcase_add_test(tc, test_unreachable_uri_reported_others_preserved);
         tcase_add_test(tc, test_transient_save_to_file);
+        tcase_add_test(tc, test_connection_lost_mid_save_is_retried);
         tcase_add_test(tr, test_restore_only_recorded_guests);
         tcase_add_test(tr, test_restore_already_running_not_started_twice);
         tcase_add_test(tr, test_restore_failure_kept_for_next_time);

@@ -188,5 +188,40 @@ class E2E(unittest.TestCase):
         self.consoles['vm1'].wait_tick_after(tick)  # still alive, not paused
 
 
+class LibvirtdCrashE2E(E2E):
+    """Its own libvirtd: this test kills it."""
+
+    test_host_shutdown_then_next_boot = None
+    test_stuck_guest_powered_off_after_timeout = None
+    test_rehearsal_preserve_then_restore = None
+    test_plain_sigterm_leaves_guests_running = None
+
+    def test_libvirtd_killed_mid_save(self):
+        self.boot(('big1', 'cooperative', 512, 400, True), ('big2', 'cooperative', 512, 400, True))
+        self.start_daemon('[Shutdown]\nSave=all\nParallelSaves=1\n')
+        ticks = {n: c.last_tick() for n, c in self.consoles.items()}
+        self.logind.emit_prepare_for_shutdown(True)
+        wait_until(lambda: any(r[4] == 'saving' for r in self.client.list_guests().values()), 30, 'a save')
+        time.sleep(0.3)  # well inside the save (it takes ~2.5 s here)
+        self.libvirtd.proc.kill()  # libvirtd crashes: QEMU keeps running
+        self.libvirtd.proc.wait()
+        self.libvirtd.start()
+        self.conn.close()
+        self.conn = libvirt.open(self.uri)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
+        # No guest left running and unrecorded: both saved after the reconnection.
+        self.assertEqual((done, failed), (2, 0))
+        rec = self.record()
+        self.assertEqual({n: g['Outcome'] for n, g in rec.items()}, {'big1': 'saved', 'big2': 'saved'})
+        self.assertEqual(self.state('big1'), 'saved')
+        self.assertEqual(self.state('big2'), 'saved')
+        self.assertIn('Lost the connection', self.daemon.log_text())
+        self.client.call('RestoreGuests')
+        self.client.wait_run_finished('restore', timeout=60)
+        for n in ('big1', 'big2'):
+            self.consoles[n].wait_tick_after(ticks[n])
+            self.assertEqual(self.consoles[n].count('GK-INIT'), 1)
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)

@@ -82,6 +82,8 @@ class Base(unittest.TestCase):
     def start_daemon(self, config=None, env=None, wait_ready=True):
         self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, config or self.write_config(), env)
         self.addCleanup(self.daemon.kill)
+        with self.notify.lock:
+            self.notify.messages.clear()  # READY=1 must be this daemon's
         self.daemon.start(wait_ready=False)
         if wait_ready:
             self.notify.wait_for('READY', '1', timeout=20)
