@@ -130,8 +130,9 @@ class DaemonTest(Base):
         kind, done, failed = self.client.wait_run_finished('preserve')
         self.assertEqual((done, failed), (3, 0))
         self.client.wait_state('preserved')
+        # The PropertiesChanged signals, as a subscriber sees them (dispatched in order).
+        wait_until(lambda: self.client.states_seen()[-1:] == ['preserved'], 5, 'State=preserved signalled')
         self.assertIn('preserving', self.client.states_seen())
-        self.assertEqual(self.client.states_seen()[-1], 'preserved')
         # Persistent guests managed-saved, the transient one shut down (Save=persistent).
         self.assertEqual(self.state('web1'), 'saved')
         self.assertEqual(self.state('web2'), 'saved')
