@@ -1108,8 +1108,13 @@ static void begin_restore(Engine *e)
                 HvSlot *slot = slot_for_uri(e, rg->uri);
                 Guest *g;
 
-                if (!outcome_is_stopped(rg->outcome) && !outcome_is_in_flight(rg->outcome)) {
-                        /* Never stopped by us (failed, untouched, or already restored). */
+                /* "" is a guest that was running when its run began and has no outcome on
+                 * disk: the daemon died before writing it (outcomes are group-committed), so
+                 * it may have been stopped by us. Like a step in flight: started again if it
+                 * is not running, counted if it is. */
+                if (!outcome_is_stopped(rg->outcome) && !outcome_is_in_flight(rg->outcome) &&
+                    rg->outcome != OUTCOME_NONE) {
+                        /* Never stopped by us: failed (still running), or already restored. */
                         record_remove(e->record, rg->uri, rg->uuid);
                         e->record_dirty = true;
                         continue;
@@ -1129,6 +1134,13 @@ static void begin_restore(Engine *e)
                 g->prior = rg->outcome;
                 g->pub.steps = rg->steps;
                 g->save_file = g_strdup(rg->save_file);
+                /* A save that completed before its outcome reached the record left its file
+                 * at the usual place. */
+                if (!g->save_file && !rg->persistent) {
+                        g_autofree char *p = g_strdup_printf("%s/%s.save", e->save_dir, rg->uuid);
+                        if (g_file_test(p, G_FILE_TEST_IS_REGULAR))
+                                g->save_file = g_steal_pointer(&p);
+                }
                 g->xml = g_strdup(rg->xml);
                 g->pub.error = g_strdup(rg->error);
         }

@@ -654,28 +654,38 @@ START_TEST(test_bypass_cache_reaches_save_and_start)
 }
 END_TEST
 
-START_TEST(test_restore_skips_failed_and_untouched)
+START_TEST(test_restore_failed_skipped_unwritten_outcome_started)
 {
         g_autoptr(Run) post = NULL;
-        RecordGuest *a, *b;
+        RecordGuest *c, *d, *e;
+        unsigned done;
 
-        add("a", true);
-        add("b", true);
-        a = record_put(record, "fake:///one",
+        c = record_put(record, "fake:///one",
                        fake_add_guest(hv, &(FakeGuestSpec){.name = "c", .persistent = true}), "c", true);
-        a->outcome = OUTCOME_FAILED; /* still running at shutdown: not stopped by us */
-        b = record_put(record, "fake:///one",
+        c->outcome = OUTCOME_FAILED; /* still running at the end of the run: not stopped by us */
+        d = record_put(record, "fake:///one",
                        fake_add_guest(hv, &(FakeGuestSpec){.name = "d", .persistent = true}), "d", true);
-        b->outcome = OUTCOME_NONE;
+        d->outcome = OUTCOME_NONE; /* the daemon died before writing d's outcome: d is off */
+        e = record_put(record, "fake:///one",
+                       fake_add_guest(hv, &(FakeGuestSpec){.name = "e", .persistent = true}), "e", true);
+        e->outcome = OUTCOME_NONE; /* never reached: still running */
         fake_guest_stop(hv, "c");
         fake_guest_stop(hv, "d");
-        RUN_UNTIL(fake_guest_state(hv, "d") == GUEST_STATE_SHUTOFF);
+        RUN_UNTIL(fake_guest_state(hv, "d") == GUEST_STATE_SHUTOFF &&
+                  fake_guest_state(hv, "c") == GUEST_STATE_SHUTOFF);
         ck_assert_int_eq(record_save(record), 0);
 
         post = run_to_end(RUN_RESTORE);
-        ck_assert_uint_eq(fake_calls(hv, "c", FAKE_START) + fake_calls(hv, "d", FAKE_START), 0);
+        ck_assert_uint_eq(fake_calls(hv, "c", FAKE_START), 0);
+        ck_assert_int_eq(fake_guest_state(hv, "c"), GUEST_STATE_SHUTOFF);
+        ck_assert_uint_eq(fake_calls(hv, "d", FAKE_START), 1);
+        ck_assert_int_eq(fake_guest_state(hv, "d"), GUEST_STATE_RUNNING);
+        ck_assert_uint_eq(fake_calls(hv, "e", FAKE_START), 0); /* counted, not started twice */
+        engine_counts(post->e, NULL, &done, NULL);
+        ck_assert_uint_eq(done, 2);
         ck_assert_ptr_null(recorded("c"));
         ck_assert_ptr_null(recorded("d"));
+        ck_assert_ptr_null(recorded("e"));
 }
 END_TEST
 
@@ -711,7 +721,7 @@ int main(void)
         tcase_add_test(tr, test_restore_parallel_starts_cap);
         tcase_add_test(tr, test_restore_start_delay_serialises);
         tcase_add_test(tr, test_restore_transient_shutdown_recreated_from_xml);
-        tcase_add_test(tr, test_restore_skips_failed_and_untouched);
+        tcase_add_test(tr, test_restore_failed_skipped_unwritten_outcome_started);
         tcase_add_test(tr, test_bypass_cache_reaches_save_and_start);
         suite_add_tcase(s, tc);
         suite_add_tcase(s, tr);

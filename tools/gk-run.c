@@ -10,6 +10,7 @@
 #include "gk-build-config.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -156,6 +157,7 @@ int main(int argc, char **argv)
         };
 
         setlocale(LC_ALL, "");
+        signal(SIGPIPE, SIG_IGN); /* libvirt's clients must ignore it (see daemon/main.c) */
         color = isatty(STDOUT_FILENO) && !g_getenv("NO_COLOR");
         ctx = g_option_context_new("preserve|restore|cycle");
         g_option_context_add_main_entries(ctx, entries, NULL);

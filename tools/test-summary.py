@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Counts test cases from meson's testlog.json: check suites ("Checks: N, Failures: F,
+"""Counts test cases from meson's testlog*.json files (and --extra PASSED FAILED): check suites ("Checks: N, Failures: F,
 Errors: E"), Python unittest ("Ran N tests", "FAILED (failures=F, errors=E, skipped=S)"),
 and any other test as one case. A skipped case counts as failed (DEVELOPERS.md).
 Prints "N passed, N failed"; exits 1 if anything failed."""
@@ -8,7 +8,18 @@ import re
 import sys
 
 passed = failed = 0
-for line in open(sys.argv[1]):
+args = sys.argv[1:]
+if args[:1] == ['--extra']:
+    passed, failed = int(args[1]), int(args[2])
+    args = args[3:]
+lines = []
+for path in args:
+    try:
+        lines += open(path).readlines()
+    except OSError:
+        print(f'missing test log {path}: counted as a failure', file=sys.stderr)
+        failed += 1
+for line in lines:
     t = json.loads(line)
     out = (t.get("stdout") or "") + (t.get("stderr") or "")
     result = t.get("result")

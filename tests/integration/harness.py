@@ -26,6 +26,9 @@ PYTHON = '/usr/bin/python3'
 # The QEMU capability cache survives between runs: the first probe takes seconds.
 LIBVIRT_CACHE = '/var/tmp/guestkeeper-test-libvirt-cache'
 
+# Slow setups (valgrind) stretch every time bound the tests assert: timeouts and latencies.
+SCALE = float(os.environ.get('GK_TIME_SCALE', '1'))
+
 BUS_NAME = 'org.guestkeeper1'
 OBJ = '/org/guestkeeper1'
 IFACE = 'org.guestkeeper1.Manager'
@@ -34,6 +37,7 @@ IFACE = 'org.guestkeeper1.Manager'
 def wait_until(cond, timeout=15.0, what='condition', ctx=None):
     """Iterates the GLib main context (signals arrive) until cond() is true."""
     ctx = ctx or GLib.MainContext.default()
+    timeout *= SCALE
     end = time.monotonic() + timeout
     while True:
         while ctx.iteration(False):
@@ -78,6 +82,7 @@ class NotifyListener:
             return [f[key] for _, f in self.messages if key in f]
 
     def wait_for(self, key, value=None, timeout=15.0):
+        timeout *= SCALE
         end = time.monotonic() + timeout
         with self.lock:
             while True:
@@ -281,18 +286,23 @@ class Daemon:
         env.pop('LIBVIRT_DEFAULT_URI', None)
         env.update(self.extra_env)
         self.log = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen([DAEMON, '--config', self.config, '--log-level', 'debug'], env=env,
+        # GK_DAEMON_WRAPPER: e.g. valgrind (meson test --setup valgrinddaemon).
+        wrapper = os.environ.get('GK_DAEMON_WRAPPER', '').split()
+        self.proc = subprocess.Popen([*wrapper, DAEMON, '--config', self.config, '--log-level', 'debug'], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         if wait_ready:
-            wait_until(lambda: self.proc.poll() is not None or name_has_owner(self.bus, BUS_NAME), 15,
+            wait_until(lambda: self.proc.poll() is not None or name_has_owner(self.bus, BUS_NAME), 60,
                        'guestkeeperd on the bus')
             if self.proc.poll() is not None:
                 raise AssertionError(f'guestkeeperd exited with {self.proc.returncode}: {self.log_text()}')
         return self
 
     def log_text(self):
-        with open(self.log_path, errors='replace') as f:
-            return f.read()
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -304,13 +314,31 @@ class Daemon:
                 self.proc.wait()
         if self.proc:
             self.log.close()
+            self.check_wrapper_report()
         return self.proc.returncode if self.proc else None
+
+    def check_wrapper_report(self):
+        """Under valgrind or the sanitizers, a daemon must report no error (and, when it exited
+        by itself, no leak)."""
+        text = self.log_text()
+        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'):
+            if marker in text:
+                raise AssertionError(f'{marker} in guestkeeperd: {self.log_path}\n' + text[-4000:])
+        if 'valgrind' not in os.environ.get('GK_DAEMON_WRAPPER', ''):
+            return
+        import re
+        m = re.findall(r'ERROR SUMMARY: (\d+) errors', self.log_text())
+        if m and int(m[-1]) > 0:
+            raise AssertionError(f'valgrind found {m[-1]} errors in guestkeeperd: {self.log_path}\n'
+                                 + self.log_text()[-4000:])
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
             self.log.close()
+        if self.proc:
+            self.check_wrapper_report()
 
 
 class Client:
@@ -337,12 +365,12 @@ class Client:
 
     def get(self, prop):
         v = self.conn.call_sync(BUS_NAME, OBJ, 'org.freedesktop.DBus.Properties', 'Get',
-                                GLib.Variant('(ss)', (IFACE, prop)), None, Gio.DBusCallFlags.NONE, 10000, None)
+                                GLib.Variant('(ss)', (IFACE, prop)), None, Gio.DBusCallFlags.NONE, int(10000 * SCALE), None)
         return v.unpack()[0]
 
     def call(self, method):
         return self.conn.call_sync(BUS_NAME, OBJ, IFACE, method, None, None, Gio.DBusCallFlags.NONE,
-                                   10000, None).unpack()
+                                   int(10000 * SCALE), None).unpack()
 
     def list_guests(self):
         return {row[2]: row for row in self.call('ListGuests')[0]}

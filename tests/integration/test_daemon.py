@@ -155,7 +155,7 @@ class DaemonTest(Base):
         # SIGTERM after the run: exit 0 at once.
         t = time.monotonic()
         self.assertEqual(self.daemon.stop(), 0)
-        self.assertLess(time.monotonic() - t, 2)
+        self.assertLess(time.monotonic() - t, 2 * harness.SCALE)
 
         # Next boot: the recorded guests come back, the record empties.
         self.client = None
@@ -179,8 +179,8 @@ class DaemonTest(Base):
         self.client.wait_state('idle')
         t = time.monotonic()
         self.daemon.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(self.daemon.proc.wait(5), 0)
-        self.assertLess(time.monotonic() - t, 1.0)
+        self.assertEqual(self.daemon.proc.wait(5 * harness.SCALE), 0)
+        self.assertLess(time.monotonic() - t, 1.0 * harness.SCALE)
         self.assertEqual(self.state('web1'), 'running')
         self.assertEqual(self.state('scratch'), 'running')
         self.assertIn('STOPPING', [k for _, m in self.notify.messages for k in m])
@@ -271,7 +271,7 @@ class DaemonTest(Base):
             worst = max(worst, time.monotonic() - t)
             n += 1
         self.assertGreater(n, 10)
-        self.assertLess(worst, 0.1, f'a property read took {worst * 1000:.0f} ms during saves')
+        self.assertLess(worst, 0.1 * harness.SCALE, f'a property read took {worst * 1000:.0f} ms during saves')
         self.client.wait_run_finished('preserve')
         self.assertEqual(self.state('big1'), 'saved')
         # A rehearsal never releases the inhibitor.
@@ -324,7 +324,7 @@ class DaemonTest(Base):
         t = time.monotonic()
         n = len(self.notify.values('WATCHDOG'))
         wait_until(lambda: len(self.notify.values('WATCHDOG')) >= n + 3, 3, 'three more WATCHDOG=1')
-        self.assertLess(time.monotonic() - t, 1.0)  # at half of 200 ms, not once a second
+        self.assertLess(time.monotonic() - t, 1.0 * harness.SCALE)  # at half of 200 ms, not once a second
 
     def test_bad_config_exits_1(self):
         cfg = self.write_config('[Boot]\nStartDelaySec=soon\n')
