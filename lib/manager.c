@@ -52,7 +52,8 @@ struct Watched {
         bool reachable;
         bool refreshing;
         bool refresh_again;
-        guint64 epoch; /* bumps at every event: a list taken before the last event is stale */
+        guint64 epoch;       /* bumps at every event: a list taken before the last event is stale */
+        GHashTable *removed; /* uuids events removed since the last refresh started */
         guint reconnect_source;
         guint backoff_ms;
         char *error;
@@ -668,8 +669,9 @@ static void refresh_done(gpointer p)
                         GuestInfo *info = j->list->pdata[i];
                         CachedGuest *g;
 
-                        if (stale && g_hash_table_contains(w->guests, info->uuid))
-                                continue;
+                        if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
+                                      g_hash_table_contains(w->removed, info->uuid)))
+                                continue; /* known, or gone since the list was taken */
                         g = g_new0(CachedGuest, 1);
 
                         g->uuid = g_strdup(info->uuid);
@@ -706,6 +708,7 @@ static void refresh(Watched *w)
                 return;
         }
         w->refreshing = true;
+        g_hash_table_remove_all(w->removed);
         j = g_new0(RefreshJob, 1);
         j->w = w;
         j->epoch = w->epoch;
@@ -746,15 +749,17 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
                 g->state = GUEST_STATE_PAUSED;
                 break;
         case GUEST_EVENT_STOPPED:
-                if (!g->persistent)
+                if (!g->persistent) {
+                        g_hash_table_add(w->removed, g_strdup(uuid));
                         g_hash_table_remove(w->guests, uuid);
-                else
+                } else
                         g->state = detail == STOP_REASON_SAVED ? GUEST_STATE_SAVED : GUEST_STATE_SHUTOFF;
                 break;
         case GUEST_EVENT_UNDEFINED:
-                if (!guest_state_is_active(g->state))
+                if (!guest_state_is_active(g->state)) {
+                        g_hash_table_add(w->removed, g_strdup(uuid));
                         g_hash_table_remove(w->guests, uuid);
-                else
+                } else
                         g->persistent = false;
                 break;
         case GUEST_EVENT_DEFINED:
@@ -775,6 +780,7 @@ static void watched_free(gpointer p)
         hypervisor_remove_listener(w->hv, w->listener);
         hypervisor_unref(w->hv);
         g_hash_table_unref(w->guests);
+        g_hash_table_unref(w->removed);
         g_free(w->error);
         g_free(w);
 }
@@ -803,6 +809,7 @@ static void watch_uris(Manager *m)
                         w->hv = f;
                 }
                 w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
+                w->removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
                 w->listener = hypervisor_add_listener(w->hv, on_hypervisor_event, w);
                 g_ptr_array_add(m->watched, w);
                 refresh(w);
