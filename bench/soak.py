@@ -73,7 +73,13 @@ def main():
             else:
                 client.call('PreserveGuests')
                 if rnd.random() < 0.2:  # a guest stops by itself during the run
-                    victims = [n for n in running if conn.lookupByName(n).isActive()]
+                    # ...once the run has listed it: a guest stopped before that was not running
+                    # when the run began, and is rightly never started again.
+                    harness.wait_until(lambda: client.get('GuestsTotal') == len(running) or
+                                       client.get('State') != 'preserving', 30, 'the run listed the guests')
+                    rows = client.list_guests()
+                    victims = sorted(n for n in running if rows.get(n, ('',) * 5)[4] in ('', 'saving')
+                                     and conn.lookupByName(n).isActive())
                     if victims:
                         try:
                             conn.lookupByName(rnd.choice(victims)).destroy()
@@ -90,7 +96,10 @@ def main():
                     d.resume()  # it comes back paused, as it was; the owner resumes it
                 if not d.isActive():
                     lost += 1
-                    print(f'cycle {cycle}: {n} was running and is not', flush=True)
+                    log = [line for line in daemon.log_text().split('\n') if n in line or 'run ' in line]
+                    print(f'cycle {cycle}: {n} was running and is not (state {d.info()[0]}, managed save '
+                          f'{d.hasManagedSaveImage()}); daemon log:\n  ' + '\n  '.join(log[-40:]), flush=True)
+                    os.environ['GK_KEEP_TMP'] = '1'
                     d.create()
             handled += len(running)
             if cycle == 10:

@@ -37,14 +37,7 @@ class E2E(unittest.TestCase):
         cls.lvdir.cleanup()
 
     def setUp(self):
-        self.wd = harness.Workdir()
-        self.addCleanup(self.wd.cleanup)
-        self.bus = harness.PrivateBus(self.wd.path)
-        self.addCleanup(self.bus.stop)
-        self.logind = harness.Logind(self.bus, os.path.join(self.wd.path, 'logind.log'))
-        self.addCleanup(self.logind.stop)
-        self.notify = harness.NotifyListener(os.path.join(self.wd.path, 'notify'))
-        self.addCleanup(self.notify.close)
+        harness.setup_environment(self)
         self.conn = libvirt.open(self.uri)
         self.addCleanup(self.conn.close)
         self.consoles = {}

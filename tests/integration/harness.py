@@ -427,3 +427,16 @@ class Workdir:
             print('kept', self.path)
             return
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def setup_environment(tc):
+    """Per test case: a temp dir, a private bus, dbusmock's logind and a notify socket, all
+    stopped in the test's cleanups (also when it fails). Sets tc.wd, tc.bus, tc.logind, tc.notify."""
+    tc.wd = Workdir()
+    tc.addCleanup(tc.wd.cleanup)
+    tc.bus = PrivateBus(tc.wd.path)
+    tc.addCleanup(tc.bus.stop)
+    tc.logind = Logind(tc.bus, os.path.join(tc.wd.path, 'logind.log'))
+    tc.addCleanup(tc.logind.stop)
+    tc.notify = NotifyListener(os.path.join(tc.wd.path, 'notify'))
+    tc.addCleanup(tc.notify.close)

@@ -35,14 +35,7 @@ class Base(unittest.TestCase):
         cls.lvdir.cleanup()
 
     def setUp(self):
-        self.wd = harness.Workdir()
-        self.addCleanup(self.wd.cleanup)
-        self.bus = harness.PrivateBus(self.wd.path)
-        self.addCleanup(self.bus.stop)
-        self.logind = harness.Logind(self.bus, os.path.join(self.wd.path, 'logind.log'))
-        self.addCleanup(self.logind.stop)
-        self.notify = harness.NotifyListener(os.path.join(self.wd.path, 'notify'))
-        self.addCleanup(self.notify.close)
+        harness.setup_environment(self)
         self.uri = self.libvirtd.uri()
         # The holder keeps the shared test driver alive; closing it resets the driver.
         self.conn = libvirt.open(self.uri)
