@@ -8,6 +8,11 @@
 
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/guestkeeper/guestkeeper.conf"
 
+/* Upper bounds of the seconds and count keys: a week, and 100000. Larger is a typo, and it
+ * keeps µs arithmetic far from overflow. Shared with the libvirt-guests importer. */
+#define CONFIG_SECONDS_MAX (7u * 24u * 3600u)
+#define CONFIG_COUNT_MAX   100000u
+
 /* The parsed configuration: a plain struct, every key of CONTRACT.md. Times in µs. */
 typedef struct Config {
         char **uris; /* "default" kept as is: the hypervisor layer resolves it */

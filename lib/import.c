@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "macro.h"
+#include "config.h"
 #include "plan.h"
 
 /* The defaults of the libvirt-guests.sh Debian 12 ships (libvirt 9.0), for unset variables. */
@@ -47,14 +48,16 @@ bad:
         return NULL;
 }
 
-static bool is_uint(const char *s)
+/* A plain decimal number no larger than @max: what guestkeeper.conf accepts for the key it
+ * maps to (found by fuzzing: a larger one made a config the daemon then refused). */
+static bool is_uint(const char *s, unsigned max)
 {
-        if (!s || !*s)
+        if (!s || !*s || strlen(s) > 10)
                 return false;
-        for (; *s; s++)
-                if (!g_ascii_isdigit(*s))
+        for (const char *p = s; *p; p++)
+                if (!g_ascii_isdigit(*p))
                         return false;
-        return true;
+        return g_ascii_strtoull(s, NULL, 10) <= max;
 }
 
 #define FAIL(...)                                                                                           \
@@ -126,12 +129,14 @@ int import_libvirt_guests(const char *name, const char *text, char **ret_conf, G
                 return FAIL("ON_SHUTDOWN=%s PERSISTENT_ONLY=%s: expected suspend or shutdown, and true, "
                             "false or default",
                             on_shutdown, persistent);
-        if (!is_uint(timeout))
-                return FAIL("SHUTDOWN_TIMEOUT=%s: expected a number of seconds", timeout);
-        if (!is_uint(parallel))
-                return FAIL("PARALLEL_SHUTDOWN=%s: expected a number", parallel);
-        if (!is_uint(delay))
-                return FAIL("START_DELAY=%s: expected a number of seconds", delay);
+        if (!is_uint(timeout, CONFIG_SECONDS_MAX))
+                return FAIL("SHUTDOWN_TIMEOUT=%s: expected a number of seconds up to %u", timeout,
+                            CONFIG_SECONDS_MAX);
+        if (!is_uint(parallel, CONFIG_COUNT_MAX))
+                return FAIL("PARALLEL_SHUTDOWN=%s: expected a number up to %u", parallel, CONFIG_COUNT_MAX);
+        if (!is_uint(delay, CONFIG_SECONDS_MAX))
+                return FAIL("START_DELAY=%s: expected a number of seconds up to %u", delay,
+                            CONFIG_SECONDS_MAX);
         if (!g_str_equal(bypass, "0") && !g_str_equal(bypass, "1"))
                 return FAIL("BYPASS_CACHE=%s: expected 0 or 1", bypass);
         if (!g_str_equal(sync, "0") && !g_str_equal(sync, "1"))
@@ -140,7 +145,19 @@ int import_libvirt_guests(const char *name, const char *text, char **ret_conf, G
         out = g_string_new(NULL);
         g_string_append_printf(out, "# guestkeeper.conf from %s (guestkeeperctl import-libvirt-guests)\n\n",
                                name);
-        g_string_append_printf(out, "[Guests]\nURIs=%s\n\n[Shutdown]\n", *uris ? uris : "default");
+        {
+                /* As guestkeeper.conf reads it: blank-separated, none at all = libvirt's
+                 * default (found by fuzzing: URIS="<tab>" made a config the daemon refused). */
+                g_auto(GStrv) parts = g_strsplit_set(uris, " \t\r\v\f", -1);
+                GString *list = g_string_new(NULL);
+
+                for (char **p = parts; *p; p++)
+                        if (**p)
+                                g_string_append_printf(list, "%s%s", list->len ? " " : "", *p);
+                g_string_append_printf(out, "[Guests]\nURIs=%s\n\n[Shutdown]\n",
+                                       list->len ? list->str : "default");
+                g_string_free(list, TRUE);
+        }
         g_string_append_printf(out, "# ON_SHUTDOWN=%s PERSISTENT_ONLY=%s\n", on_shutdown, persistent);
         g_string_append_printf(out, "Save=%s\nShutdown=%s\n", scope_to_string(save),
                                scope_to_string(shutdown));

@@ -62,6 +62,16 @@ START_TEST(test_full_file)
 }
 END_TEST
 
+START_TEST(test_blank_uris_mean_default)
+{
+        /* found by fuzz-import */
+        g_autoptr(Config) c = import_and_load("URIS=\"\t \"\n", NULL);
+
+        ck_assert_str_eq(c->uris[0], "default");
+        ck_assert_ptr_null(c->uris[1]);
+}
+END_TEST
+
 START_TEST(test_suspend_all)
 {
         g_autoptr(Config) c = import_and_load("ON_SHUTDOWN=suspend\nPERSISTENT_ONLY=false\n", NULL);
@@ -93,6 +103,7 @@ int main(void)
         tcase_add_test(tc, test_defaults_of_the_script);
         tcase_add_test(tc, test_full_file);
         tcase_add_test(tc, test_suspend_all);
+        tcase_add_test(tc, test_blank_uris_mean_default);
         tcase_add_test(tc, test_bad_values);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);

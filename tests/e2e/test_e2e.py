@@ -181,6 +181,57 @@ class E2E(unittest.TestCase):
         self.consoles['vm1'].wait_tick_after(tick)  # still alive, not paused
 
 
+class GuestFaultsE2E(E2E):
+    """Guests that pause, stop by themselves, or outlast the deadline, for real."""
+
+    test_host_shutdown_then_next_boot = None
+    test_stuck_guest_powered_off_after_timeout = None
+    test_rehearsal_preserve_then_restore = None
+    test_plain_sigterm_leaves_guests_running = None
+
+    def test_paused_and_self_stopping_guests(self):
+        self.boot(('big', 'cooperative', 512, 400, True), ('napper', 'cooperative', 128, 0, True),
+                  ('leaver', 'cooperative', 128, 0, True))
+        self.conn.lookupByName('napper').suspend()
+        self.start_daemon('[Shutdown]\nSave=all\nParallelSaves=1\n')
+        self.logind.emit_prepare_for_shutdown(True)
+        # While the one save slot is busy, "leaver" powers itself off (its ACPI button, from
+        # outside guestkeeper).
+        wait_until(lambda: any(r[4] == 'saving' for r in self.client.list_guests().values()), 30, 'a save')
+        saving = [n for n, r in self.client.list_guests().items() if r[4] == 'saving'][0]
+        if saving != 'leaver':
+            self.conn.lookupByName('leaver').shutdown()
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
+        self.assertEqual((done, failed), (3, 0))
+        rec = self.record()
+        self.assertEqual(rec['napper']['Outcome'], 'saved')
+        self.assertEqual(self.state('napper'), 'saved')
+        if saving != 'leaver':
+            self.assertEqual(rec['leaver']['Outcome'], 'shutdown')
+            self.assertIn('GK-POWEROFF', self.consoles['leaver'].text())
+        self.client.call('RestoreGuests')
+        self.client.wait_run_finished('restore', timeout=120)
+        self.assertEqual(self.state('leaver'), 'running')
+        # The paused guest comes back as it was: paused.
+        self.assertEqual(self.conn.lookupByName('napper').info()[0], libvirt.VIR_DOMAIN_PAUSED)
+
+    def test_deadline_during_real_saves(self):
+        self.boot(('big1', 'cooperative', 512, 400, True), ('big2', 'cooperative', 512, 400, True))
+        self.start_daemon('[Shutdown]\nSave=all\nParallelSaves=1\nDeadlineSec=1\n')
+        t = time.monotonic()
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=60)
+        took = time.monotonic() - t
+        self.assertEqual(failed, 0)
+        self.assertLess(took, 1 + 5, f'run took {took:.1f} s with DeadlineSec=1')
+        rec = self.record()
+        # Whatever was not saved by the deadline was powered off: nothing left running.
+        for n in ('big1', 'big2'):
+            self.assertIn(rec[n]['Outcome'], ('saved', 'poweroff'), rec[n])
+            self.assertNotEqual(self.state(n), 'running')
+        self.assertIn('poweroff', [rec[n]['Outcome'] for n in ('big1', 'big2')])
+
+
 class LibvirtdCrashE2E(E2E):
     """Its own libvirtd: this test kills it."""
 
