@@ -39,7 +39,7 @@ class E2E(unittest.TestCase):
     def setUp(self):
         harness.setup_environment(self)
         self.conn = libvirt.open(self.uri)
-        self.addCleanup(self.conn.close)
+        self.addCleanup(lambda: self.conn.close())  # whichever connection is current by then
         self.consoles = {}
         self.client = None
         self.addCleanup(self.remove_guests)
@@ -250,8 +250,7 @@ class LibvirtdCrashE2E(E2E):
         self.libvirtd.proc.kill()  # libvirtd crashes: QEMU keeps running
         self.libvirtd.proc.wait()
         self.libvirtd.start()
-        self.conn.close()
-        self.conn = libvirt.open(self.uri)
+        self.conn = libvirt.open(self.uri)  # the old one died with libvirtd
         kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
         # No guest left running and unrecorded: both saved after the reconnection.
         self.assertEqual((done, failed), (2, 0))
