@@ -107,6 +107,7 @@ def main():
             if cycle % 50 == 0:
                 print(f'  cycle {cycle}: RSS {rss_kib(daemon.proc.pid)} KiB', flush=True)
         rss_end = rss_kib(daemon.proc.pid)
+        daemon.stop()  # a clean exit: under valgrind, its leak summary
     finally:
         daemon.kill()
         conn.close()
