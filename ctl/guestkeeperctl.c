@@ -48,6 +48,37 @@ static void json_string(GString *out, const char *s)
         g_string_append_c(out, '"');
 }
 
+static void table(const char *const *header, GPtrArray *rows, guint ncols, const char *what);
+
+/* Starts a guest's JSON object in an array: ',{"uri":…,"uuid":…,"name":…' (list and plan). */
+static void json_guest_begin(GString *o, const char *uri, const char *uuid, const char *name)
+{
+        if (o->len > 1)
+                g_string_append_c(o, ',');
+        g_string_append(o, "{\"uri\":");
+        json_string(o, uri);
+        g_string_append(o, ",\"uuid\":");
+        json_string(o, uuid);
+        g_string_append(o, ",\"name\":");
+        json_string(o, name);
+}
+
+/* Ends a JSON array built by list and plan, or prints the table. */
+static int finish_rows(GString *o, int r, const char *method, const char *const *header, GPtrArray *rows,
+                       guint ncols, const char *what)
+{
+        if (r < 0) {
+                g_string_free(o, TRUE);
+                return fail("cannot parse %s(): %s", method, g_strerror(-r));
+        }
+        if (arg_json)
+                printf("%s]\n", o->str);
+        else
+                table(header, rows, ncols, what);
+        g_string_free(o, TRUE);
+        return 0;
+}
+
 /* Connects and checks the daemon is there: no bus activation for a status query. */
 static int connect_bus(sd_bus **ret)
 {
@@ -249,14 +280,7 @@ static int cmd_list(sd_bus *bus)
         while (r >= 0 &&
                (r = sd_bus_message_read(reply, "(sssss)", &uri, &uuid, &name, &state, &outcome)) > 0) {
                 if (arg_json) {
-                        if (o->len > 1)
-                                g_string_append_c(o, ',');
-                        g_string_append(o, "{\"uri\":");
-                        json_string(o, uri);
-                        g_string_append(o, ",\"uuid\":");
-                        json_string(o, uuid);
-                        g_string_append(o, ",\"name\":");
-                        json_string(o, name);
+                        json_guest_begin(o, uri, uuid, name);
                         g_string_append(o, ",\"state\":");
                         json_string(o, state);
                         g_string_append(o, ",\"outcome\":");
@@ -272,17 +296,9 @@ static int cmd_list(sd_bus *bus)
                         g_ptr_array_add(rows, row);
                 }
         }
-        if (r < 0) {
-                g_string_free(o, TRUE);
-                return fail("cannot parse ListGuests(): %s", g_strerror(-r));
-        }
-        if (arg_json)
-                printf("%s]\n", o->str);
-        else
-                table((const char *const[]){"NAME", "STATE", "LAST OUTCOME", "URI", "UUID"}, rows,
-                      arg_full ? 5 : 4, "guests");
-        g_string_free(o, TRUE);
-        return 0;
+        return finish_rows(o, r, "ListGuests",
+                           (const char *const[]){"NAME", "STATE", "LAST OUTCOME", "URI", "UUID"}, rows,
+                           arg_full ? 5 : 4, "guests");
 }
 
 static int cmd_plan(sd_bus *bus)
@@ -300,14 +316,7 @@ static int cmd_plan(sd_bus *bus)
                (r = sd_bus_message_read(reply, "(ssssb)", &uri, &uuid, &name, &steps, &persistent)) > 0) {
                 if (arg_json) {
                         g_auto(GStrv) parts = *steps ? g_strsplit(steps, ",", -1) : g_new0(char *, 1);
-                        if (o->len > 1)
-                                g_string_append_c(o, ',');
-                        g_string_append(o, "{\"uri\":");
-                        json_string(o, uri);
-                        g_string_append(o, ",\"uuid\":");
-                        json_string(o, uuid);
-                        g_string_append(o, ",\"name\":");
-                        json_string(o, name);
+                        json_guest_begin(o, uri, uuid, name);
                         g_string_append_printf(o, ",\"persistent\":%s,\"steps\":[",
                                                persistent ? "true" : "false");
                         for (char **p = parts; *p; p++) {
