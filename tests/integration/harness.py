@@ -170,6 +170,18 @@ class Logind:
                'org.freedesktop.DBus.Mock', 'EmitSignal', 'sssav', 'org.freedesktop.login1.Manager',
                'PrepareForShutdown', 'b', '1', 'b', 'true' if start else 'false')
 
+    def emit_prepare_for_shutdown_with_metadata(self, start, kind):
+        """systemd >= 255 also sends PrepareForShutdownWithMetadata(b, a{sv}) with a "type"."""
+        conn = Gio.DBusConnection.new_for_address_sync(
+            self.bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+        args = [GLib.Variant('b', start), GLib.Variant('a{sv}', {'type': GLib.Variant('s', kind)})]
+        conn.call_sync('org.freedesktop.login1', '/org/freedesktop/login1', 'org.freedesktop.DBus.Mock',
+                       'EmitSignal', GLib.Variant('(sssav)', ('org.freedesktop.login1.Manager',
+                                                              'PrepareForShutdownWithMetadata', 'ba{sv}', args)),
+                       None, Gio.DBusCallFlags.NONE, 10000, None)
+        conn.close_sync(None)
+
     def set_preparing(self, value):
         busctl(self.bus, 'call', 'org.freedesktop.login1', '/org/freedesktop/login1',
                'org.freedesktop.DBus.Mock', 'UpdateProperties', 'sa{sv}', 'org.freedesktop.login1.Manager',

@@ -169,6 +169,21 @@ class FaultTest(Base):
         self.assertEqual(self.state('web1'), 'saved')
         self.assertIsNone(self.daemon.proc.poll())
 
+    def test_prepare_for_shutdown_with_metadata(self):
+        for kind in ('power-off', 'reboot'):
+            self.define(f'vm-{kind}')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown_with_metadata(True, 'power-off')
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('vm-power-off'), 'saved')
+        self.logind.emit_prepare_for_shutdown_with_metadata(False, 'power-off')
+        self.client.wait_run_finished('restore')
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown_with_metadata(True, 'reboot')
+        self.client.wait_run_finished('preserve', count=2)
+        self.assertEqual(self.state('vm-reboot'), 'saved')
+
     def test_save_failure_falls_through(self):
         self.define('full')
         self.start_daemon(env={'GUESTKEEPER_FAULTS': 'full=save-fails'})
