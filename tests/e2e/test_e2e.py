@@ -69,13 +69,7 @@ class E2E(unittest.TestCase):
             self.consoles[name].wait_for('GK-READY', timeout=180)
 
     def state(self, name):
-        try:
-            d = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return 'gone'
-        if d.isActive():
-            return 'running'
-        return 'saved' if d.hasManagedSaveImage() else 'shutoff'
+        return harness.guest_state(self.conn, name)
 
     def start_daemon(self, extra=''):
         cfg = os.path.join(self.wd.path, 'guestkeeper.conf')

@@ -399,6 +399,19 @@ class Client:
                           f'RunFinished("{kind}")')
 
 
+def guest_state(conn, name):
+    """libvirt's view of a guest: running, saved (a managed-save image), shutoff, or gone
+    (a transient guest that stopped or was saved to a file)."""
+    import libvirt
+    try:
+        d = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return 'gone'
+    if d.isActive():
+        return 'running'
+    return 'saved' if d.hasManagedSaveImage() else 'shutoff'
+
+
 def test_domain_xml(name, memory_mib=128):
     return (f"<domain type='test'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
             "<os><type>hvm</type></os></domain>")

@@ -58,13 +58,7 @@ class Base(unittest.TestCase):
             self.conn.createXML(xml, 0)
 
     def state(self, name):
-        try:
-            d = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return 'gone'
-        if d.isActive():
-            return 'running'
-        return 'saved' if d.hasManagedSaveImage() else 'shutoff'
+        return harness.guest_state(self.conn, name)
 
     def write_config(self, extra='', name='guestkeeper.conf', uris=None):
         path = os.path.join(self.wd.path, name)
