@@ -59,7 +59,7 @@ int main(int argc, char **argv)
                 {},
         };
         g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
-        g_autofree char *error = NULL, *state_dir = NULL, *runtime_dir = NULL;
+        g_autofree char *error = NULL, *state_dir = NULL;
         const char *config_path = CONFIG_DEFAULT_PATH;
         bool config_explicit = false;
         g_autoptr(Manager) m = NULL;
@@ -113,16 +113,12 @@ int main(int argc, char **argv)
 
         /* systemd passes colon-separated lists; we use the first directory. */
         state_dir = g_strdup(g_getenv("STATE_DIRECTORY") ?: LOCALSTATEDIR "/lib/guestkeeper");
-        runtime_dir = g_strdup(g_getenv("RUNTIME_DIRECTORY") ?: "/run/guestkeeper");
         if (strchr(state_dir, ':'))
                 *strchr(state_dir, ':') = '\0';
-        if (strchr(runtime_dir, ':'))
-                *strchr(runtime_dir, ':') = '\0';
 
         r = manager_new(&(ManagerOptions){.config_path = config_path,
                                           .config_explicit = config_explicit,
-                                          .state_dir = state_dir,
-                                          .runtime_dir = runtime_dir},
+                                          .state_dir = state_dir},
                         config, &m);
         if (r < 0)
                 return 1;

@@ -16,7 +16,6 @@ typedef struct LogGuest {
 
 void log_setup(void);
 void log_set_max_level(int level);
-int log_get_max_level(void);
 /* "err", "warning", "notice", "info", "debug" → LOG_*; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
 

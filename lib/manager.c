@@ -943,7 +943,6 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->config_path = g_strdup(o->config_path);
         m->config_explicit = o->config_explicit;
         m->state_dir = g_strdup(o->state_dir);
-        m->runtime_dir = g_strdup(o->runtime_dir);
         m->state = MANAGER_STARTING;
         m->watched = g_ptr_array_new_with_free_func(watched_free);
         m->workers = workers_new(NULL, 32);
@@ -1000,7 +999,6 @@ Manager *manager_free(Manager *m)
         config_free(m->config);
         g_free(m->config_path);
         g_free(m->state_dir);
-        g_free(m->runtime_dir);
         g_free(m->last_status);
         g_free(m);
         return NULL;

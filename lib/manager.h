@@ -35,7 +35,6 @@ typedef struct ManagerOptions {
         const char *config_path;
         bool config_explicit; /* --config given: the file must exist */
         const char *state_dir;
-        const char *runtime_dir;
 } ManagerOptions;
 
 typedef struct Manager {
@@ -43,7 +42,6 @@ typedef struct Manager {
         char *config_path;
         bool config_explicit;
         char *state_dir;
-        char *runtime_dir;
 
         ManagerState state;
         GPtrArray *watched; /* Watched*, one per configured URI */

@@ -6,7 +6,6 @@
 struct Workers {
         GThreadPool *pool;
         GMainContext *context;
-        unsigned max_threads;
         /* Set by workers_free(): results that arrive afterwards are dropped. */
         gint *alive;
         /* Results posted to the context and not dispatched yet: workers_free() destroys
@@ -76,7 +75,6 @@ Workers *workers_new(GMainContext *ctx, unsigned max_threads)
         Workers *w = g_new0(Workers, 1);
 
         w->context = g_main_context_ref(ctx ? ctx : g_main_context_default());
-        w->max_threads = max_threads;
         w->alive = g_new0(gint, 2);
         w->alive[0] = 1;
         w->alive[1] = 1;
@@ -123,9 +121,4 @@ void workers_submit(Workers *w, gpointer job, WorkerRun run, WorkerDone done, GD
         it->done = done;
         it->free_job = free_job;
         g_thread_pool_push(w->pool, it, NULL);
-}
-
-unsigned workers_max_threads(Workers *w)
-{
-        return w->max_threads;
 }

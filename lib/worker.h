@@ -18,5 +18,3 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Workers, workers_free);
 
 /* @free_job (may be NULL) frees @job after @done, or instead of it once the pool is freed. */
 void workers_submit(Workers *w, gpointer job, WorkerRun run, WorkerDone done, GDestroyNotify free_job);
-
-unsigned workers_max_threads(Workers *w);
