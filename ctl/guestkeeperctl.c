@@ -377,7 +377,7 @@ static int on_owner(sd_bus_message *m, void *userdata, sd_bus_error *e)
 {
         const char *name, *old, *new;
 
-        if (sd_bus_message_read(m, "sss", &name, &old, &new) >= 0 && !*new)
+        if (sd_bus_message_read(m, "sss", &name, &old, &new) >= 0 && g_str_equal(name, NAME) && !*new)
                 ((Follow *) userdata)->gone = true;
         return 0;
 }
@@ -392,9 +392,14 @@ static int cmd_run(sd_bus *bus, const char *method, const char *kind)
 
         /* Subscribe first: the run may end before the call returns. */
         r = sd_bus_match_signal(bus, &s1, NAME, PATH, IFACE, "RunFinished", on_run_finished, &f);
+        /* Only our name: every client leaving the bus broadcasts NameOwnerChanged for its
+         * unique name, and a busy bus has many. */
         if (r >= 0)
-                r = sd_bus_match_signal(bus, &s2, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                        "org.freedesktop.DBus", "NameOwnerChanged", on_owner, &f);
+                r = sd_bus_add_match(bus, &s2,
+                                     "type='signal',sender='org.freedesktop.DBus',"
+                                     "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
+                                     "member='NameOwnerChanged',arg0='" NAME "'",
+                                     on_owner, &f);
         if (r < 0)
                 return fail("cannot subscribe to the daemon's signals: %s", g_strerror(-r));
         if (call(bus, method, NULL))
