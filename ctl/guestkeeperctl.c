@@ -48,6 +48,18 @@ static void json_string(GString *out, const char *s)
         g_string_append_c(out, '"');
 }
 
+/* A JSON array of the first @n strings of @v, or all of them when @n < 0 (NULL @v: empty). */
+static void json_string_array(GString *out, char **v, gssize n)
+{
+        g_string_append_c(out, '[');
+        for (gssize i = 0; v && (n < 0 ? v[i] != NULL : i < n); i++) {
+                if (i > 0)
+                        g_string_append_c(out, ',');
+                json_string(out, v[i]);
+        }
+        g_string_append_c(out, ']');
+}
+
 static void table(const char *const *header, GPtrArray *rows, guint ncols, const char *what);
 
 /* Starts a guest's JSON object in an array: ',{"uri":…,"uuid":…,"name":…' (list and plan). */
@@ -192,6 +204,7 @@ static int get_props(sd_bus *bus, Props *p)
 
 static int cmd_status(sd_bus *bus)
 {
+        char progress[G_ASCII_DTOSTR_BUF_SIZE];
         Props p = {};
         int r = get_props(bus, &p);
 
@@ -202,25 +215,19 @@ static int cmd_status(sd_bus *bus)
                 json_string(o, p.version);
                 g_string_append(o, ",\"state\":");
                 json_string(o, p.state);
-                g_string_append_printf(o, ",\"inhibitor_held\":%s,\"uris\":[",
-                                       p.inhibitor ? "true" : "false");
-                for (char **u = p.uris; u && *u; u++) {
-                        if (u != p.uris)
-                                g_string_append_c(o, ',');
-                        json_string(o, *u);
-                }
-                g_string_append(o, "],\"conflicts\":[");
-                for (char **c = p.conflicts; c && *c; c++) {
-                        if (c != p.conflicts)
-                                g_string_append_c(o, ',');
-                        json_string(o, *c);
-                }
-                g_string_append(o, "],\"last_run\":");
+                g_string_append_printf(o,
+                                       ",\"inhibitor_held\":%s,\"uris\":", p.inhibitor ? "true" : "false");
+                json_string_array(o, p.uris, -1);
+                g_string_append(o, ",\"conflicts\":");
+                json_string_array(o, p.conflicts, -1);
+                g_string_append(o, ",\"last_run\":");
                 json_string(o, p.last_run);
+                /* Not printf's %f: it follows LC_NUMERIC, and "0,500" is not JSON. */
                 g_string_append_printf(o,
                                        ",\"guests_total\":%u,\"guests_done\":%u,\"guests_failed\":%u,"
-                                       "\"progress\":%.3f}\n",
-                                       p.total, p.done, p.failed, p.progress);
+                                       "\"progress\":%s}\n",
+                                       p.total, p.done, p.failed,
+                                       g_ascii_formatd(progress, sizeof progress, "%.3f", p.progress));
                 fputs(o->str, stdout);
                 g_string_free(o, TRUE);
         } else {
@@ -317,14 +324,10 @@ static int cmd_plan(sd_bus *bus)
                 if (arg_json) {
                         g_auto(GStrv) parts = *steps ? g_strsplit(steps, ",", -1) : g_new0(char *, 1);
                         json_guest_begin(o, uri, uuid, name);
-                        g_string_append_printf(o, ",\"persistent\":%s,\"steps\":[",
-                                               persistent ? "true" : "false");
-                        for (char **p = parts; *p; p++) {
-                                if (p != parts)
-                                        g_string_append_c(o, ',');
-                                json_string(o, *p);
-                        }
-                        g_string_append(o, "]}");
+                        g_string_append_printf(
+                                o, ",\"persistent\":%s,\"steps\":", persistent ? "true" : "false");
+                        json_string_array(o, parts, -1);
+                        g_string_append_c(o, '}');
                 } else {
                         g_autofree char *arrows = NULL;
                         char **row = g_new0(char *, 5);
@@ -455,6 +458,18 @@ static int cmd_import(const char *file)
                 return fail("%s", error->message);
         if (import_libvirt_guests(file, text, &conf, notes, &why) < 0)
                 return fail("%s: %s", file, why);
+        if (arg_json) {
+                g_autoptr(GString) o = g_string_new("{\"file\":");
+
+                json_string(o, file);
+                g_string_append(o, ",\"config\":");
+                json_string(o, conf);
+                g_string_append(o, ",\"notes\":");
+                json_string_array(o, (char **) notes->pdata, notes->len);
+                g_string_append(o, "}\n");
+                fputs(o->str, stdout);
+                return 0;
+        }
         fputs(conf, stdout);
         for (guint i = 0; i < notes->len; i++)
                 fprintf(stderr, "note: %s\n", (char *) notes->pdata[i]);
@@ -545,7 +560,6 @@ int main(int argc, char **argv)
                 return cmd_run(bus, "RestoreGuests", "restore");
         if (call(bus, "Reload", NULL))
                 return 1;
-        if (!arg_json)
-                printf("configuration reloaded\n");
+        puts(arg_json ? "{\"reloaded\":true}" : "configuration reloaded");
         return 0;
 }

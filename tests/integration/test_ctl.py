@@ -3,10 +3,13 @@
 """guestkeeperctl against the real daemon on a private bus (harness.py), each command in text
 and JSON, exit statuses, and clear errors when the daemon is not running."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -14,11 +17,35 @@ import harness  # noqa: E402
 from test_daemon import Base  # noqa: E402
 
 CTL = os.path.join(harness.BUILD_DIR, 'ctl', 'guestkeeperctl')
+_german = []
+
+
+def german_locale_env():
+    """LC_ALL=de_DE.UTF-8 (decimal comma), compiled into a private LOCPATH when the system
+    has not generated it: needs only Debian's "locales" package, not root."""
+    if not _german:
+        env = {'LC_ALL': 'de_DE.UTF-8'}
+        have = subprocess.run(['locale', '-a'], capture_output=True, text=True).stdout.split()
+        if 'de_DE.utf8' not in have:
+            d = tempfile.mkdtemp(prefix='gk-locale-')
+            atexit.register(shutil.rmtree, d, True)
+            r = subprocess.run(['localedef', '-i', 'de_DE', '-f', 'UTF-8', os.path.join(d, 'de_DE.UTF-8')],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise AssertionError(f'localedef de_DE.UTF-8 failed (tools/install-deps test): {r.stderr}')
+            env['LOCPATH'] = d
+        # The test means something only if this locale really prints a decimal comma.
+        out = subprocess.run(['/usr/bin/printf', '%.3f', '0.5'], capture_output=True, text=True,
+                             env=dict(os.environ, **env)).stdout
+        if out != '0,500':
+            raise AssertionError(f'de_DE.UTF-8 prints 0.5 as {out!r}, not 0,500')
+        _german.append(env)
+    return _german[0]
 
 
 class CtlTest(Base):
-    def ctl(self, *args, check=True):
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+    def ctl(self, *args, check=True, env=None):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, **(env or {}))
         r = subprocess.run([CTL, *args], capture_output=True, text=True, env=env, timeout=60)
         if check and r.returncode != 0:
             raise AssertionError(f'guestkeeperctl {" ".join(args)} exited {r.returncode}: {r.stderr}')
@@ -106,6 +133,40 @@ class CtlTest(Base):
         out, err = ctl.communicate(timeout=30)
         self.assertEqual(ctl.returncode, 1)
         self.assertIn('guestkeeperd went away during the preserve run', err)
+
+    def test_json_for_every_command_in_any_locale(self):
+        self.define('web1')
+        self.define('tmp', persistent=False)
+        cfg = self.write_config()
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 2, 10, 'guests listed')
+        lg = os.path.join(self.wd.path, 'libvirt-guests')
+        with open(lg, 'w') as f:
+            f.write('ON_SHUTDOWN=suspend\nFROB="a \\"quoted\\" value"\n')
+        de = german_locale_env()
+
+        def js(*args):
+            # json.loads takes exactly one document: a second line or a decimal comma fails.
+            r = self.ctl('--json', *args, env=de)
+            try:
+                return json.loads(r.stdout)
+            except ValueError as e:
+                raise AssertionError(f'guestkeeperctl --json {" ".join(args)}: {e}: {r.stdout!r}')
+
+        for st in (js(), js('status')):
+            self.assertEqual((st['state'], st['progress'], st['uris']), ('idle', 0.0, [self.uri]))
+        self.assertEqual({g['name'] for g in js('list')}, {'web1', 'tmp'})
+        self.assertEqual({g['name']: g['steps'] for g in js('plan')}['tmp'], ['shutdown', 'poweroff'])
+        self.assertEqual(js('preserve'), {'kind': 'preserve', 'done': 2, 'failed': 0})
+        st = js('status')
+        self.assertEqual((st['last_run'], st['progress'], st['guests_done']), ('preserve', 1.0, 2))
+        self.assertEqual(js('restore'), {'kind': 'restore', 'done': 2, 'failed': 0})
+        self.assertEqual(js('reload'), {'reloaded': True})
+        imp = js('import-libvirt-guests', lg)
+        self.assertEqual(imp['file'], lg)
+        self.assertIn('Save=persistent\n', imp['config'])
+        self.assertTrue(any(n.startswith('FROB:') for n in imp['notes']), imp['notes'])
 
     def test_preserve_with_failure_exits_1(self):
         self.define('web1')
