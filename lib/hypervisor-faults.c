@@ -23,6 +23,10 @@ int fault_from_string(const char *s)
                 return FAULT_START_FAILS;
         if (streq_ptr(s, "slow-save"))
                 return FAULT_SLOW_SAVE;
+        if (streq_ptr(s, "late-stop"))
+                return FAULT_LATE_STOP;
+        if (streq_ptr(s, "slow-start"))
+                return FAULT_SLOW_START;
         return -EINVAL;
 }
 
@@ -75,6 +79,10 @@ static int fh_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
 
 static int fh_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char **ret_error)
 {
+        if (faults_of(h, uuid) & FAULT_LATE_STOP) {
+                *ret = GUEST_STATE_RUNNING;
+                return 0;
+        }
         return FH(h)->inner->ops->get_state(FH(h)->inner, uuid, ret, ret_error);
 }
 
@@ -90,10 +98,39 @@ static int fh_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
         return FH(h)->inner->ops->save(FH(h)->inner, uuid, file, bypass_cache, ret_error);
 }
 
+typedef struct LateStop {
+        Hypervisor *inner;
+        char *uuid;
+} LateStop;
+
+/* The guest taking its time over the ACPI request: a thread of its own, as a guest is. */
+static gpointer late_stop_run(gpointer p)
+{
+        LateStop *s = p;
+        g_autofree char *error = NULL;
+
+        g_usleep(FAULT_LATE_STOP_USEC);
+        (void) s->inner->ops->shutdown(s->inner, s->uuid, &error);
+        hypervisor_unref(s->inner);
+        g_free(s->uuid);
+        g_free(s);
+        return NULL;
+}
+
 static int fh_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
 {
-        if (faults_of(h, uuid) & FAULT_IGNORE_SHUTDOWN)
+        unsigned f = faults_of(h, uuid);
+
+        if (f & FAULT_IGNORE_SHUTDOWN)
                 return 0; /* the request is accepted; the guest pays no attention */
+        if (f & FAULT_LATE_STOP) {
+                LateStop *s = g_new0(LateStop, 1);
+
+                s->inner = hypervisor_ref(FH(h)->inner);
+                s->uuid = g_strdup(uuid);
+                g_thread_unref(g_thread_new("late-stop", late_stop_run, s));
+                return 0;
+        }
         return FH(h)->inner->ops->shutdown(FH(h)->inner, uuid, ret_error);
 }
 
@@ -108,6 +145,8 @@ static int fh_destroy(Hypervisor *h, const char *uuid, char **ret_error)
 
 static int fh_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **ret_error)
 {
+        if (faults_of(h, uuid) & FAULT_SLOW_START)
+                g_usleep(FAULT_SLOW_START_USEC); /* a worker thread, like a slow resume */
         if (faults_of(h, uuid) & FAULT_START_FAILS) {
                 *ret_error = g_strdup("(injected) internal error: qemu unexpectedly closed the monitor");
                 return -EIO;
@@ -199,7 +238,8 @@ int faults_parse(Hypervisor *h, const char *spec, char **ret_error)
                 f = kv[1] ? fault_from_string(kv[1]) : -EINVAL;
                 if (f < 0) {
                         *ret_error = g_strdup_printf("\"%s\": expected NAME=save-fails|ignore-shutdown|"
-                                                     "destroy-fails|start-fails|slow-save",
+                                                     "destroy-fails|start-fails|slow-save|late-stop|"
+                                                     "slow-start",
                                                      *i);
                         return -EINVAL;
                 }

@@ -13,15 +13,21 @@ typedef enum Fault {
         FAULT_DESTROY_FAILS = 1 << 2,
         FAULT_START_FAILS = 1 << 3,
         FAULT_SLOW_SAVE = 1 << 4, /* the save starts 3 s late: a save that takes time */
+        /* The ACPI request is accepted and the guest stops 1 s later, while every state query
+         * still says it runs: only the lifecycle event can tell that it stopped. */
+        FAULT_LATE_STOP = 1 << 5,
+        FAULT_SLOW_START = 1 << 6, /* the start (or resume) begins 3 s late */
 } Fault;
 
-#define FAULT_SLOW_SAVE_USEC (3 * USEC_PER_SEC)
+#define FAULT_SLOW_SAVE_USEC  (3 * USEC_PER_SEC)
+#define FAULT_LATE_STOP_USEC  (1 * USEC_PER_SEC)
+#define FAULT_SLOW_START_USEC (3 * USEC_PER_SEC)
 
 Hypervisor *hypervisor_faults_new(Hypervisor *inner);
 /* Adds @faults to the guest's; 0 clears them. */
 void faults_set(Hypervisor *h, const char *guest_name, unsigned faults);
-/* Parses "save-fails", "ignore-shutdown", "destroy-fails", "start-fails", "slow-save";
- * -EINVAL otherwise. */
+/* Parses "save-fails", "ignore-shutdown", "destroy-fails", "start-fails", "slow-save",
+ * "late-stop", "slow-start"; -EINVAL otherwise. */
 int fault_from_string(const char *s);
 /* Applies "NAME=KIND[,NAME=KIND...]" (the GUESTKEEPER_FAULTS testing aid). -EINVAL with
  * *ret_error on a bad item. */

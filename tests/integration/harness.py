@@ -465,3 +465,53 @@ def setup_environment(tc):
     tc.addCleanup(tc.logind.stop)
     tc.notify = NotifyListener(os.path.join(tc.wd.path, 'notify'))
     tc.addCleanup(tc.notify.close)
+
+
+def assert_never(cond, seconds, what, ctx=None):
+    """The bounded wait for something that must NOT happen: iterates the GLib main context
+    (signals arrive) for the whole of @seconds and fails as soon as cond() is true."""
+    ctx = ctx or GLib.MainContext.default()
+    end = time.monotonic() + seconds * SCALE
+    while True:
+        while ctx.iteration(False):
+            pass
+        if cond():
+            raise AssertionError(f'{what} happened')
+        if time.monotonic() > end:
+            return
+        time.sleep(0.005)
+
+
+def remote_error(fn, *args):
+    """The D-Bus error name @fn raised (a GLib.Error from a Gio call), or None if it did not."""
+    try:
+        fn(*args)
+    except GLib.Error as e:
+        return Gio.DBusError.get_remote_error(e)
+    return None
+
+
+def emit_shutdown_signals_like_logind(logind, start, kind='power-off'):
+    """What systemd >= 255's logind sends for one shutdown (or its cancellation):
+    PrepareForShutdownWithMetadata first, then PrepareForShutdown, back to back. Both
+    EmitSignal calls are sent before either reply is awaited, so the mock emits the two
+    signals as close together as logind does."""
+    conn = Gio.DBusConnection.new_for_address_sync(
+        logind.bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+        Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+    calls = [('PrepareForShutdownWithMetadata', 'ba{sv}',
+              [GLib.Variant('b', start), GLib.Variant('a{sv}', {'type': GLib.Variant('s', kind)})]),
+             ('PrepareForShutdown', 'b', [GLib.Variant('b', start)])]
+    ctx = GLib.MainContext.new()
+    ctx.push_thread_default()
+    replies = []
+    try:
+        for member, sig, args in calls:
+            conn.call('org.freedesktop.login1', '/org/freedesktop/login1', 'org.freedesktop.DBus.Mock',
+                      'EmitSignal', GLib.Variant('(sssav)', ('org.freedesktop.login1.Manager', member, sig, args)),
+                      None, Gio.DBusCallFlags.NONE, 10000, None,
+                      lambda c, res, _: replies.append(c.call_finish(res)), None)
+        wait_until(lambda: len(replies) == len(calls), 10, 'the mock emitting both signals', ctx=ctx)
+    finally:
+        ctx.pop_thread_default()
+    conn.close_sync(None)

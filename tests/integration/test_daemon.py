@@ -5,6 +5,7 @@ private libvirtd serving the test driver (guest state survives a daemon restart 
 Assertions are what a user sees: libvirt's guest states, the record, D-Bus, notify, exit codes."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,6 +268,30 @@ class DaemonTest(Base):
         self.client.call('RestoreGuests')
         self.client.wait_run_finished('restore')
         self.assertEqual(self.state('big1'), 'running')
+
+    def test_status_shows_progress(self):
+        self.define('web1')
+        self.define('web2')
+        self.define('tmp', persistent=False)  # Save=persistent: shut down
+        cfg = self.write_config('[Shutdown]\nParallelSaves=1\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'web1=slow-save,web2=slow-save'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.assertEqual(self.client.wait_run_finished('preserve', timeout=30)[1:], (3, 0))
+        wait_until(lambda: self.notify.values('STATUS')[-1].startswith('Preserved'), 5, 'the final STATUS')
+        status = self.notify.values('STATUS')
+        # One save at a time, 3 s each: each shows while it runs, with how far the run is.
+        # (The test driver has no job stats: 0 %; real percentages are in tests/e2e.)
+        saving = [re.fullmatch(r'Preserving (\d)/3 guests: saving (web[12]) \((\d+)%\)', s) for s in status]
+        saving = [(int(m[1]), m[2], int(m[3])) for m in saving if m]
+        self.assertEqual({name for _, name, _ in saving}, {'web1', 'web2'}, status)
+        first, second = saving[0][1], saving[-1][1]
+        self.assertNotEqual(first, second)
+        self.assertTrue(all(pct == 0 for _, _, pct in saving), saving)
+        # The first save starts after the shutdown of tmp or with it; the second after both.
+        self.assertIn(saving[0][0], (0, 1))
+        self.assertEqual(saving[-1][0], 2)
+        self.assertEqual(status[-1], 'Preserved 3 guests: 2 saved, 1 shut down, 0 powered off, 0 failed')
 
     def test_busy_while_running(self):
         self.define('big1')

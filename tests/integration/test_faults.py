@@ -16,7 +16,7 @@ import libvirt
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import wait_until  # noqa: E402
+from harness import Gio, GLib, wait_until  # noqa: E402
 from test_daemon import Base  # noqa: E402
 
 SLOW = 'slow-save'  # GUESTKEEPER_FAULTS: the save starts 3 s late
@@ -73,22 +73,36 @@ class FaultTest(Base):
         self.client.wait_state('idle')
         self.logind.emit_prepare_for_shutdown(True)
         self.logind.emit_prepare_for_shutdown(True)
+        # The bus keeps the order: this call reaches the daemon after both signals, so its
+        # answer comes once the daemon has handled them (web1's slow save keeps the run going).
+        self.assertEqual(self.client.get('State'), 'preserving')
+        self.assertEqual(self.daemon.log_text().count('PrepareForShutdown(true)'), 2)
         self.client.wait_run_finished('preserve', timeout=30)
         self.client.wait_state('preserved')
-        wait_until(lambda: True, 1)
-        self.assertEqual(len(self.client.run_finished), 1)
+        # A second run would start now, right after the first: none comes.
+        harness.assert_never(lambda: len(self.client.run_finished) > 1 or
+                             self.client.states_seen().count('preserving') > 1, 3, 'a second run')
+        self.assertEqual(self.client.get('State'), 'preserved')
+        self.assertEqual(self.daemon.log_text().count('Preserve run started'), 1)
         self.assertEqual((self.state('web1'), self.state('web2')), ('saved', 'saved'))
 
     def test_cancel_before_and_after_a_run(self):
         self.define('web1')
         self.start_daemon()
         self.client.wait_state('idle')
+        seen = len(self.client.states_seen())
         self.logind.emit_prepare_for_shutdown(False)  # nothing under way: nothing happens
-        wait_until(lambda: True, 1)
-        self.assertEqual(self.client.get('State'), 'idle')
+        self.assertEqual(self.client.get('State'), 'idle')  # answered after the signal was handled
+        self.assertIn('PrepareForShutdown(false)', self.daemon.log_text())
+        harness.assert_never(lambda: self.client.run_finished or
+                             any(s != 'idle' for s in self.client.states_seen()[seen:]), 2,
+                             'a run after PrepareForShutdown(false) with nothing under way')
         self.assertEqual(self.state('web1'), 'running')
+        self.assertEqual(len(self.logind.our_inhibitors()), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, 'record')) and self.record())
         self.logind.emit_prepare_for_shutdown(True)
         self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('web1'), 'saved')
         wait_until(lambda: not self.logind.our_inhibitors(), 10, 'released')
         self.logind.emit_prepare_for_shutdown(False)  # cancelled after the run: restore
         self.client.wait_run_finished('restore')
@@ -154,10 +168,16 @@ class FaultTest(Base):
         self.define('web1')
         self.start_daemon(env={'GUESTKEEPER_FAULTS': f'web1={SLOW}'})
         self.client.wait_state('idle')
-        r = harness.busctl(self.bus, 'call', 'org.guestkeeper1', '/org/guestkeeper1', 'org.guestkeeper1.Manager',
-                           'PreserveGuests', 's', 'now', check=False)
-        self.assertNotEqual(r.returncode, 0)
+        for method, args in (('PreserveGuests', GLib.Variant('(s)', ('now',))),
+                              ('RestoreGuests', GLib.Variant('(b)', (True,))),
+                              ('Reload', GLib.Variant('(u)', (1,))),
+                              ('ListGuests', GLib.Variant('(s)', ('all',)))):
+            err = harness.remote_error(self.client.conn.call_sync, harness.BUS_NAME, harness.OBJ, harness.IFACE,
+                                       method, args, None, Gio.DBusCallFlags.NONE, 10000, None)
+            self.assertEqual(err, 'org.freedesktop.DBus.Error.InvalidArgs', method)
         self.assertEqual(self.client.get('State'), 'idle')  # refused, nothing started
+        self.assertEqual(self.client.run_finished, [])
+        self.assertEqual(self.state('web1'), 'running')
         # A client following a run goes away: the run goes on.
         ctl = os.path.join(harness.BUILD_DIR, 'ctl', 'guestkeeperctl')
         p = subprocess.Popen([ctl, 'preserve'], env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address),
@@ -170,19 +190,103 @@ class FaultTest(Base):
         self.assertIsNone(self.daemon.proc.poll())
 
     def test_prepare_for_shutdown_with_metadata(self):
+        """systemd >= 255's logind sends PrepareForShutdownWithMetadata and PrepareForShutdown
+        for one shutdown (and both again for its cancellation): one run each time."""
         for kind in ('power-off', 'reboot'):
             self.define(f'vm-{kind}')
         self.start_daemon()
         self.client.wait_state('idle')
-        self.logind.emit_prepare_for_shutdown_with_metadata(True, 'power-off')
+
+        def runs(kind):
+            return [r for r in self.client.run_finished if r[0] == kind]
+
+        harness.emit_shutdown_signals_like_logind(self.logind, True, 'power-off')
+        self.client.get('State')  # the daemon has handled both signals when this returns
+        self.assertEqual(self.daemon.log_text().count('PrepareForShutdown(true)'), 2)
         self.client.wait_run_finished('preserve')
-        self.assertEqual(self.state('vm-power-off'), 'saved')
-        self.logind.emit_prepare_for_shutdown_with_metadata(False, 'power-off')
+        harness.assert_never(lambda: len(self.client.run_finished) > 1, 2, 'a second run')
+        self.assertEqual(self.daemon.log_text().count('Preserve run started'), 1)
+        self.assertEqual((self.state('vm-power-off'), self.state('vm-reboot')), ('saved', 'saved'))
+
+        harness.emit_shutdown_signals_like_logind(self.logind, False, 'power-off')
+        self.client.get('State')
         self.client.wait_run_finished('restore')
         self.client.wait_state('idle')
-        self.logind.emit_prepare_for_shutdown_with_metadata(True, 'reboot')
+        harness.assert_never(lambda: len(self.client.run_finished) > 2, 2, 'a second run')
+        self.assertEqual((len(runs('preserve')), len(runs('restore'))), (1, 1))
+        self.assertEqual((self.state('vm-power-off'), self.state('vm-reboot')), ('running', 'running'))
+
+        harness.emit_shutdown_signals_like_logind(self.logind, True, 'reboot')
+        self.client.get('State')
         self.client.wait_run_finished('preserve', count=2)
-        self.assertEqual(self.state('vm-reboot'), 'saved')
+        harness.assert_never(lambda: len(self.client.run_finished) > 3, 2, 'a second run')
+        self.assertEqual((len(runs('preserve')), len(runs('restore'))), (2, 1))
+        self.assertEqual(runs('preserve')[1][1:], (2, 0))
+        self.assertEqual((self.state('vm-power-off'), self.state('vm-reboot')), ('saved', 'saved'))
+
+    def test_shutdown_only_uses_events(self):
+        """A graceful shutdown ends on the guest's lifecycle event: "late" stops 1 s after the
+        ACPI request while every state query still says it runs, and the timeout is 60 s away.
+        Only the STOPPED event can end this run in seconds with the outcome "shutdown"."""
+        self.define('late')
+        cfg = self.write_config('[Shutdown]\nSave=none\nShutdownTimeoutSec=60\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'late=late-stop'})
+        self.client.wait_state('idle')
+        t = time.monotonic()
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=15)
+        took = time.monotonic() - t
+        self.assertEqual((done, failed), (1, 0))
+        self.assertGreaterEqual(took, 1.0)  # not before the guest stopped
+        self.assertLess(took, 10 * harness.SCALE)
+        rec = self.record()['late']
+        self.assertEqual(rec['Outcome'], 'shutdown')
+        self.assertEqual(rec.get('Error', ''), '')
+        self.assertEqual(self.state('late'), 'shutoff')
+
+    def test_shutdown_during_boot_restore(self):
+        for n in ('a', 'b', 'c'):
+            self.define(n)
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.assertEqual(self.client.wait_run_finished('preserve')[1:], (3, 0))
+        self.assertEqual(self.daemon.stop(), 0)
+        self.define('fresh')  # started by hand meanwhile: running, not in the record
+
+        # Next boot: the starts are slow and one at a time; the host shuts down again while
+        # the first one is under way.
+        self.client = None
+        cfg = self.write_config('[Boot]\nParallelStarts=1\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'a=slow-start,b=slow-start,c=slow-start'})
+        wait_until(lambda: any(r[4] == 'restoring' for r in self.guests().values()), 10, 'a start under way')
+        first = [n for n, r in self.guests().items() if r[4] == 'restoring'][0]
+        self.assertEqual(self.client.get('State'), 'restoring')
+        wait_until(lambda: f'Restoring 0/3 guests: starting {first}' in self.notify.values('STATUS'), 2,
+                   'STATUS naming the start under way')
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=30)
+        # The restore ended first: the start under way finished, no other one began.
+        self.assertEqual([r[0] for r in self.client.run_finished], ['restore', 'preserve'])
+        self.assertEqual(self.client.run_finished[0][1], 1)
+        self.assertEqual(self.daemon.log_text().count('Restore run started'), 1)
+        # Then the running guests were preserved: the one just started and "fresh".
+        self.assertEqual((done, failed), (2, 0))
+        for n in ('a', 'b', 'c', 'fresh'):
+            self.assertEqual(self.state(n), 'saved', n)
+        rec = self.record()
+        self.assertEqual({n: g['Outcome'] for n, g in rec.items()}, {n: 'saved' for n in ('a', 'b', 'c', 'fresh')})
+        self.client.wait_state('preserved')
+        wait_until(lambda: not self.logind.our_inhibitors(), 10, 'the inhibitor released')
+
+        # The boot after that brings all four back.
+        self.assertEqual(self.daemon.stop(), 0)
+        self.client = None
+        self.start_daemon()
+        self.assertEqual(self.client.wait_run_finished('restore')[1:], (4, 0))
+        for n in ('a', 'b', 'c', 'fresh'):
+            self.assertEqual(self.state(n), 'running', n)
+        self.assertEqual(self.record(), {})
 
     def test_save_failure_falls_through(self):
         self.define('full')
