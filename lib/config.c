@@ -30,6 +30,7 @@ typedef struct KeyDef {
 
 static const KeyDef keys[] = {
         KEY("Guests", "URIs", KEY_URIS, uris),
+        KEY("Guests", "ConnectTimeoutSec", KEY_SECONDS, connect_timeout_usec),
         KEY("Shutdown", "Save", KEY_SCOPE, save),
         KEY("Shutdown", "Shutdown", KEY_SCOPE, shutdown),
         KEY("Shutdown", "PowerOff", KEY_SCOPE, poweroff),
@@ -43,11 +44,6 @@ static const KeyDef keys[] = {
         KEY("Boot", "ParallelStarts", KEY_UNSIGNED, parallel_starts),
         KEY("Boot", "SyncTime", KEY_BOOL, sync_time),
 };
-
-/* Upper bound for seconds keys: a week. Anything larger is a typo, and it keeps
- * µs arithmetic far from overflow. */
-#define SECONDS_MAX  (7u * 24u * 3600u)
-#define UNSIGNED_MAX 100000u
 
 Config *config_new_default(void)
 {
@@ -66,6 +62,7 @@ Config *config_new_default(void)
         c->start_delay_usec = 0;
         c->parallel_starts = 4;
         c->sync_time = false;
+        c->connect_timeout_usec = 10 * USEC_PER_SEC;
         return c;
 }
 
@@ -112,6 +109,103 @@ static int parse_unsigned(const char *v, unsigned max, unsigned *ret)
         return 0;
 }
 
+/* The units of systemd.time(7) up to weeks (months and years exceed CONFIG_SECONDS_MAX). */
+static const struct {
+        const char *name;
+        guint64 usec;
+} span_units[] = {
+        {"usec", 1},
+        {"us", 1},
+        {"µs", 1},
+        {"μs", 1}, /* GREEK SMALL LETTER MU, as systemd accepts too */
+        {"msec", 1000},
+        {"ms", 1000},
+        {"seconds", USEC_PER_SEC},
+        {"second", USEC_PER_SEC},
+        {"sec", USEC_PER_SEC},
+        {"s", USEC_PER_SEC},
+        {"minutes", 60 * USEC_PER_SEC},
+        {"minute", 60 * USEC_PER_SEC},
+        {"min", 60 * USEC_PER_SEC},
+        {"m", 60 * USEC_PER_SEC},
+        {"hours", 3600 * USEC_PER_SEC},
+        {"hour", 3600 * USEC_PER_SEC},
+        {"hr", 3600 * USEC_PER_SEC},
+        {"h", 3600 * USEC_PER_SEC},
+        {"days", 86400 * USEC_PER_SEC},
+        {"day", 86400 * USEC_PER_SEC},
+        {"d", 86400 * USEC_PER_SEC},
+        {"weeks", 604800 * USEC_PER_SEC},
+        {"week", 604800 * USEC_PER_SEC},
+        {"w", 604800 * USEC_PER_SEC},
+};
+
+int config_parse_timespan(const char *v, guint64 *ret_usec)
+{
+        const guint64 max = (guint64) CONFIG_SECONDS_MAX * USEC_PER_SEC;
+        guint64 total = 0;
+        bool nonzero = false;
+        const char *p = v;
+
+        if (!v)
+                return -EINVAL;
+        while (g_ascii_isspace(*p))
+                p++;
+        if (*p == '\0')
+                return -EINVAL;
+        while (*p) {
+                guint64 whole = 0, mult = USEC_PER_SEC;
+                const char *frac = "", *unit;
+                size_t n;
+                bool found = false;
+
+                /* A number: digits, optionally ".digits" (systemd's "1.5s"); no sign. */
+                if (!g_ascii_isdigit(*p) && !(*p == '.' && g_ascii_isdigit(p[1])))
+                        return -EINVAL;
+                for (; g_ascii_isdigit(*p); p++) {
+                        nonzero = nonzero || *p != '0';
+                        if (whole <= max) /* beyond it, only read the digits: too large anyway */
+                                whole = whole * 10 + (guint64) (*p - '0');
+                }
+                if (*p == '.') {
+                        frac = ++p;
+                        for (; g_ascii_isdigit(*p); p++)
+                                nonzero = nonzero || *p != '0';
+                }
+                while (g_ascii_isspace(*p))
+                        p++;
+                /* The unit: the whole word, so "5mins" is an unknown unit, not 5min + "s". */
+                unit = p;
+                while (g_ascii_isalpha(*p) || (guchar) *p >= 0x80)
+                        p++;
+                n = (size_t) (p - unit);
+                for (size_t i = 0; n > 0 && i < ELEMENTSOF(span_units); i++)
+                        if (strlen(span_units[i].name) == n && strncmp(unit, span_units[i].name, n) == 0) {
+                                mult = span_units[i].usec;
+                                found = true;
+                                break;
+                        }
+                if (n > 0 && !found)
+                        return -EINVAL;
+                if (whole > max / mult)
+                        return -ERANGE;
+                total += whole * mult;
+                /* Each decimal is worth a tenth of the one before; below 1 µs they drop off
+                 * (as in systemd). */
+                for (guint64 m = mult / 10; g_ascii_isdigit(*frac) && m > 0; frac++, m /= 10)
+                        total += (guint64) (*frac - '0') * m;
+                if (total > max)
+                        return -ERANGE;
+                while (g_ascii_isspace(*p))
+                        p++;
+        }
+        /* "0.0000001s" must not become 0, which means no limit. */
+        if (total == 0 && nonzero)
+                return -EDOM;
+        *ret_usec = total;
+        return 0;
+}
+
 static int parse_bool(const char *v, bool *ret)
 {
         static const char *const yes[] = {"yes", "true", "on", "1"};
@@ -133,6 +227,7 @@ static int parse_bool(const char *v, bool *ret)
 static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret_what)
 {
         void *field = G_STRUCT_MEMBER_P(c, def->offset);
+        guint64 usec;
         unsigned u;
         bool b;
         int r;
@@ -167,22 +262,29 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                 return 0;
         }
         case KEY_SECONDS:
-                r = parse_unsigned(value, SECONDS_MAX, &u);
+                r = config_parse_timespan(value, &usec);
                 if (r < 0) {
-                        *ret_what = r == -ERANGE
-                                            ? g_strdup_printf("\"%s\" is too large (at most %u seconds)",
-                                                              value, SECONDS_MAX)
-                                            : g_strdup_printf("\"%s\" is not a number of seconds", value);
+                        if (r == -ERANGE)
+                                *ret_what =
+                                        g_strdup_printf("\"%s\" is too large (at most %u seconds, a week)",
+                                                        value, CONFIG_SECONDS_MAX);
+                        else if (r == -EDOM)
+                                *ret_what = g_strdup_printf(
+                                        "\"%s\" is below a microsecond (0 means no limit)", value);
+                        else
+                                *ret_what = g_strdup_printf("\"%s\" is not a time span (seconds, or e.g. "
+                                                            "\"5min\", \"1h 30s\")",
+                                                            value);
                         return r;
                 }
-                *(guint64 *) field = (guint64) u * USEC_PER_SEC;
+                *(guint64 *) field = usec;
                 return 0;
         case KEY_UNSIGNED:
-                r = parse_unsigned(value, UNSIGNED_MAX, &u);
+                r = parse_unsigned(value, CONFIG_COUNT_MAX, &u);
                 if (r < 0) {
                         *ret_what = r == -ERANGE
                                             ? g_strdup_printf("\"%s\" is too large (at most %u)", value,
-                                                              UNSIGNED_MAX)
+                                                              CONFIG_COUNT_MAX)
                                             : g_strdup_printf("\"%s\" is not a non-negative integer", value);
                         return r;
                 }
@@ -206,8 +308,21 @@ int config_apply_data(Config *c, const char *name, const char *data, gsize len, 
         g_autoptr(GKeyFile) kf = g_key_file_new();
         g_autoptr(GError) error = NULL;
         g_auto(GStrv) groups = NULL;
+        g_autofree char *text = g_memdup2(data, len);
+        bool line_start = true;
 
-        if (!g_key_file_load_from_data(kf, data, len, G_KEY_FILE_NONE, &error)) {
+        /* systemd-INI comments start with '#' or ';', GKeyFile's only with '#': turn a leading
+         * ';' into '#' in place, so that line numbers in GKeyFile's messages stay right. */
+        for (gsize i = 0; i < len; i++) {
+                if (line_start && text[i] == ';')
+                        text[i] = '#';
+                if (text[i] == '\n')
+                        line_start = true;
+                else if (!g_ascii_isspace(text[i]))
+                        line_start = false;
+        }
+
+        if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &error)) {
                 *ret_error = g_strdup_printf("%s: %s", name, error->message);
                 return -EINVAL;
         }
@@ -235,8 +350,8 @@ int config_apply_data(Config *c, const char *name, const char *data, gsize len, 
                                                                         name, *g, *k));
                                 continue;
                         }
-                        /* Raw value, trimmed: GKeyFile's typed getters accept things the
-                         * contract does not ("300s" is not plain seconds). */
+                        /* Raw value, trimmed: the contract's forms are not those of GKeyFile's
+                         * typed getters (time spans, "yes"; no "-5" for a count). */
                         value = g_key_file_get_value(kf, *g, *k, NULL);
                         g_strstrip(value);
                         if (apply_key(c, def, value, &what) < 0) {
@@ -275,6 +390,8 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GDir) dir = NULL;
         g_autoptr(GError) error = NULL;
+        /* The files that set the keys warned about, to name them as errors do. */
+        g_autofree char *timeout_from = g_strdup(path), *deadline_from = g_strdup(path);
         const char *n;
         int r;
 
@@ -297,9 +414,19 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
                 g_ptr_array_sort(names, compare_names);
                 for (guint i = 0; i < names->len; i++) {
                         g_autofree char *p = g_build_filename(dropin_dir, names->pdata[i], NULL);
+                        guint64 timeout = c->shutdown_timeout_usec, deadline = c->deadline_usec;
+
                         r = apply_file(c, p, true, warnings, ret_error);
                         if (r < 0)
                                 return r;
+                        if (c->shutdown_timeout_usec != timeout) {
+                                g_free(timeout_from);
+                                timeout_from = g_strdup(p);
+                        }
+                        if (c->deadline_usec != deadline) {
+                                g_free(deadline_from);
+                                deadline_from = g_strdup(p);
+                        }
                 }
         }
 
@@ -309,13 +436,22 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
                                         g_strdup_printf("%s: [Shutdown] ShutdownTimeoutSec=0: no limit; a "
                                                         "guest that ignores shutdown holds up the host "
                                                         "(systemd's poweroff.target gives up after 30 min)",
-                                                        path));
+                                                        timeout_from));
                 if (c->deadline_usec == 0)
                         g_ptr_array_add(
                                 warnings,
                                 g_strdup_printf("%s: [Shutdown] DeadlineSec=0: no limit for the whole run "
                                                 "(systemd's poweroff.target gives up after 30 min)",
-                                                path));
+                                                deadline_from));
+                else if (c->deadline_usec > CONFIG_POWEROFF_JOB_TIMEOUT_SEC * USEC_PER_SEC)
+                        g_ptr_array_add(
+                                warnings,
+                                g_strdup_printf("%s: [Shutdown] DeadlineSec: %" G_GUINT64_FORMAT
+                                                " s is longer than systemd's poweroff.target waits (30 min, "
+                                                "%u s): the host goes down before the run ends, with guests "
+                                                "still running; use less (the default is 1500)",
+                                                deadline_from, c->deadline_usec / USEC_PER_SEC,
+                                                CONFIG_POWEROFF_JOB_TIMEOUT_SEC));
         }
 
         *ret = g_steal_pointer(&c);

@@ -13,6 +13,10 @@
 #define CONFIG_SECONDS_MAX (7u * 24u * 3600u)
 #define CONFIG_COUNT_MAX   100000u
 
+/* systemd's poweroff.target (and reboot/halt/kexec) has JobTimeoutSec=30min: a preserve run
+ * longer than that is cut short by the host powering off. */
+#define CONFIG_POWEROFF_JOB_TIMEOUT_SEC (30u * 60u)
+
 /* The parsed configuration: a plain struct, every key of CONTRACT.md. Times in µs. */
 typedef struct Config {
         char **uris; /* "default" kept as is: the hypervisor layer resolves it */
@@ -26,7 +30,8 @@ typedef struct Config {
         bool bypass_cache;
         bool restore;
         guint64 start_delay_usec;
-        unsigned parallel_starts; /* 0 = no limit */
+        guint64 connect_timeout_usec; /* a URI silent that long is unreachable for the run; 0 = none */
+        unsigned parallel_starts;     /* 0 = no limit */
         bool sync_time;
 } Config;
 
@@ -39,6 +44,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free);
  * On error returns negative errno and sets *ret_error to "FILE: [Section] Key: what is wrong".
  * Unknown groups/keys are appended to @warnings (may be NULL) as strings of the same form. */
 int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warnings, char **ret_error);
+
+/* Parses a value of a *Sec= key: a systemd.time(7) span ("300", "5min", "1h 30s", "1.5s",
+ * "500ms"; several parts are summed; no unit = seconds) up to CONFIG_SECONDS_MAX.
+ * -EINVAL when it is not a span, -ERANGE when too large, -EDOM when not 0 but below 1 µs. */
+int config_parse_timespan(const char *v, guint64 *ret_usec);
 
 /* Parses one file's text into @c (used by config_load and the fuzzer). @name is for messages. */
 int config_apply_data(Config *c, const char *name, const char *data, gsize len, GPtrArray *warnings,

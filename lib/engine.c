@@ -43,12 +43,15 @@ typedef enum Phase {
 } Phase;
 
 struct HvSlot {
+        Engine *engine;
         Hypervisor *hv;
         guint listener;
         GHashTable *guests; /* uuid → Guest* */
         char *uri;          /* resolved once listed */
         GPtrArray *listed;  /* GuestInfo*, from the list job */
         bool reachable;
+        bool list_done;        /* the list came back, or was given up on */
+        GSource *list_timeout; /* gives up on a list that does not come back */
 };
 
 struct Guest {
@@ -82,6 +85,7 @@ struct Engine {
         char **config_uris;
         char *save_dir;
         guint64 connect_retry_usec;
+        guint64 list_timeout_usec;
         guint64 progress_interval_usec;
         Workers *workers;
         Workers *writer; /* one thread: record writes, in order */
@@ -945,6 +949,47 @@ static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int deta
         /* During a save or poweroff the job's result (and the state check) decides. */
 }
 
+/* A URI's list came back (@list), failed (@error), or was given up on: once every URI is
+ * accounted for, the run begins. */
+static void slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *list)
+{
+        if (slot->list_done) {
+                if (list)
+                        g_ptr_array_unref(list); /* too late: this run goes on without it */
+                return;
+        }
+        slot->list_done = true;
+        if (slot->list_timeout) {
+                g_source_destroy(slot->list_timeout);
+                g_clear_pointer(&slot->list_timeout, g_source_unref);
+        }
+        slot->uri = hypervisor_get_uri(slot->hv);
+        if (!list) {
+                slot->reachable = false;
+                g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, error));
+                say(e, ENGINE_LEVEL_ERR, NULL, slot->uri, "Cannot reach %s: %s; its guests are not %s",
+                    slot->uri, error, e->kind == RUN_PRESERVE ? "preserved" : "restored");
+        } else {
+                slot->reachable = true;
+                slot->listed = list;
+        }
+        g_assert(e->lists_pending > 0);
+        if (--e->lists_pending == 0)
+                engine_begin(e);
+}
+
+static gboolean list_timeout_cb(gpointer p)
+{
+        HvSlot *slot = p;
+        Engine *e = slot->engine;
+        g_autofree char *why = g_strdup_printf("no answer within %" G_GUINT64_FORMAT " s",
+                                               e->list_timeout_usec / USEC_PER_SEC);
+
+        /* The worker stays blocked in libvirt; its result is dropped when it comes. */
+        slot_listed(e, slot, why, NULL);
+        return G_SOURCE_REMOVE;
+}
+
 static gboolean retry_cb(gpointer p)
 {
         job_submit(p);
@@ -1022,25 +1067,10 @@ static void job_done(gpointer p)
         }
 
         /* JOB_LIST */
-        {
-                Engine *e = j->engine;
-                HvSlot *slot = j->slot;
-
-                slot->uri = hypervisor_get_uri(slot->hv);
-                if (j->r < 0) {
-                        slot->reachable = false;
-                        g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, j->error));
-                        say(e, ENGINE_LEVEL_ERR, NULL, slot->uri,
-                            "Cannot reach %s: %s; its guests are not %s", slot->uri, j->error,
-                            e->kind == RUN_PRESERVE ? "preserved" : "restored");
-                } else {
-                        slot->reachable = true;
-                        slot->listed = g_steal_pointer(&j->list);
-                }
-                g_assert(e->lists_pending > 0);
-                if (--e->lists_pending == 0)
-                        engine_begin(e);
-        }
+        if (j->r < 0)
+                slot_listed(j->engine, j->slot, j->error, NULL);
+        else
+                slot_listed(j->engine, j->slot, NULL, g_steal_pointer(&j->list));
 }
 
 static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
@@ -1214,6 +1244,7 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->config.uris = e->config_uris;
         e->save_dir = g_strdup(opts->save_dir);
         e->connect_retry_usec = opts->connect_retry_usec;
+        e->list_timeout_usec = opts->list_timeout_usec;
         e->progress_interval_usec = opts->progress_interval_usec;
         e->workers = workers;
         e->writer = workers_new(NULL, 1);
@@ -1232,6 +1263,7 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->n_slots = n_hvs;
         e->slots = g_new0(HvSlot, n_hvs);
         for (guint i = 0; i < n_hvs; i++) {
+                e->slots[i].engine = e;
                 e->slots[i].hv = hypervisor_ref(hvs[i]);
                 e->slots[i].guests = g_hash_table_new(g_str_hash, g_str_equal);
         }
@@ -1267,6 +1299,11 @@ static void engine_stop_sources(Engine *e)
         }
         for (guint i = 0; i < e->guests->len; i++)
                 cancel_timeout(e->guests->pdata[i]);
+        for (guint i = 0; i < e->n_slots; i++)
+                if (e->slots[i].list_timeout) {
+                        g_source_destroy(e->slots[i].list_timeout);
+                        g_clear_pointer(&e->slots[i].list_timeout, g_source_unref);
+                }
 }
 
 Engine *engine_unref(Engine *e)
@@ -1321,6 +1358,13 @@ void engine_start(Engine *e)
                 /* A restore needs to know which recorded guests run already. */
                 j->flag = e->kind == RUN_RESTORE;
                 j->retry_usec = e->connect_retry_usec;
+                if (e->list_timeout_usec > 0) {
+                        j->retry_usec = MIN(j->retry_usec, e->list_timeout_usec);
+                        e->slots[i].list_timeout =
+                                g_timeout_source_new((guint) MAX(1, e->list_timeout_usec / USEC_PER_MSEC));
+                        g_source_set_callback(e->slots[i].list_timeout, list_timeout_cb, &e->slots[i], NULL);
+                        g_source_attach(e->slots[i].list_timeout, NULL);
+                }
                 job_submit(j);
         }
         if (e->n_slots == 0)

@@ -69,6 +69,8 @@ typedef struct EngineOptions {
         const Config *config;           /* copied */
         const char *save_dir;           /* transient guests' save files */
         guint64 connect_retry_usec;     /* how long an unreachable URI is retried at the start */
+        guint64 list_timeout_usec;      /* a URI whose list does not come back by then is unreachable
+                                         * for this run (0 = no limit) */
         guint64 progress_interval_usec; /* how often a save's job stats are read */
 } EngineOptions;
 

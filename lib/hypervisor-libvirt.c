@@ -12,10 +12,16 @@
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree);
 
+/* Two locks, so that the main thread never waits on libvirt: @connect_lock serialises
+ * (re)connecting and is held across virConnectOpen(), which can block for as long as a hung
+ * libvirtd or an unreachable remote host lets it; only workers take it. base.lock guards the
+ * @conn pointer (and base.resolved_uri) and is never held across a libvirt call, so the main
+ * thread (close_cb(), hypervisor_get_uri()) only ever waits for a pointer copy. */
 typedef struct LibvirtHypervisor {
         Hypervisor base;
-        virConnectPtr conn; /* guarded by base.lock */
-        int lifecycle_id;   /* guarded by base.lock */
+        GMutex connect_lock;
+        virConnectPtr conn; /* written under both locks, read under either */
+        int lifecycle_id;   /* guarded by connect_lock */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -157,17 +163,22 @@ static void close_cb(virConnectPtr conn, int reason, void *opaque)
                 hypervisor_dispatch(h, NULL, GUEST_EVENT_DISCONNECTED, reason);
 }
 
-/* Drops the connection. Called with the lock held. */
+/* Drops the connection. Called with connect_lock held (or from lv_free(), when no worker
+ * uses the hypervisor any more); the calls that may talk to libvirtd run outside base.lock. */
 static void drop_conn(LibvirtHypervisor *lh)
 {
-        if (!lh->conn)
+        virConnectPtr c = lh->conn;
+
+        if (!c)
                 return;
-        if (lh->lifecycle_id >= 0)
-                virConnectDomainEventDeregisterAny(lh->conn, lh->lifecycle_id);
-        virConnectUnregisterCloseCallback(lh->conn, close_cb);
-        virConnectClose(lh->conn);
-        virResetLastError();
+        g_mutex_lock(&lh->base.lock);
         lh->conn = NULL;
+        g_mutex_unlock(&lh->base.lock);
+        if (lh->lifecycle_id >= 0)
+                virConnectDomainEventDeregisterAny(c, lh->lifecycle_id);
+        virConnectUnregisterCloseCallback(c, close_cb);
+        virConnectClose(c);
+        virResetLastError();
         lh->lifecycle_id = -1;
 }
 
@@ -178,15 +189,16 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
         virConnectPtr c = NULL;
         bool fresh = false;
 
-        g_mutex_lock(&h->lock);
+        g_mutex_lock(&lh->connect_lock);
         if (lh->conn && virConnectIsAlive(lh->conn) != 1)
                 drop_conn(lh);
         if (!lh->conn) {
                 const char *uri = streq_ptr(h->uri, "default") ? NULL : h->uri;
                 virConnectPtr n = virConnectOpen(uri);
+                char *u;
 
                 if (!n) {
-                        g_mutex_unlock(&h->lock);
+                        g_mutex_unlock(&lh->connect_lock);
                         (void) error_from_libvirt(ret_error, "cannot connect");
                         /* Whatever the reason, for callers this URI is not reachable now. */
                         *ret = -ENOTCONN;
@@ -200,17 +212,18 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
                                                          VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), h, NULL);
                 if (lh->lifecycle_id < 0)
                         virResetLastError();
-                if (!h->resolved_uri) {
-                        char *u = virConnectGetURI(n);
+                u = h->resolved_uri ? NULL : virConnectGetURI(n);
+                g_mutex_lock(&h->lock);
+                if (!h->resolved_uri)
                         h->resolved_uri = g_strdup(u ? u : h->uri);
-                        free(u);
-                }
                 lh->conn = n;
+                g_mutex_unlock(&h->lock);
+                free(u);
                 fresh = true;
         }
         c = lh->conn;
         virConnectRef(c);
-        g_mutex_unlock(&h->lock);
+        g_mutex_unlock(&lh->connect_lock);
 
         if (fresh)
                 hypervisor_dispatch_async(h, NULL, GUEST_EVENT_CONNECTED, 0);
@@ -447,6 +460,7 @@ static int lv_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
 static void lv_free(Hypervisor *h)
 {
         drop_conn(LV(h));
+        g_mutex_clear(&LV(h)->connect_lock);
 }
 
 void *hypervisor_libvirt_dup_conn(Hypervisor *h)
@@ -480,6 +494,7 @@ Hypervisor *hypervisor_libvirt_new(const char *uri, GMainContext *ctx)
 
         hypervisor_libvirt_global_init();
         hypervisor_init_base(&lh->base, &libvirt_ops, uri, ctx);
+        g_mutex_init(&lh->connect_lock);
         lh->lifecycle_id = -1;
         return &lh->base;
 }

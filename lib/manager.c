@@ -413,6 +413,7 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
                 .save_dir = save_dir,
                 .connect_retry_usec =
                         kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
+                .list_timeout_usec = m->config->connect_timeout_usec,
                 .progress_interval_usec = 1 * USEC_PER_SEC,
         };
 
@@ -987,8 +988,9 @@ Manager *manager_free(Manager *m)
                 g_source_unref(m->event_source);
         }
         sd_event_unref(m->event);
-        /* Before the hypervisors: jobs in flight hold references to them. */
-        g_clear_pointer(&m->workers, workers_free);
+        /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
+         * references to their hypervisors, so these outlive them. */
+        g_clear_pointer(&m->workers, workers_abandon);
         g_ptr_array_unref(m->watched);
         g_hash_table_unref(m->outcomes);
         if (m->last_unreachable)
