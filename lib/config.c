@@ -171,6 +171,8 @@ int config_parse_timespan(const char *v, guint64 *ret_usec)
                         frac = ++p;
                         for (; g_ascii_isdigit(*p); p++)
                                 nonzero = nonzero || *p != '0';
+                        if (*p == '.') /* "1.2.3" */
+                                return -EINVAL;
                 }
                 while (g_ascii_isspace(*p))
                         p++;

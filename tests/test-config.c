@@ -115,15 +115,23 @@ static const struct {
         {"Shutdown", "Save", "sometimes", "\"sometimes\" is not one of none, persistent, transient, all"},
         {"Shutdown", "Shutdown", "ALL", "\"ALL\" is not one of none, persistent, transient, all"},
         {"Shutdown", "PowerOff", "", "\"\" is not one of none, persistent, transient, all"},
-        {"Shutdown", "ShutdownTimeoutSec", "5min", "\"5min\" is not a number of seconds"},
-        {"Shutdown", "ShutdownTimeoutSec", "-1", "\"-1\" is not a number of seconds"},
-        {"Shutdown", "DeadlineSec", "99999999999", "\"99999999999\" is too large (at most 604800 seconds)"},
-        {"Shutdown", "DeadlineSec", "1.5", "\"1.5\" is not a number of seconds"},
+        {"Shutdown", "ShutdownTimeoutSec", "5mins",
+         "\"5mins\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
+        {"Shutdown", "ShutdownTimeoutSec", "-1",
+         "\"-1\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
+        {"Shutdown", "DeadlineSec", "99999999999",
+         "\"99999999999\" is too large (at most 604800 seconds, a week)"},
+        {"Shutdown", "DeadlineSec", "1w 1s", "\"1w 1s\" is too large (at most 604800 seconds, a week)"},
+        {"Shutdown", "DeadlineSec", "1,5",
+         "\"1,5\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
+        {"Shutdown", "DeadlineSec", "0.0000001s",
+         "\"0.0000001s\" is below a microsecond (0 means no limit)"},
         {"Shutdown", "ParallelSaves", "two", "\"two\" is not a non-negative integer"},
         {"Shutdown", "ParallelShutdowns", "0x10", "\"0x10\" is not a non-negative integer"},
         {"Shutdown", "BypassCache", "maybe", "\"maybe\" is not a boolean (yes/no)"},
         {"Boot", "Restore", "2", "\"2\" is not a boolean (yes/no)"},
-        {"Boot", "StartDelaySec", "abc", "\"abc\" is not a number of seconds"},
+        {"Boot", "StartDelaySec", "abc",
+         "\"abc\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
         {"Boot", "ParallelStarts", "1000000", "\"1000000\" is too large (at most 100000)"},
         {"Boot", "SyncTime", "y e s", "\"y e s\" is not a boolean (yes/no)"},
 };
@@ -141,6 +149,126 @@ START_TEST(test_bad_value)
         ck_assert_int_eq(config_load(p, true, &c, NULL, &err), -EINVAL);
         ck_assert_ptr_null(c);
         ck_assert_str_eq(err, expect);
+}
+END_TEST
+
+/* systemd.time(7) spans, as systemd-INI users write them. */
+static const struct {
+        const char *text;
+        guint64 usec;
+} good_spans[] = {
+        {"300", 300 * USEC_PER_SEC},
+        {"0", 0},
+        {"0s", 0},
+        {" 5min ", 300 * USEC_PER_SEC},
+        {"1h 30s", 3630 * USEC_PER_SEC},
+        {"1min30s", 90 * USEC_PER_SEC},
+        {"1h30", 3630 * USEC_PER_SEC}, /* no unit: seconds */
+        {"2 hours", 7200 * USEC_PER_SEC},
+        {"1.5s", 1500000},
+        {".5s", 500000},
+        {"1.5min", 90 * USEC_PER_SEC},
+        {"500ms", 500000},
+        {"20msec 3us", 20003},
+        {"7µs", 7},
+        {"0.0000015s", 1}, /* below a µs drops off */
+        {"1d 1hr 1m 1sec", 90061 * USEC_PER_SEC},
+        {"1w", 604800 * USEC_PER_SEC},
+        {"6days 23h 59min 59s 999999us", 604800 * USEC_PER_SEC - 1},
+};
+
+START_TEST(test_timespan_good)
+{
+        guint64 usec = 42;
+
+        ck_assert_msg(config_parse_timespan(good_spans[_i].text, &usec) == 0, "%s refused",
+                      good_spans[_i].text);
+        ck_assert_msg(usec == good_spans[_i].usec, "%s: %" G_GUINT64_FORMAT, good_spans[_i].text, usec);
+}
+END_TEST
+
+static const struct {
+        const char *text;
+        int r;
+} bad_spans[] = {
+        {"", -EINVAL},
+        {"   ", -EINVAL},
+        {"min", -EINVAL},
+        {"5mins", -EINVAL},
+        {"5 parsecs", -EINVAL},
+        {"-1", -EINVAL},
+        {"+1", -EINVAL},
+        {"1e3", -EINVAL},
+        {"0x10", -EINVAL},
+        {"infinity", -EINVAL},
+        {"1M", -EINVAL}, /* systemd's month: beyond a week anyway */
+        {"1.2.3", -EINVAL},
+        {"1,5s", -EINVAL},
+        {"5min;", -EINVAL},
+        {"1w1us", -ERANGE},
+        {"8d", -ERANGE},
+        {"604801", -ERANGE},
+        {"99999999999999999999999999", -ERANGE},
+        {"0.0000001s", -EDOM},
+};
+
+START_TEST(test_timespan_bad)
+{
+        guint64 usec = 42;
+
+        ck_assert_int_eq(config_parse_timespan(bad_spans[_i].text, &usec), bad_spans[_i].r);
+        ck_assert_uint_eq(usec, 42); /* untouched on error */
+}
+END_TEST
+
+START_TEST(test_spans_and_semicolon_comments)
+{
+        g_autofree char *p = file_in("spans.conf", "; systemd-INI comments start with ';' too\n"
+                                                   "[Shutdown]\n"
+                                                   ";Save=none\n"
+                                                   "   ; indented\n"
+                                                   "# and '#'\n"
+                                                   "ShutdownTimeoutSec=2min 30s\n"
+                                                   "DeadlineSec=20min\n"
+                                                   "[Boot]\n"
+                                                   "StartDelaySec=1.5s\n"
+                                                   "URIs_are_not_here=a;b\n");
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+
+        ck_assert_msg(config_load(p, true, &c, warnings, &err) == 0, "%s", err);
+        ck_assert_int_eq(c->save, SCOPE_PERSISTENT);
+        ck_assert_uint_eq(c->shutdown_timeout_usec, 150 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->deadline_usec, 1200 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->start_delay_usec, 1500000);
+        /* a ';' inside a line is not a comment */
+        ck_assert_uint_eq(warnings->len, 1);
+        ck_assert_msg(strstr(warnings->pdata[0], "URIs_are_not_here: unknown key"), "%s",
+                      (char *) warnings->pdata[0]);
+}
+END_TEST
+
+START_TEST(test_deadline_beyond_poweroff_target_warns)
+{
+        g_autofree char *p = file_in("gk.conf", "[Shutdown]\nDeadlineSec=30min\n");
+        g_autofree char *d = g_build_filename(dir, "gk.conf.d", NULL);
+        g_autoptr(Config) c = NULL, c2 = NULL;
+        g_autofree char *err = NULL, *dropin = NULL, *expect = NULL;
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+
+        /* 30 min is still inside poweroff.target's job timeout */
+        ck_assert_int_eq(config_load(p, true, &c, warnings, &err), 0);
+        ck_assert_uint_eq(warnings->len, 0);
+
+        ck_assert_int_eq(g_mkdir(d, 0755), 0);
+        dropin = file_in("gk.conf.d/50-long.conf", "[Shutdown]\nDeadlineSec=40min\n");
+        ck_assert_int_eq(config_load(p, true, &c2, warnings, &err), 0);
+        ck_assert_uint_eq(c2->deadline_usec, 2400 * USEC_PER_SEC);
+        ck_assert_uint_eq(warnings->len, 1);
+        /* it names the file that set the value */
+        expect = g_strdup_printf("%s: [Shutdown] DeadlineSec: 2400 s is longer than systemd's", dropin);
+        ck_assert_msg(g_str_has_prefix(warnings->pdata[0], expect), "%s", (char *) warnings->pdata[0]);
 }
 END_TEST
 
@@ -233,6 +361,10 @@ static Suite *suite(void)
         tcase_add_test(tc, test_missing_required_file);
         tcase_add_test(tc, test_every_key);
         tcase_add_loop_test(tc, test_bad_value, 0, (int) ELEMENTSOF(bad_values));
+        tcase_add_loop_test(tc, test_timespan_good, 0, (int) ELEMENTSOF(good_spans));
+        tcase_add_loop_test(tc, test_timespan_bad, 0, (int) ELEMENTSOF(bad_spans));
+        tcase_add_test(tc, test_spans_and_semicolon_comments);
+        tcase_add_test(tc, test_deadline_beyond_poweroff_target_warns);
         tcase_add_test(tc, test_syntax_error);
         tcase_add_test(tc, test_unknown_keys_warn);
         tcase_add_test(tc, test_dropins_lexical_later_wins);
