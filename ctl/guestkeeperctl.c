@@ -19,6 +19,7 @@
 static bool arg_json;
 static bool arg_legend = true;
 static bool arg_full;
+static const char *arg_defaults;
 
 static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 static int fail(const char *fmt, ...)
@@ -445,8 +446,10 @@ static int cmd_import(const char *file)
         static const char *const candidates[] = {"/etc/default/libvirt-guests",
                                                  "/etc/sysconfig/libvirt-guests"};
         g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GError) error = NULL;
         g_autofree char *text = NULL, *conf = NULL, *why = NULL;
+        ImportDefaults defaults;
 
         for (size_t i = 0; !file && i < ELEMENTSOF(candidates); i++)
                 if (access(candidates[i], R_OK) == 0)
@@ -454,18 +457,23 @@ static int cmd_import(const char *file)
         if (!file)
                 return fail("no libvirt-guests configuration found (%s, %s); name one", candidates[0],
                             candidates[1]);
+        defaults = arg_defaults ? import_defaults_from_string(arg_defaults) : import_defaults_for_path(file);
         if (!g_file_get_contents(file, &text, NULL, &error))
                 return fail("%s", error->message);
-        if (import_libvirt_guests(file, text, &conf, notes, &why) < 0)
+        if (import_libvirt_guests(file, defaults, text, &conf, notes, warnings, &why) < 0)
                 return fail("%s: %s", file, why);
         if (arg_json) {
                 g_autoptr(GString) o = g_string_new("{\"file\":");
 
                 json_string(o, file);
+                g_string_append(o, ",\"defaults\":");
+                json_string(o, import_defaults_to_string(defaults));
                 g_string_append(o, ",\"config\":");
                 json_string(o, conf);
                 g_string_append(o, ",\"notes\":");
                 json_string_array(o, (char **) notes->pdata, notes->len);
+                g_string_append(o, ",\"warnings\":");
+                json_string_array(o, (char **) warnings->pdata, warnings->len);
                 g_string_append(o, "}\n");
                 fputs(o->str, stdout);
                 return 0;
@@ -473,6 +481,8 @@ static int cmd_import(const char *file)
         fputs(conf, stdout);
         for (guint i = 0; i < notes->len; i++)
                 fprintf(stderr, "note: %s\n", (char *) notes->pdata[i]);
+        for (guint i = 0; i < warnings->len; i++)
+                fprintf(stderr, "warning: %s\n", (char *) warnings->pdata[i]);
         return 0;
 }
 
@@ -493,19 +503,18 @@ static void help(void)
                "  --no-legend   no column headers and footers\n"
                "  --no-pager    accepted for systemctl compatibility (output is never paged)\n"
                "  -l, --full    show UUIDs in list\n"
+               "  --defaults=debian|upstream  import-libvirt-guests: whose libvirt-guests.sh\n"
+               "                reads FILE (default: upstream under /etc/sysconfig, else Debian)\n"
                "  --version, -h/--help\n");
 }
 
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"no-legend", no_argument, NULL, 'L'},
-                {"no-pager", no_argument, NULL, 'P'},
-                {"full", no_argument, NULL, 'l'},
-                {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+                {"json", no_argument, NULL, 'j'},           {"no-legend", no_argument, NULL, 'L'},
+                {"no-pager", no_argument, NULL, 'P'},       {"full", no_argument, NULL, 'l'},
+                {"defaults", required_argument, NULL, 'D'}, {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},           {},
         };
         g_autoptr(sd_bus) bus = NULL;
         const char *cmd;
@@ -525,6 +534,11 @@ int main(int argc, char **argv)
                 case 'l':
                         arg_full = true;
                         break;
+                case 'D':
+                        if (import_defaults_from_string(optarg) < 0)
+                                return fail("--defaults=%s: expected debian or upstream", optarg), 2;
+                        arg_defaults = optarg;
+                        break;
                 case 'V':
                         printf("guestkeeperctl %s\n", PACKAGE_VERSION);
                         return 0;
@@ -542,6 +556,8 @@ int main(int argc, char **argv)
         }
         if (argc - optind > 1)
                 return fail("%s takes no arguments", cmd), 2;
+        if (arg_defaults)
+                return fail("--defaults is for import-libvirt-guests only"), 2;
         if (!g_strv_contains(
                     (const char *const[]){"status", "list", "plan", "preserve", "restore", "reload", NULL},
                     cmd))

@@ -7,12 +7,49 @@
 #include "config.h"
 #include "plan.h"
 
-/* The defaults of the libvirt-guests.sh Debian 12 ships (libvirt 9.0), for unset variables. */
+/* The values libvirt-guests.sh gives the variables a file leaves unset. Debian's script
+ * (debian/patches "Debianize-libvirt-guests", read in /usr/lib/libvirt/libvirt-guests.sh of
+ * Debian 12's libvirt 9.0) changes two of upstream's: it neither starts nor suspends guests
+ * unless told to. */
 static const char *const defaults[][2] = {
-        {"URIS", "default"},         {"ON_BOOT", "ignore"},      {"ON_SHUTDOWN", "shutdown"},
-        {"SHUTDOWN_TIMEOUT", "300"}, {"PARALLEL_SHUTDOWN", "0"}, {"START_DELAY", "0"},
-        {"BYPASS_CACHE", "0"},       {"SYNC_TIME", "0"},         {"PERSISTENT_ONLY", "default"},
+        {"URIS", "default"},
+        {"SHUTDOWN_TIMEOUT", "300"},
+        {"PARALLEL_SHUTDOWN", "0"},
+        {"START_DELAY", "0"},
+        {"BYPASS_CACHE", "0"},
+        {"SYNC_TIME", "0"},
+        {"PERSISTENT_ONLY", "default"},
 };
+static const char *const flavour_defaults[_IMPORT_DEFAULTS_MAX][2][2] = {
+        [IMPORT_DEFAULTS_DEBIAN] = {{"ON_BOOT", "ignore"}, {"ON_SHUTDOWN", "shutdown"}},
+        [IMPORT_DEFAULTS_UPSTREAM] = {{"ON_BOOT", "start"}, {"ON_SHUTDOWN", "suspend"}},
+};
+
+static const char *const import_defaults_table[_IMPORT_DEFAULTS_MAX] = {
+        [IMPORT_DEFAULTS_DEBIAN] = "debian",
+        [IMPORT_DEFAULTS_UPSTREAM] = "upstream",
+};
+
+const char *import_defaults_to_string(ImportDefaults d)
+{
+        return d >= 0 && d < _IMPORT_DEFAULTS_MAX ? import_defaults_table[d] : NULL;
+}
+
+ImportDefaults import_defaults_from_string(const char *s)
+{
+        for (int i = 0; i < _IMPORT_DEFAULTS_MAX; i++)
+                if (streq_ptr(s, import_defaults_table[i]))
+                        return i;
+        return _IMPORT_DEFAULTS_INVALID;
+}
+
+ImportDefaults import_defaults_for_path(const char *path)
+{
+        g_autofree char *dir = g_path_get_dirname(path ?: "");
+        g_autofree char *base = g_path_get_basename(dir);
+
+        return g_str_equal(base, "sysconfig") ? IMPORT_DEFAULTS_UPSTREAM : IMPORT_DEFAULTS_DEBIAN;
+}
 
 /* Parses one shell word: 'single', "double" (with \" \\ \$ escapes), or bare up to a blank
  * or #. Returns NULL on an unterminated quote. */
@@ -66,18 +103,104 @@ static bool is_uint(const char *s, unsigned max)
                 -EINVAL;                                                                                    \
         })
 
-int import_libvirt_guests(const char *name, const char *text, char **ret_conf, GPtrArray *notes,
-                          char **ret_error)
+/* Where libvirt-guests' shutdown timing and guestkeeper's differ. libvirt-guests(8): with
+ * PARALLEL_SHUTDOWN 0 or 1 it shuts guests down one after another, each given up to
+ * SHUTDOWN_TIMEOUT; above 1, SHUTDOWN_TIMEOUT is the time for all the guests of a URI together,
+ * and URIs are done one after another. 0 is no limit. When it gives up, what still runs dies
+ * with the host. guestkeeper: ShutdownTimeoutSec= per guest, DeadlineSec= for the whole run
+ * (then it powers off what still runs). Returns the DeadlineSec= to write, or 0 to keep the
+ * default. */
+static unsigned map_timing(bool shutdown, unsigned timeout, unsigned parallel, unsigned n_uris,
+                           unsigned deadline, GPtrArray *notes, GPtrArray *warnings)
+{
+        guint64 total = (guint64) timeout * n_uris;
+
+        if (timeout == 0) {
+                if (warnings)
+                        g_ptr_array_add(
+                                warnings,
+                                g_strdup_printf(
+                                        "SHUTDOWN_TIMEOUT=0: libvirt-guests waits for ever for a guest "
+                                        "to shut down; guestkeeper stops waiting at DeadlineSec=%u and "
+                                        "powers off what still runs (systemd's poweroff.target gives "
+                                        "up after %u s in any case). Imported as ShutdownTimeoutSec=0, "
+                                        "where one stuck guest holds up the run to the deadline: "
+                                        "consider ShutdownTimeoutSec=300",
+                                        deadline, CONFIG_POWEROFF_JOB_TIMEOUT_SEC));
+                return 0;
+        }
+        if (!shutdown)
+                return 0; /* libvirt-guests suspends: it uses neither variable */
+
+        if (parallel > 1) {
+                /* A total: no guest was given longer, and all of them together no longer
+                 * than that per URI. */
+                if (total <= deadline) {
+                        if (notes)
+                                g_ptr_array_add(
+                                        notes,
+                                        g_strdup_printf(
+                                                "SHUTDOWN_TIMEOUT=%u with PARALLEL_SHUTDOWN=%u "
+                                                "is libvirt-guests' limit for all the guests "
+                                                "of a URI together: imported as "
+                                                "ShutdownTimeoutSec=%u and DeadlineSec=%" G_GUINT64_FORMAT
+                                                " (%u URIs)",
+                                                timeout, parallel, timeout, total, n_uris));
+                        return (unsigned) total;
+                }
+        } else if (timeout <= deadline) {
+                if (notes)
+                        g_ptr_array_add(
+                                notes,
+                                g_strdup_printf("SHUTDOWN_TIMEOUT=%u: libvirt-guests shuts guests down "
+                                                "one at a time, each given up to %u s; imported as "
+                                                "ShutdownTimeoutSec=%u and ParallelShutdowns=1, so "
+                                                "past %u guests that ignore shutdown guestkeeper "
+                                                "reaches DeadlineSec=%u and powers the rest off "
+                                                "(ParallelShutdowns=0 asks them all at once)",
+                                                timeout, timeout, timeout, deadline / timeout, deadline));
+                return 0;
+        } else
+                total = timeout;
+
+        if (warnings) {
+                g_autofree char *suggest =
+                        total <= CONFIG_POWEROFF_JOB_TIMEOUT_SEC
+                                ? g_strdup_printf("set DeadlineSec=%" G_GUINT64_FORMAT " to wait as long",
+                                                  total)
+                                : g_strdup_printf(
+                                          "no DeadlineSec= can wait as long: systemd's poweroff.target "
+                                          "gives up after %u s; at most DeadlineSec=%u",
+                                          CONFIG_POWEROFF_JOB_TIMEOUT_SEC, CONFIG_POWEROFF_JOB_TIMEOUT_SEC);
+                g_ptr_array_add(
+                        warnings,
+                        g_strdup_printf("SHUTDOWN_TIMEOUT=%u PARALLEL_SHUTDOWN=%u: libvirt-guests "
+                                        "would wait up to %" G_GUINT64_FORMAT " s for %s, longer than "
+                                        "guestkeeper's DeadlineSec=%u, after which it powers off what "
+                                        "still runs; %s",
+                                        timeout, parallel, total,
+                                        parallel > 1 ? "the guests of its URIs" : "one guest", deadline,
+                                        suggest));
+        }
+        return 0;
+}
+
+int import_libvirt_guests(const char *name, ImportDefaults flavour, const char *text, char **ret_conf,
+                          GPtrArray *notes, GPtrArray *warnings, char **ret_error)
 {
         g_autoptr(GHashTable) vars = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
         const char *uris, *on_boot, *on_shutdown, *timeout, *parallel, *delay, *bypass, *sync, *persistent;
         Scope save, shutdown, poweroff;
         GString *out;
-        unsigned lineno = 0;
+        unsigned lineno = 0, n_uris = 0, deadline;
 
+        g_return_val_if_fail(flavour >= 0 && flavour < _IMPORT_DEFAULTS_MAX, -EINVAL);
         for (size_t i = 0; i < ELEMENTSOF(defaults); i++)
                 g_hash_table_replace(vars, g_strdup(defaults[i][0]), g_strdup(defaults[i][1]));
+        for (size_t i = 0; i < ELEMENTSOF(flavour_defaults[flavour]); i++)
+                g_hash_table_replace(vars, g_strdup(flavour_defaults[flavour][i][0]),
+                                     g_strdup(flavour_defaults[flavour][i][1]));
 
         for (char **l = lines; *l; l++) {
                 const char *p = *l, *eq, *end;
@@ -143,8 +266,10 @@ int import_libvirt_guests(const char *name, const char *text, char **ret_conf, G
                 return FAIL("SYNC_TIME=%s: expected 0 or 1", sync);
 
         out = g_string_new(NULL);
-        g_string_append_printf(out, "# guestkeeper.conf from %s (guestkeeperctl import-libvirt-guests)\n\n",
-                               name);
+        g_string_append_printf(out,
+                               "# guestkeeper.conf from %s (guestkeeperctl import-libvirt-guests; unset "
+                               "variables as %s's libvirt-guests.sh sets them)\n\n",
+                               name, flavour == IMPORT_DEFAULTS_DEBIAN ? "Debian" : "upstream libvirt");
         {
                 /* As guestkeeper.conf reads it: blank-separated, none at all = libvirt's
                  * default (found by fuzzing: URIS="<tab>" made a config the daemon refused). */
@@ -152,8 +277,10 @@ int import_libvirt_guests(const char *name, const char *text, char **ret_conf, G
                 GString *list = g_string_new(NULL);
 
                 for (char **p = parts; *p; p++)
-                        if (**p)
+                        if (**p) {
                                 g_string_append_printf(list, "%s%s", list->len ? " " : "", *p);
+                                n_uris++;
+                        }
                 g_string_append_printf(out, "[Guests]\nURIs=%s\n\n[Shutdown]\n",
                                        list->len ? list->str : "default");
                 g_string_free(list, TRUE);
@@ -166,6 +293,19 @@ int import_libvirt_guests(const char *name, const char *text, char **ret_conf, G
                 "# libvirt-guests never forces a guest off; guestkeeper does when nothing else worked\n");
         g_string_append_printf(out, "PowerOff=%s\n", scope_to_string(poweroff));
         g_string_append_printf(out, "ShutdownTimeoutSec=%s\n", timeout);
+        {
+                g_autoptr(Config) d = config_new_default();
+
+                deadline = map_timing(g_str_equal(on_shutdown, "shutdown"),
+                                      (unsigned) g_ascii_strtoull(timeout, NULL, 10),
+                                      (unsigned) g_ascii_strtoull(parallel, NULL, 10), MAX(n_uris, 1u),
+                                      (unsigned) (d->deadline_usec / USEC_PER_SEC), notes, warnings);
+        }
+        if (deadline > 0)
+                g_string_append_printf(out,
+                                       "# SHUTDOWN_TIMEOUT with PARALLEL_SHUTDOWN>1 is for all the guests "
+                                       "of a URI together\nDeadlineSec=%u\n",
+                                       deadline);
         /* libvirt-guests: 0 = one at a time; guestkeeper: 0 = no limit. */
         g_string_append_printf(out, "ParallelShutdowns=%s\n", g_str_equal(parallel, "0") ? "1" : parallel);
         g_string_append_printf(out, "BypassCache=%s\n\n[Boot]\n", g_str_equal(bypass, "1") ? "yes" : "no");

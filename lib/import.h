@@ -4,10 +4,26 @@
 /* Reads a libvirt-guests configuration (/etc/default/libvirt-guests, shell variable syntax)
  * and writes the equivalent guestkeeper.conf (CONTRACT.md's mapping). Pure: no I/O. */
 
+#include <errno.h>
 #include <glib.h>
 
+/* Whose libvirt-guests.sh reads the file: the values of the variables it leaves unset. */
+typedef enum ImportDefaults {
+        IMPORT_DEFAULTS_DEBIAN,   /* /etc/default: Debian's patched script, ON_SHUTDOWN=shutdown */
+        IMPORT_DEFAULTS_UPSTREAM, /* /etc/sysconfig: libvirt's own, ON_SHUTDOWN=suspend */
+        _IMPORT_DEFAULTS_MAX,
+        _IMPORT_DEFAULTS_INVALID = -EINVAL,
+} ImportDefaults;
+
+const char *import_defaults_to_string(ImportDefaults d);
+ImportDefaults import_defaults_from_string(const char *s);
+/* By the file's place: upstream's under a "sysconfig" directory, else Debian's. */
+ImportDefaults import_defaults_for_path(const char *path);
+
 /* @name is for messages. Variables that have no equivalent, or that guestkeeper does not
- * need, go to @notes as "NAME: why" — never dropped silently. -EINVAL with *ret_error
- * ("NAME=value: what is wrong") for a value libvirt-guests itself would not accept. */
-int import_libvirt_guests(const char *name, const char *text, char **ret_conf, GPtrArray *notes,
-                          char **ret_error);
+ * need, go to @notes as "NAME: why" — never dropped silently. Where guestkeeper would act
+ * differently in time (libvirt-guests waiting longer than DeadlineSec=), a "NAME=value: why;
+ * what to set" goes to @warnings. -EINVAL with *ret_error ("NAME=value: what is wrong") for
+ * a value libvirt-guests itself would not accept. */
+int import_libvirt_guests(const char *name, ImportDefaults defaults, const char *text, char **ret_conf,
+                          GPtrArray *notes, GPtrArray *warnings, char **ret_error);

@@ -164,7 +164,7 @@ class CtlTest(Base):
         self.assertEqual(js('restore'), {'kind': 'restore', 'done': 2, 'failed': 0})
         self.assertEqual(js('reload'), {'reloaded': True})
         imp = js('import-libvirt-guests', lg)
-        self.assertEqual(imp['file'], lg)
+        self.assertEqual((imp['file'], imp['defaults'], imp['warnings']), (lg, 'debian', []))
         self.assertIn('Save=persistent\n', imp['config'])
         self.assertTrue(any(n.startswith('FROB:') for n in imp['notes']), imp['notes'])
 
@@ -245,6 +245,26 @@ class CtlTest(Base):
         r = self.ctl('import-libvirt-guests', path, check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn('ON_SHUTDOWN=hibernate', r.stderr)
+
+    def test_import_defaults_and_warnings(self):
+        # An empty file: all is the script's defaults — Debian's unless it is a sysconfig file.
+        os.makedirs(os.path.join(self.wd.path, 'sysconfig'))
+        for path, option, save, restore in (('libvirt-guests', None, 'none', 'no'),
+                                            ('sysconfig/libvirt-guests', None, 'persistent', 'yes'),
+                                            ('libvirt-guests', '--defaults=upstream', 'persistent', 'yes'),
+                                            ('sysconfig/libvirt-guests', '--defaults=debian', 'none', 'no')):
+            path = os.path.join(self.wd.path, path)
+            open(path, 'w').close()
+            out = self.ctl(*([option] if option else []), 'import-libvirt-guests', path).stdout
+            self.assertIn(f'\nSave={save}\n', out, (path, option))
+            self.assertIn(f'\nRestore={restore}\n', out, (path, option))
+        with open(path, 'w') as f:
+            f.write('SHUTDOWN_TIMEOUT=0\n')
+        r = self.ctl('import-libvirt-guests', path)
+        self.assertIn('warning: SHUTDOWN_TIMEOUT=0: libvirt-guests waits for ever', r.stderr)
+        self.assertIn('consider ShutdownTimeoutSec=300', r.stderr)
+        self.assertEqual(self.ctl('--defaults=suse', 'import-libvirt-guests', path, check=False).returncode, 2)
+        self.assertEqual(self.ctl('--defaults=debian', 'status', check=False).returncode, 2)
 
 
 if __name__ == '__main__':
