@@ -6,6 +6,7 @@ checks: libvirt's view of each guest, the record, D-Bus, notify messages, and th
 serial console (a resumed guest's heartbeat goes on; a booted one starts again)."""
 
 import os
+import re
 import signal
 import sys
 import time
@@ -114,11 +115,18 @@ class E2E(unittest.TestCase):
         wait_until(lambda: not self.logind.our_inhibitors(), 10, 'the inhibitor released')
         self.assertEqual(self.daemon.stop(), 0)
 
-        # Next boot (the admin freed failsave's save path).
+        # Next boot (the admin freed failsave's save path), with SyncTime=yes: the tiny image
+        # has no guest agent, so setting a resumed guest's clock fails for real, which must
+        # cost a warning and nothing else.
         os.rmdir(self.save_path('failsave'))
-        self.start_daemon('[Shutdown]\nSave=all\n')
+        self.start_daemon('[Shutdown]\nSave=all\n[Boot]\nSyncTime=yes\n')
         kind, done, failed = self.client.wait_run_finished('restore', timeout=120)
         self.assertEqual((done, failed), (4, 0))
+        for n in ('coop', 'big', 'tmp'):  # resumed from a save: their clocks are behind
+            wait_until(lambda: f'warning: Could not set the clock of {n}: ' in self.daemon.log_text(), 30,
+                       f'the clock of {n} set (attempted)')
+        self.assertIn('guest agent', self.daemon.log_text())
+        self.assertNotIn('Could not set the clock of failsave', self.daemon.log_text())  # booted afresh
         for n in ('coop', 'big', 'tmp', 'failsave'):
             self.assertEqual(self.state(n), 'running', n)
         self.assertFalse(self.conn.lookupByName('tmp').isPersistent())
@@ -164,6 +172,30 @@ class E2E(unittest.TestCase):
             self.consoles[n].wait_tick_after(ticks[n])
             self.assertEqual(self.consoles[n].count('GK-INIT'), 1)
 
+    def test_progress_and_bus_during_a_real_save(self):
+        """A real save of a big guest (~3 s here): Progress counts its bytes (libvirt's job
+        stats), STATUS shows a percentage, and the bus answers at once all along."""
+        self.boot(('big', 'cooperative', 1024, 700, True))
+        self.start_daemon('[Shutdown]\nSave=all\n')
+        self.client.call('PreserveGuests')  # rehearsal; returns at once
+        self.client.wait_state('preserving')
+        worst, reads, progress = 0, 0, set()
+        while self.client.get('State') == 'preserving':
+            t = time.monotonic()
+            progress.add(self.client.get('Progress'))
+            worst = max(worst, time.monotonic() - t)
+            reads += 1
+        self.assertEqual(self.client.wait_run_finished('preserve', timeout=60)[1:], (1, 0))
+        self.assertEqual(self.state('big'), 'saved')
+        self.assertGreater(reads, 20)
+        self.assertLess(worst, 0.1 * harness.SCALE, f'a property read took {worst * 1000:.0f} ms during the save')
+        # One guest: without the bytes of the save in flight, Progress is only ever 0 or 1.
+        self.assertTrue([p for p in progress if 0 < p < 1], f'Progress took only {sorted(progress)}')
+        pct = [int(m[1]) for m in (re.fullmatch(r'Preserving 0/1 guests: saving big \((\d+)%\)', s)
+                                   for s in self.notify.values('STATUS')) if m]
+        self.assertTrue([p for p in pct if 0 < p < 100], f'STATUS percentages: {pct}')
+        self.assertEqual(pct, sorted(pct))  # never backwards
+
     def test_plain_sigterm_leaves_guests_running(self):
         self.boot(('vm1', 'cooperative', 128, 0, True), ('tmp', 'cooperative', 128, 0, False))
         d = self.start_daemon()
@@ -182,30 +214,34 @@ class GuestFaultsE2E(E2E):
     test_stuck_guest_powered_off_after_timeout = None
     test_rehearsal_preserve_then_restore = None
     test_plain_sigterm_leaves_guests_running = None
+    test_progress_and_bus_during_a_real_save = None
 
     def test_paused_and_self_stopping_guests(self):
-        self.boot(('big', 'cooperative', 512, 400, True), ('napper', 'cooperative', 128, 0, True),
-                  ('leaver', 'cooperative', 128, 0, True))
+        # One save slot and two big guests (a save of ~3 s each): whichever is saved first,
+        # the other one waits for the slot, and powers itself off meanwhile (its ACPI button,
+        # from outside guestkeeper). The paused one is saved before or after them.
+        self.boot(('big1', 'cooperative', 1024, 700, True), ('big2', 'cooperative', 1024, 700, True),
+                  ('napper', 'cooperative', 128, 0, True))
         self.conn.lookupByName('napper').suspend()
         self.start_daemon('[Shutdown]\nSave=all\nParallelSaves=1\n')
         self.logind.emit_prepare_for_shutdown(True)
-        # While the one save slot is busy, "leaver" powers itself off (its ACPI button, from
-        # outside guestkeeper).
-        wait_until(lambda: any(r[4] == 'saving' for r in self.client.list_guests().values()), 30, 'a save')
-        saving = [n for n, r in self.client.list_guests().items() if r[4] == 'saving'][0]
-        if saving != 'leaver':
-            self.conn.lookupByName('leaver').shutdown()
+        saving = wait_until(lambda: [n for n, r in self.client.list_guests().items()
+                                     if r[4] == 'saving' and n.startswith('big')], 30, 'a big save')[0]
+        leaver = 'big2' if saving == 'big1' else 'big1'
+        self.assertEqual(self.client.list_guests()[leaver][4], '')  # waiting for the slot
+        self.conn.lookupByName(leaver).shutdown()
         kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
         self.assertEqual((done, failed), (3, 0))
         rec = self.record()
-        self.assertEqual(rec['napper']['Outcome'], 'saved')
-        self.assertEqual(self.state('napper'), 'saved')
-        if saving != 'leaver':
-            self.assertEqual(rec['leaver']['Outcome'], 'shutdown')
-            self.assertIn('GK-POWEROFF', self.consoles['leaver'].text())
+        self.assertEqual({n: g['Outcome'] for n, g in rec.items()},
+                         {saving: 'saved', leaver: 'shutdown', 'napper': 'saved'})
+        self.assertIn(f'{leaver} stopped by itself', self.daemon.log_text())  # while it waited
+        self.assertIn('GK-POWEROFF', self.consoles[leaver].text())
+        self.assertEqual((self.state(saving), self.state(leaver), self.state('napper')),
+                         ('saved', 'shutoff', 'saved'))
         self.client.call('RestoreGuests')
         self.client.wait_run_finished('restore', timeout=120)
-        self.assertEqual(self.state('leaver'), 'running')
+        self.assertEqual(self.state(leaver), 'running')
         # The paused guest comes back as it was: paused.
         self.assertEqual(self.conn.lookupByName('napper').info()[0], libvirt.VIR_DOMAIN_PAUSED)
 
@@ -233,6 +269,7 @@ class LibvirtdCrashE2E(E2E):
     test_stuck_guest_powered_off_after_timeout = None
     test_rehearsal_preserve_then_restore = None
     test_plain_sigterm_leaves_guests_running = None
+    test_progress_and_bus_during_a_real_save = None
 
     def test_libvirtd_killed_mid_save(self):
         self.boot(('big1', 'cooperative', 512, 400, True), ('big2', 'cooperative', 512, 400, True))
