@@ -20,10 +20,10 @@ DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
  * write even when no write is in flight. fsync never runs on the main context. */
 #define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
 
-/* After a cancel, a graceful shutdown already requested is awaited this long at most: a
- * guest that heard the button is usually off by then, and the cancelled host wants the
- * others back without waiting the full ShutdownTimeoutSec. */
-#define CANCEL_WAIT_USEC (10 * USEC_PER_SEC)
+/* After a cancel, a graceful shutdown already requested is still awaited for the guest's whole
+ * ShutdownTimeoutSec: a guest that heard the button may power off any moment, and it must be
+ * started again when it does. With no timeout at all, a cancel waits this long at most. */
+#define CANCEL_WAIT_MAX_USEC (300 * USEC_PER_SEC)
 
 /* A call that failed because the connection is down (libvirtd restarting) is retried, the
  * same step, while the backend reconnects: 0.5 s, 1 s, 2 s, then every 4 s, about 40 s in
@@ -69,6 +69,7 @@ struct Guest {
         bool progress_supported;
         bool progress_query;
         unsigned conn_retries;
+        bool retry_pending; /* a step waits to be retried after a lost connection */
         GSource *timeout;
         guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
         RecordGuest *rec;
@@ -615,10 +616,10 @@ static void arm_shutdown_timeout(Guest *g)
         if (t == 0) {
                 /* No limit, except after a cancel. */
                 if (g->engine->cancelled)
-                        arm_timeout(g, CANCEL_WAIT_USEC);
+                        arm_timeout(g, CANCEL_WAIT_MAX_USEC);
                 return;
         }
-        arm_timeout(g, g->engine->cancelled ? MIN(t, CANCEL_WAIT_USEC) : t);
+        arm_timeout(g, t);
 }
 
 /* A step failed: did the guest stop anyway? The state job's result decides. */
@@ -992,7 +993,10 @@ static gboolean list_timeout_cb(gpointer p)
 
 static gboolean retry_cb(gpointer p)
 {
-        job_submit(p);
+        Job *j = p;
+
+        j->guest->retry_pending = false;
+        job_submit(j);
         return G_SOURCE_REMOVE;
 }
 
@@ -1013,6 +1017,7 @@ static bool retry_on_disconnect(Job *j)
                     "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
                     j->kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->error);
         g->conn_retries++;
+        g->retry_pending = true;
         again = job_new(j->engine, j->kind, g, NULL);
         again->check = j->check;
         again->flag = j->flag;
@@ -1193,6 +1198,15 @@ static void engine_begin(Engine *e)
         engine_go(e);
 }
 
+/* A guest the cancel reaches before its next step: a preserve leaves it running, untouched;
+ * a restore leaves it in the record, to be started at the next start-up. */
+static void cancel_guest(Guest *g)
+{
+        if (g->engine->kind == RUN_RESTORE && !g->pub.error)
+                g->pub.error = g_strdup("restore cancelled before it was started");
+        guest_finish(g, g->engine->kind == RUN_PRESERVE ? OUTCOME_NONE : OUTCOME_FAILED);
+}
+
 static void engine_go(Engine *e)
 {
         e->phase = PHASE_RUNNING;
@@ -1223,7 +1237,11 @@ static void engine_go(Engine *e)
                                 break;
                         }
                 }
-                if (!g->pub.finished)
+                if (g->pub.finished)
+                        continue;
+                if (e->cancelled)
+                        cancel_guest(g); /* cancelled while listing: a cancel is a cancel */
+                else
                         g_queue_push_tail(&e->start_queue, g);
         }
         schedule(e);
@@ -1386,11 +1404,9 @@ void engine_cancel(Engine *e)
                 Guest *g = snapshot->pdata[i];
 
                 if (!g->pub.finished && g->step < 0)
-                        guest_finish(g, e->kind == RUN_PRESERVE ? OUTCOME_NONE : OUTCOME_FAILED);
-                else if (g->timeout && g->timeout_at > now_usec() + CANCEL_WAIT_USEC) {
-                        cancel_timeout(g);
-                        arm_timeout(g, CANCEL_WAIT_USEC);
-                }
+                        cancel_guest(g);
+                else if (g->step == STEP_SHUTDOWN && !g->timeout && e->config.shutdown_timeout_usec == 0)
+                        arm_timeout(g, CANCEL_WAIT_MAX_USEC);
         }
         maybe_finish_run(e);
 }
@@ -1476,11 +1492,17 @@ void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsig
 
 bool engine_has_bounded_wait(Engine *e)
 {
+        if (e->phase == PHASE_LISTING) {
+                for (guint i = 0; i < e->n_slots; i++)
+                        if (e->slots[i].list_timeout)
+                                return true;
+                return false;
+        }
         if (e->phase != PHASE_RUNNING)
                 return false;
         for (guint i = 0; i < e->guests->len; i++) {
                 Guest *g = e->guests->pdata[i];
-                if (!g->pub.finished && g->timeout)
+                if (!g->pub.finished && (g->timeout || g->retry_pending))
                         return true;
         }
         return false;

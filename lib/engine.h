@@ -98,8 +98,9 @@ void engine_counts(Engine *e, unsigned *ret_total, unsigned *ret_done, unsigned 
 double engine_progress(Engine *e);
 /* Monotonic time of the last progress (see EngineCallbacks.progress). */
 guint64 engine_last_progress_usec(Engine *e);
-/* A guest waits on a bounded timer (a graceful shutdown with ShutdownTimeoutSec): the run
- * will move by itself, it is not hung. */
+/* Something waits on a bounded timer — a graceful shutdown with its ShutdownTimeoutSec, a
+ * step to be retried after a lost connection, a list with ConnectTimeoutSec —: the run will
+ * move by itself, it is not hung. */
 bool engine_has_bounded_wait(Engine *e);
 /* URIs that could not be reached at the start of the run, with their errors ("uri: error"). */
 GPtrArray *engine_unreachable(Engine *e);

@@ -7,6 +7,7 @@
 #include <glib.h>
 
 #include "bus-util.h"
+#include "log.h"
 #include "macro.h"
 
 #define LOGIND_NAME  "org.freedesktop.login1"
@@ -27,6 +28,8 @@ struct Logind {
         int fd;
         bool want;
         bool settled;
+        bool sends_metadata; /* this logind sends PrepareForShutdownWithMetadata */
+        sd_bus *private_bus; /* systemd's private socket, for a SIGTERM the bus could not explain */
 };
 
 static void set_held(Logind *l, int fd)
@@ -115,7 +118,13 @@ static int pfs_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
         int start = 0;
 
         /* PrepareForShutdownWithMetadata carries a{sv} after the boolean ("type": "poweroff",
-         * "power-off", "reboot", "kexec", ... — every type means the guests must be kept). */
+         * "power-off", "reboot", "kexec", ... — every type means the guests must be kept).
+         * systemd >= 255 sends it first and then the plain signal for the same event: once this
+         * logind has shown it sends the new one, the plain one is a duplicate. */
+        if (streq_ptr(sd_bus_message_get_member(m), "PrepareForShutdownWithMetadata"))
+                l->sends_metadata = true;
+        else if (l->sends_metadata)
+                return 0;
         if (sd_bus_message_read(m, "b", &start) < 0)
                 return 0;
         if (l->cb.prepare_for_shutdown)
@@ -131,6 +140,7 @@ static int owner_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_err
         if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 ||
             !streq_ptr(name, LOGIND_NAME))
                 return 0;
+        l->sends_metadata = false; /* a new logind, perhaps an older one */
         if (*old_owner) {
                 /* logind went away (or restarted): our lock went with it. */
                 l->inhibit_call = sd_bus_slot_unref(l->inhibit_call);
@@ -178,6 +188,8 @@ Logind *logind_free(Logind *l)
         sd_bus_slot_unref(l->match_pfs_md);
         sd_bus_slot_unref(l->match_owner);
         sd_bus_slot_unref(l->inhibit_call);
+        if (l->private_bus)
+                sd_bus_flush_close_unref(l->private_bus);
         if (l->fd >= 0)
                 close(l->fd);
         sd_bus_unref(l->bus);
@@ -191,8 +203,41 @@ typedef struct Query {
         void *userdata;
         unsigned pending;
         bool preparing;
+        bool answered; /* logind or systemd answered over the system bus */
+        bool fallback; /* asking systemd over its private socket */
         char *system_state;
 } Query;
+
+static int state_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+static int get_property_async(sd_bus *bus, const char *dest, const char *path, const char *iface,
+                              const char *prop, sd_bus_message_handler_t cb, void *userdata);
+
+/* systemctl's own way when the bus is gone: systemd's private socket (root only). Under the
+ * testing aid GUESTKEEPER_ROOT, the socket is looked for below that directory. */
+static int ask_private_socket(Query *q)
+{
+        Logind *l = q->l;
+        g_autofree char *path =
+                g_build_filename(g_getenv("GUESTKEEPER_ROOT") ?: "/", "run/systemd/private", NULL);
+        g_autofree char *address = g_strdup_printf("unix:path=%s", path);
+        int r;
+
+        if (l->private_bus)
+                l->private_bus = sd_bus_flush_close_unref(l->private_bus);
+        r = sd_bus_new(&l->private_bus);
+        if (r >= 0)
+                r = sd_bus_set_address(l->private_bus, address);
+        if (r >= 0)
+                r = sd_bus_start(l->private_bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(l->private_bus, sd_bus_get_event(l->bus), SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = get_property_async(l->private_bus, NULL, "/org/freedesktop/systemd1",
+                                       "org.freedesktop.systemd1.Manager", "SystemState", state_reply, q);
+        if (r < 0)
+                log_debug("Cannot ask systemd's private socket %s: %s", path, g_strerror(-r));
+        return r;
+}
 
 static void query_step(Query *q)
 {
@@ -201,9 +246,26 @@ static void query_step(Query *q)
 
         if (--q->pending > 0)
                 return;
-        down = q->preparing || streq_ptr(q->system_state, "stopping");
-        why = g_strdup_printf("logind PreparingForShutdown=%s, systemd SystemState=%s",
-                              q->preparing ? "yes" : "no", q->system_state ?: "unknown");
+        if (!q->answered && !q->fallback) {
+                q->fallback = true;
+                q->pending = 1;
+                if (ask_private_socket(q) >= 0)
+                        return;
+                q->pending = 0;
+        }
+        if (!q->answered && !q->system_state) {
+                /* Nobody could say. Preserving by mistake costs a save and a resume; exiting by
+                 * mistake while the host goes down costs every guest (guestkeeperd(8)). */
+                down = true;
+                why = g_strdup("neither logind nor systemd answered (system bus and systemd's private "
+                               "socket); assuming the host is going down");
+        } else {
+                down = q->preparing || streq_ptr(q->system_state, "stopping");
+                why = g_strdup_printf("logind PreparingForShutdown=%s, systemd SystemState=%s%s",
+                                      q->answered ? (q->preparing ? "yes" : "no") : "unknown",
+                                      q->system_state ?: "unknown",
+                                      q->fallback ? " (asked on systemd's private socket)" : "");
+        }
         q->cb(down, why, q->userdata);
         g_free(q->system_state);
         g_free(q);
@@ -215,8 +277,10 @@ static int preparing_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         int b = 0;
 
         if (!sd_bus_message_is_method_error(m, NULL) && sd_bus_message_enter_container(m, 'v', "b") >= 0 &&
-            sd_bus_message_read(m, "b", &b) >= 0)
+            sd_bus_message_read(m, "b", &b) >= 0) {
                 q->preparing = b;
+                q->answered = true;
+        }
         query_step(q);
         return 0;
 }
@@ -227,8 +291,12 @@ static int state_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         const char *s = NULL;
 
         if (!sd_bus_message_is_method_error(m, NULL) && sd_bus_message_enter_container(m, 'v', "s") >= 0 &&
-            sd_bus_message_read(m, "s", &s) >= 0)
+            sd_bus_message_read(m, "s", &s) >= 0) {
                 q->system_state = g_strdup(s);
+                q->answered = q->answered || !q->fallback;
+        } else if (q->fallback)
+                log_debug("systemd's private socket: %s",
+                          sd_bus_message_get_error(m) ? sd_bus_message_get_error(m)->message : "no state");
         query_step(q);
         return 0;
 }

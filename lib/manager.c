@@ -24,9 +24,11 @@ const char *manager_state_to_string(ManagerState s)
         return s >= 0 && s < _MANAGER_STATE_MAX ? manager_state_table[s] : NULL;
 }
 
-/* Keepalives (CONTRACT.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while the run
- * moves, never past the run's DeadlineSec plus the time the deadline's poweroffs and the
- * last record write need. */
+/* Keepalives (CONTRACT.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while the run will
+ * end by itself: before DeadlineSec is spent (the deadline bounds every step), or while it
+ * moves or waits on a bounded timer. Never past DeadlineSec plus the time the deadline's
+ * poweroffs and the last record write need. A run with nothing bounded left is hung: the
+ * keepalives stop and systemd's stop timeout ends it. */
 #define KEEPALIVE_EXTEND_USEC   (30 * USEC_PER_SEC)
 #define KEEPALIVE_INTERVAL_MSEC 10000
 #define DEADLINE_GRACE_USEC     (15 * USEC_PER_SEC)
@@ -44,7 +46,11 @@ typedef struct CachedGuest {
         GuestState state;
 } CachedGuest;
 
+/* One watched URI. Refcounted: a list job in flight holds a reference, so a Reload that
+ * replaces the watched URIs while a list runs leaves the job something valid to return to;
+ * a Watched that was dropped (@manager NULL) ignores the result. */
 struct Watched {
+        gint ref;
         Manager *manager;
         Hypervisor *hv;
         guint listener;
@@ -62,6 +68,8 @@ struct Watched {
 static void schedule_flush(Manager *m);
 static void start_run(Manager *m, RunKind kind, bool host_shutdown);
 static void refresh(Watched *w);
+static Watched *watched_ref(Watched *w);
+static void watched_unref(Watched *w);
 
 /* ---- notifications and properties ---- */
 
@@ -242,9 +250,9 @@ static void send_keepalive(Manager *m, bool force)
 
         if (!m->run || engine_kind(m->run) != RUN_PRESERVE)
                 return;
-        if (!force && engine_last_progress_usec(m->run) <= m->last_keepalive &&
-            !engine_has_bounded_wait(m->run))
-                return; /* no progress: a hung run must still time out */
+        if (!force && !(m->config->deadline_usec > 0 && now < m->run_started + m->config->deadline_usec) &&
+            engine_last_progress_usec(m->run) <= m->last_keepalive && !engine_has_bounded_wait(m->run))
+                return; /* nothing bounded and no progress: a hung run must still time out */
         if (m->config->deadline_usec > 0) {
                 guint64 end = m->run_started + m->config->deadline_usec + DEADLINE_GRACE_USEC;
                 if (now >= end)
@@ -638,9 +646,12 @@ static void refresh_done(gpointer p)
 {
         RefreshJob *j = p;
         Watched *w = j->w;
-        g_autofree char *uri = hypervisor_get_uri(w->hv);
+        g_autofree char *uri = NULL;
 
         w->refreshing = false;
+        if (!w->manager)
+                return; /* dropped by a Reload while listing */
+        uri = hypervisor_get_uri(w->hv);
         if (j->r < 0) {
                 if (w->reachable || !w->error)
                         log_full(LOG_ERR, 0, &(LogGuest){.uri = uri}, NULL, "Cannot reach %s: %s", uri,
@@ -693,6 +704,7 @@ static void refresh_free(gpointer p)
 {
         RefreshJob *j = p;
 
+        watched_unref(j->w);
         hypervisor_unref(j->hv);
         if (j->list)
                 g_ptr_array_unref(j->list);
@@ -711,7 +723,7 @@ static void refresh(Watched *w)
         w->refreshing = true;
         g_hash_table_remove_all(w->removed);
         j = g_new0(RefreshJob, 1);
-        j->w = w;
+        j->w = watched_ref(w);
         j->epoch = w->epoch;
         j->hv = hypervisor_ref(w->hv);
         workers_submit(w->manager->workers, j, refresh_run, refresh_done, refresh_free);
@@ -772,18 +784,35 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
         schedule_flush(w->manager);
 }
 
-static void watched_free(gpointer p)
+/* Atomic: after workers_abandon() at exit, a late job drops its reference on its worker. */
+static Watched *watched_ref(Watched *w)
 {
-        Watched *w = p;
+        g_atomic_int_inc(&w->ref);
+        return w;
+}
 
-        if (w->reconnect_source)
-                g_source_remove(w->reconnect_source);
-        hypervisor_remove_listener(w->hv, w->listener);
+static void watched_unref(Watched *w)
+{
+        if (!g_atomic_int_dec_and_test(&w->ref))
+                return;
         hypervisor_unref(w->hv);
         g_hash_table_unref(w->guests);
         g_hash_table_unref(w->removed);
         g_free(w->error);
         g_free(w);
+}
+
+/* The manager lets go of a URI (Reload, exit): no more events, reconnects or results. */
+static void watched_drop(gpointer p)
+{
+        Watched *w = p;
+
+        w->manager = NULL;
+        if (w->reconnect_source)
+                g_source_remove(w->reconnect_source);
+        w->reconnect_source = 0;
+        hypervisor_remove_listener(w->hv, w->listener);
+        watched_unref(w);
 }
 
 static void watch_uris(Manager *m)
@@ -795,6 +824,7 @@ static void watch_uris(Manager *m)
         for (char **u = m->config->uris; *u; u++) {
                 Watched *w = g_new0(Watched, 1);
 
+                w->ref = 1;
                 w->manager = m;
                 w->hv = hypervisor_libvirt_new(*u, NULL);
                 if (faults && *faults) {
@@ -938,23 +968,22 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
 {
         g_autoptr(Manager) m = g_new0(Manager, 1);
         g_autofree char *record_path = NULL, *problem = NULL;
-        int r;
 
         m->config = config;
         m->config_path = g_strdup(o->config_path);
         m->config_explicit = o->config_explicit;
         m->state_dir = g_strdup(o->state_dir);
         m->state = MANAGER_STARTING;
-        m->watched = g_ptr_array_new_with_free_func(watched_free);
+        m->watched = g_ptr_array_new_with_free_func(watched_drop);
         m->workers = workers_new(NULL, 32);
         m->outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
+        /* Neither a missing state directory nor an unreadable record stops the daemon: it
+         * reports them and runs on (a run's record writes then fail loudly too). */
         if (g_mkdir_with_parents(m->state_dir, 0700) < 0)
-                return log_error_errno(errno, "Cannot create the state directory %s: %m", m->state_dir);
+                log_error_errno(errno, "Cannot create the state directory %s: %m", m->state_dir);
         record_path = g_build_filename(m->state_dir, "record", NULL);
-        r = record_load_or_set_aside(record_path, &m->record, &problem);
-        if (r < 0)
-                return log_full(LOG_ERR, -r, NULL, NULL, "%s", problem);
+        (void) record_load_or_set_aside(record_path, &m->record, &problem);
         if (problem)
                 log_error("Unreadable record: %s", problem);
         else if (m->record->guests->len > 0)

@@ -307,33 +307,29 @@ int record_save(Record *r)
 
 int record_load_or_set_aside(const char *path, Record **ret, char **ret_problem)
 {
-        g_autofree char *error = NULL;
+        g_autoptr(GDateTime) now = NULL;
+        g_autofree char *error = NULL, *stamp = NULL, *aside = NULL;
         int r;
 
         *ret_problem = NULL;
         r = record_load(path, ret, &error);
         if (r >= 0)
                 return 0;
-        if (r == -ENOENT) {
-                *ret = record_new(path);
+        *ret = record_new(path);
+        if (r == -ENOENT)
                 return 0;
-        }
-        if (r == -EBADMSG) {
-                g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-                g_autofree char *stamp = g_date_time_format(now, "%Y%m%dT%H%M%SZ");
-                g_autofree char *aside = g_strdup_printf("%s.corrupt-%s", path, stamp);
-
-                if (rename(path, aside) < 0) {
-                        int e = errno;
-                        *ret_problem = g_strdup_printf("%s; could not rename it aside to %s: %s", error,
-                                                       aside, g_strerror(e));
-                        return -e;
-                }
+        /* Corrupt, or unreadable (EACCES, EIO, a directory): kept aside for a person to look
+         * at, never guessed at. The daemon runs on with an empty record either way: one that
+         * does not run protects nothing. */
+        now = g_date_time_new_now_utc();
+        stamp = g_date_time_format(now, "%Y%m%dT%H%M%SZ");
+        aside = g_strdup_printf("%s.%s-%s", path, r == -EBADMSG ? "corrupt" : "unreadable", stamp);
+        if (rename(path, aside) < 0)
+                *ret_problem = g_strdup_printf("%s; could not rename it aside to %s: %s; starting with an "
+                                               "empty record",
+                                               error, aside, g_strerror(errno));
+        else
                 *ret_problem =
                         g_strdup_printf("%s; kept as %s, starting with an empty record", error, aside);
-                *ret = record_new(path);
-                return 0;
-        }
-        *ret_problem = g_steal_pointer(&error);
-        return r;
+        return 0;
 }

@@ -48,6 +48,8 @@ int record_load(const char *path, Record **ret, char **ret_error);
 /* Atomic and durable (temp file, fsync, rename, fsync dir). */
 int record_save(Record *r);
 
-/* record_load(), but an unreadable record is renamed to "<path>.corrupt-<time>" and an empty
- * record is returned. *ret_problem (NULL if none) says what happened, naming both files. */
+/* record_load(), but never fails: a corrupt record is renamed to "<path>.corrupt-<time>", one
+ * that cannot be read (EACCES, EIO…) to "<path>.unreadable-<time>" (left in place if even that
+ * fails), and an empty record is returned. *ret_problem (NULL if none) says what happened,
+ * naming the files. */
 int record_load_or_set_aside(const char *path, Record **ret, char **ret_problem);

@@ -188,10 +188,7 @@ int main(int argc, char **argv)
         }
         record_path = g_build_filename(state_dir, "record", NULL);
         save_dir = g_build_filename(state_dir, "save", NULL);
-        if (record_load_or_set_aside(record_path, &rec, &problem) < 0) {
-                fprintf(stderr, "gk-run: %s\n", problem);
-                return 1;
-        }
+        (void) record_load_or_set_aside(record_path, &rec, &problem);
         if (problem)
                 fprintf(stderr, "error: %s\n", problem);
 

@@ -59,6 +59,65 @@ class SilentServer:
         return f'qemu+unix:///system?socket={self.path}'
 
 
+class Systemd:
+    """systemd's Manager as a process that asks it sees it: SystemState, on the private bus
+    (dbusmock) or on a private socket like /run/systemd/private (a peer-to-peer server)."""
+
+    def __init__(self, bus, state):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        self.proc = subprocess.Popen([harness.PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.systemd1',
+                                      '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager'],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: harness.name_has_owner(bus, 'org.freedesktop.systemd1'), 15, 'the systemd mock')
+        harness.busctl(bus, 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1',
+                       'org.freedesktop.DBus.Mock', 'AddProperty', 'ssv', 'org.freedesktop.systemd1.Manager',
+                       'SystemState', 's', state)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+PRIVATE_SERVER = r'''
+import sys
+from gi.repository import Gio, GLib
+XML = """<node><interface name="org.freedesktop.systemd1.Manager">
+<property name="SystemState" type="s" access="read"/></interface></node>"""
+info = Gio.DBusNodeInfo.new_for_xml(XML).interfaces[0]
+def get_prop(conn, sender, path, iface, prop):
+    return GLib.Variant('s', sys.argv[2])
+conns = []  # a connection nobody references is closed
+def on_conn(server, conn):
+    conn.register_object('/org/freedesktop/systemd1', info, None, get_prop, None)
+    conns.append(conn)
+    return True
+server = Gio.DBusServer.new_sync('unix:path=' + sys.argv[1], Gio.DBusServerFlags.AUTHENTICATION_ALLOW_ANONYMOUS,
+                                 Gio.dbus_generate_guid(), None, None)
+server.connect('new-connection', on_conn)
+server.start()
+print('ready', flush=True)
+GLib.MainLoop().run()
+'''
+
+
+class PrivateSocket:
+    """A stand-in for systemd's /run/systemd/private: a peer-to-peer D-Bus server."""
+
+    def __init__(self, root, state):
+        os.makedirs(os.path.join(root, 'run/systemd'), exist_ok=True)
+        if os.path.exists(os.path.join(root, 'run/systemd/private')):
+            os.unlink(os.path.join(root, 'run/systemd/private'))
+        self.proc = subprocess.Popen([harness.PYTHON, '-c', PRIVATE_SERVER, os.path.join(root, 'run/systemd/private'),
+                                      state], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == 'ready'
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc.stdout.close()
+
+
 class SafetyTest(Base):
     def timed_reads(self, seconds):
         """Reads properties and ListGuests for @seconds; returns the slowest call (s)."""
@@ -109,6 +168,181 @@ class SafetyTest(Base):
         t = time.monotonic()
         self.assertEqual(self.daemon.stop(), 0)
         self.assertLess(time.monotonic() - t, 10 * harness.SCALE)
+
+
+    # --- item 5: cancelled shutdowns and other guest-losing edges ---
+
+    def test_cancel_while_a_guest_shuts_down_brings_it_back(self):
+        """A guest asked to stop must run again after a cancel, even one that takes its time."""
+        self.define('slow')
+        self.define('quick')
+        cfg = self.write_config('[Shutdown]\nSave=none\nShutdownTimeoutSec=40\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'slow=ignore-shutdown'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        wait_until(lambda: self.guests()['slow'][4] == 'shutting-down', 10, 'slow shutting down')
+        wait_until(lambda: self.state('quick') == 'shutoff', 10, 'quick shut down')
+        self.logind.emit_prepare_for_shutdown(False)
+        # The guest heard the button and powers off, but later than the old 10 s cancel wait.
+        time.sleep(12)
+        self.conn.lookupByName('slow').destroy()
+        self.client.wait_run_finished('restore', timeout=30)
+        self.assertEqual(self.state('slow'), 'running')
+        self.assertEqual(self.state('quick'), 'running')
+        self.client.wait_state('idle')
+        self.assertTrue(self.client.get('InhibitorHeld'))
+
+    def test_restore_cancelled_while_listing_starts_nothing(self):
+        silent = SilentServer(os.path.join(self.wd.path, 'silent-sock'))
+        self.addCleanup(silent.hang_up)
+        for n in ('a', 'b'):
+            self.define(n)
+        cfg = self.write_config()
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_run_finished('preserve')
+        self.daemon.stop()
+        self.assertEqual((self.state('a'), self.state('b')), ('saved', 'saved'))
+
+        # Next boot: the restore waits on the silent URI while listing; the host goes down
+        # again meanwhile.
+        self.client = None
+        cfg = self.write_config('ConnectTimeoutSec=5\n', uris=f'{silent.uri()} {self.uri}')
+        self.start_daemon(cfg)
+        self.client.wait_state('restoring')
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('restore', timeout=20)
+        self.assertEqual(done, 0)
+        self.client.wait_run_finished('preserve', timeout=20)
+        self.assertEqual((self.state('a'), self.state('b')), ('saved', 'saved'))
+        # Still recorded: the next start-up brings them back.
+        self.assertEqual({n: r['Outcome'] for n, r in self.record().items()}, {'a': 'saved', 'b': 'saved'})
+        self.assertIn('restore cancelled before it was started', self.daemon.log_text())
+
+    def test_unreadable_record_does_not_stop_the_daemon(self):
+        state = os.path.join(self.wd.path, 'state')
+        record = os.path.join(state, 'record')
+        os.makedirs(record)  # reading it fails with EISDIR: an I/O error, not a parse error
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        log = self.daemon.log_text()
+        self.assertIn(f'{record}: cannot read', log)
+        self.assertEqual(len([f for f in os.listdir(state) if f.startswith('record.unreadable-')]), 1)
+        self.daemon.stop()
+
+        # Cannot even be set aside (an immutable state directory): still up, still says so.
+        for f in os.listdir(state):
+            os.rename(os.path.join(state, f), record) if f.startswith('record.unreadable-') else None
+        subprocess.run(['chattr', '+i', state], check=True)
+        self.addCleanup(subprocess.run, ['chattr', '-i', state])
+        self.client = None
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.assertIn('could not rename it aside', self.daemon.log_text())
+        self.assertTrue(self.client.get('InhibitorHeld'))
+
+    def test_sigterm_while_systemd_is_stopping(self):
+        """The non-logind path: `systemctl start poweroff.target` sends no PrepareForShutdown;
+        at our SIGTERM logind says no and systemd says SystemState=stopping."""
+        systemd = Systemd(self.bus, 'stopping')
+        self.addCleanup(systemd.stop)
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(30 * harness.SCALE), 0)
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertIn('SystemState=stopping', self.daemon.log_text())
+
+    def test_sigterm_decision_without_the_bus(self):
+        """logind and systemd both silent on the bus: systemd's private socket decides; with
+        nobody to ask at all, the guests are preserved."""
+        self.logind.stop()
+        root = os.path.join(self.wd.path, 'root')
+        private = PrivateSocket(root, 'running')
+        self.addCleanup(lambda: private.stop())
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(10 * harness.SCALE), 0)
+        self.assertEqual(self.state('web1'), 'running')
+        self.assertIn("systemd SystemState=running (asked on systemd's private socket)", self.daemon.log_text())
+        self.daemon.stop()
+
+        private.stop()
+        private = PrivateSocket(root, 'stopping')
+        self.client = None
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(30 * harness.SCALE), 0)
+        self.assertEqual(self.state('web1'), 'saved')
+        self.daemon.stop()
+
+        private.stop()
+        os.unlink(os.path.join(root, 'run/systemd/private'))
+        self.conn.lookupByName('web1').create()
+        self.client = None
+        self.start_daemon()
+        self.client.wait_run_finished('restore')
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(30 * harness.SCALE), 0)
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertIn('assuming the host is going down', self.daemon.log_text())
+
+    def test_reload_replaces_uris_while_a_list_is_in_flight(self):
+        """The list job of a dropped URI returns after the Reload (ASan run: no use after free)."""
+        silent = SilentServer(os.path.join(self.wd.path, 'silent-sock'))
+        self.addCleanup(silent.hang_up)
+        self.define('web1')
+        cfg = self.write_config(uris=silent.uri())
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        wait_until(lambda: silent.accepted > 0, 10, 'the list under way')
+        self.write_config()  # same file, the working URI
+        self.client.call('Reload')
+        wait_until(lambda: 'web1' in self.guests(), 10, 'the new URI watched')
+        silent.hang_up()  # the old list job fails now, after its URI was dropped
+        time.sleep(1)
+        self.assertIsNone(self.daemon.proc.poll())
+        self.assertEqual(self.client.get('URIs'), [self.uri])
+        self.assertEqual(set(self.guests()), {'web1'})
+        self.assertEqual(self.daemon.stop(), 0)  # and the sanitizer/valgrind report is clean
+
+    # --- item 4: keepalives ---
+
+    def extends_during(self, seconds):
+        n = len(self.notify.values('EXTEND_TIMEOUT_USEC'))
+        time.sleep(seconds)
+        return len(self.notify.values('EXTEND_TIMEOUT_USEC')) - n
+
+    def test_keepalives_stop_on_a_hung_run(self):
+        """No deadline, no timeout, a guest that ignores the button: nothing bounds the run,
+        so systemd's stop timeout must be left to end it."""
+        self.define('stuck')
+        cfg = self.write_config('[Shutdown]\nSave=none\nShutdownTimeoutSec=0\nDeadlineSec=0\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'stuck=ignore-shutdown'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.notify.wait_for('EXTEND_TIMEOUT_USEC')
+        wait_until(lambda: self.guests()['stuck'][4] == 'shutting-down', 10, 'the shutdown request')
+        # The request itself was progress: the next keepalive (10 s on) may carry it.
+        time.sleep(11)
+        self.assertEqual(self.extends_during(21), 0)
+        self.assertEqual(self.client.get('State'), 'preserving')
+
+    def test_keepalives_go_on_while_the_deadline_bounds_the_run(self):
+        self.define('stuck')
+        cfg = self.write_config('[Shutdown]\nSave=none\nShutdownTimeoutSec=0\nDeadlineSec=120\n')
+        self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'stuck=ignore-shutdown'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.notify.wait_for('EXTEND_TIMEOUT_USEC')
+        self.assertGreaterEqual(self.extends_during(21), 2)
+        self.assertTrue(all(int(v) <= 30_000_000 for v in self.notify.values('EXTEND_TIMEOUT_USEC')))
 
 
 if __name__ == '__main__':
