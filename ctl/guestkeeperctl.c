@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "bus-util.h"
+#include "config.h"
 #include "import.h"
+#include "takeover.h"
 #include "macro.h"
 
 #define NAME  "org.guestkeeper1"
@@ -17,6 +19,7 @@
 #define IFACE "org.guestkeeper1.Manager"
 
 static bool arg_json;
+static bool arg_takeover;
 static bool arg_legend = true;
 static bool arg_full;
 static const char *arg_defaults;
@@ -454,6 +457,8 @@ static int cmd_import(const char *file)
         for (size_t i = 0; !file && i < ELEMENTSOF(candidates); i++)
                 if (access(candidates[i], R_OK) == 0)
                         file = candidates[i];
+        if (!file && arg_takeover)
+                return takeover_libvirt_guests(NULL, NULL) < 0; /* nothing to import: the defaults */
         if (!file)
                 return fail("no libvirt-guests configuration found (%s, %s); name one", candidates[0],
                             candidates[1]);
@@ -462,6 +467,11 @@ static int cmd_import(const char *file)
                 return fail("%s", error->message);
         if (import_libvirt_guests(file, defaults, text, &conf, notes, warnings, &why) < 0)
                 return fail("%s: %s", file, why);
+        if (arg_takeover) {
+                for (guint i = 0; i < warnings->len; i++)
+                        fprintf(stderr, "warning: %s\n", (char *) warnings->pdata[i]);
+                return takeover_libvirt_guests(conf, CONFIG_DEFAULT_PATH ".d/50-libvirt-guests.conf") < 0;
+        }
         if (arg_json) {
                 g_autoptr(GString) o = g_string_new("{\"file\":");
 
@@ -497,7 +507,9 @@ static void help(void)
                "  restore                   restore the recorded guests now and follow the run\n"
                "  reload                    re-read the configuration\n"
                "  import-libvirt-guests [FILE]  print the guestkeeper.conf equivalent to a\n"
-               "                            libvirt-guests configuration\n\n"
+               "                            libvirt-guests configuration\n"
+               "  import-libvirt-guests --takeover [FILE]  switch this host from libvirt-guests\n"
+               "                            to guestkeeper, touching no guest\n\n"
                "Options:\n"
                "  --json        machine-readable output\n"
                "  --no-legend   no column headers and footers\n"
@@ -511,10 +523,15 @@ static void help(void)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},           {"no-legend", no_argument, NULL, 'L'},
-                {"no-pager", no_argument, NULL, 'P'},       {"full", no_argument, NULL, 'l'},
-                {"defaults", required_argument, NULL, 'D'}, {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},           {},
+                {"json", no_argument, NULL, 'j'},
+                {"no-legend", no_argument, NULL, 'L'},
+                {"no-pager", no_argument, NULL, 'P'},
+                {"full", no_argument, NULL, 'l'},
+                {"defaults", required_argument, NULL, 'D'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {"takeover", no_argument, NULL, 'T'},
+                {},
         };
         g_autoptr(sd_bus) bus = NULL;
         const char *cmd;
@@ -539,6 +556,9 @@ int main(int argc, char **argv)
                                 return fail("--defaults=%s: expected debian or upstream", optarg), 2;
                         arg_defaults = optarg;
                         break;
+                case 'T':
+                        arg_takeover = true;
+                        break;
                 case 'V':
                         printf("guestkeeperctl %s\n", PACKAGE_VERSION);
                         return 0;
@@ -558,6 +578,8 @@ int main(int argc, char **argv)
                 return fail("%s takes no arguments", cmd), 2;
         if (arg_defaults)
                 return fail("--defaults is for import-libvirt-guests only"), 2;
+        if (arg_takeover)
+                return fail("--takeover is for import-libvirt-guests only"), 2;
         if (!g_strv_contains(
                     (const char *const[]){"status", "list", "plan", "preserve", "restore", "reload", NULL},
                     cmd))

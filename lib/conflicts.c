@@ -5,25 +5,24 @@
 
 #include "macro.h"
 
-static void check_units(const char *root, GPtrArray *out)
+char *conflicts_unit_text(const char *unit, const char *unit_file_state, const char *active_state)
 {
-        g_autofree char *dir = g_build_filename(root, "etc/systemd/system", NULL);
-        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-        const char *n;
+        bool enabled =
+                streq_ptr(unit_file_state, "enabled") || streq_ptr(unit_file_state, "enabled-runtime");
+        bool active = streq_ptr(active_state, "active") || streq_ptr(active_state, "activating") ||
+                      streq_ptr(active_state, "reloading");
 
-        while (d && (n = g_dir_read_name(d))) {
-                g_autofree char *link = NULL;
-
-                if (!g_str_has_suffix(n, ".wants") && !g_str_has_suffix(n, ".requires"))
-                        continue;
-                link = g_build_filename(dir, n, "libvirt-guests.service", NULL);
-                if (g_file_test(link, G_FILE_TEST_IS_SYMLINK) || g_file_test(link, G_FILE_TEST_EXISTS))
-                        g_ptr_array_add(out,
-                                        g_strdup_printf("libvirt-guests.service is enabled (%s): it also "
-                                                        "saves or shuts down the guests at shutdown; "
-                                                        "disable it (systemctl disable libvirt-guests)",
-                                                        link));
-        }
+        if (!enabled && !active)
+                return NULL;
+        return g_strdup_printf("%s is %s (UnitFileState=%s, ActiveState=%s): it also saves or shuts down "
+                               "the guests at shutdown. guestkeeper acts first (ordered after it, so its "
+                               "stop runs after ours) and it gets what is left; retire it without touching "
+                               "a guest: guestkeeperctl import-libvirt-guests --takeover",
+                               unit,
+                               enabled && active ? "enabled and active"
+                               : enabled         ? "enabled"
+                                                 : "active",
+                               unit_file_state ?: "unknown", active_state ?: "unknown");
 }
 
 static void check_qemu_conf(const char *root, GPtrArray *out)
@@ -64,7 +63,6 @@ GPtrArray *conflicts_detect(const char *root)
 {
         GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
 
-        check_units(root ? root : "/", out);
         check_qemu_conf(root ? root : "/", out);
         return out;
 }

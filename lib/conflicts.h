@@ -2,12 +2,17 @@
 #pragma once
 
 /* Other mechanisms that act on the same guests at shutdown: two of them fighting over a guest
- * lose data. Reads files only (no bus, no libvirt). */
+ * lose data. Pure: reads files, or interprets what systemd said (no bus, no libvirt). */
 
+#include <stdbool.h>
 #include <glib.h>
 
-/* Looks under @root ("/" normally) for libvirt-guests.service enabled in /etc/systemd/system
- * (a *.wants/ link) and for libvirt's own auto-shutdown in /etc/libvirt/qemu.conf
+/* Looks under @root ("/" normally) for libvirt's own auto-shutdown in /etc/libvirt/qemu.conf
  * (auto_shutdown_try_save, _try_shutdown, _poweroff not "none", libvirt >= 11.2). Returns
  * one line per conflict, naming the file. */
 GPtrArray *conflicts_detect(const char *root);
+
+/* The line for a unit of another mechanism (libvirt-guests.service) as systemd sees it
+ * (its UnitFileState and ActiveState properties; NULL = unknown), or NULL when it is
+ * neither enabled nor active. */
+char *conflicts_unit_text(const char *unit, const char *unit_file_state, const char *active_state);

@@ -11,6 +11,7 @@
 #include "hypervisor.h"
 #include "log.h"
 #include "macro.h"
+#include "unit-state.h"
 #include "util.h"
 
 static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
@@ -67,6 +68,7 @@ struct Watched {
 
 static void schedule_flush(Manager *m);
 static void start_run(Manager *m, RunKind kind, bool host_shutdown);
+static void check_conflicts(Manager *m);
 static void refresh(Watched *w);
 static Watched *watched_ref(Watched *w);
 static void watched_unref(Watched *w);
@@ -275,6 +277,46 @@ static gboolean watchdog_cb(gpointer p)
         return G_SOURCE_CONTINUE;
 }
 
+/* ---- other mechanisms acting on the same guests ---- */
+
+static void on_unit_state(const char *unit, const char *unit_file_state, const char *active_state,
+                          void *userdata)
+{
+        Manager *m = userdata;
+        /* Testing aid (guestkeeperd(8)): where to look for the files of other mechanisms. */
+        g_autoptr(GPtrArray) now = conflicts_detect(g_getenv("GUESTKEEPER_ROOT") ?: "/");
+        g_autofree char *line = conflicts_unit_text(unit, unit_file_state, active_state);
+        bool changed;
+
+        if (line)
+                g_ptr_array_insert(now, 0, g_steal_pointer(&line));
+        changed = !m->conflicts || m->conflicts->len != now->len;
+        for (guint i = 0; i < now->len; i++) {
+                bool known = false;
+
+                for (guint k = 0; m->conflicts && k < m->conflicts->len; k++)
+                        known = known || g_str_equal(now->pdata[i], m->conflicts->pdata[k]);
+                if (!known) {
+                        changed = true;
+                        log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_CONFLICT, "CONFLICT: %s",
+                                 (char *) now->pdata[i]);
+                }
+        }
+        if (!changed)
+                return;
+        g_clear_pointer(&m->conflicts, g_ptr_array_unref);
+        m->conflicts = g_steal_pointer(&now);
+        bus_manager_emit(m, (const char *const[]){"Conflicts", NULL});
+}
+
+/* At start-up, on Reload and before each run: systemd's view of libvirt-guests.service (over
+ * the bus), libvirt's own auto-shutdown (qemu.conf). */
+static void check_conflicts(Manager *m)
+{
+        if (unit_state_query(m->bus, "libvirt-guests.service", on_unit_state, m) < 0)
+                on_unit_state("libvirt-guests.service", NULL, NULL, m);
+}
+
 /* ---- exit ---- */
 
 static void do_exit(Manager *m, int code)
@@ -426,6 +468,7 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
         };
 
         g_assert(!m->run);
+        check_conflicts(m);
         for (guint i = 0; i < m->watched->len; i++)
                 g_ptr_array_add(hvs, ((Watched *) m->watched->pdata[i])->hv);
         /* The last run's outcomes stay visible until this run touches the guest. */
@@ -1087,11 +1130,7 @@ int manager_start(Manager *m, char **ret_error)
         logind_want_inhibitor(m->logind, true);
         watch_uris(m);
 
-        /* Testing aid (guestkeeperd(8)): where to look for the files of other mechanisms. */
-        m->conflicts = conflicts_detect(g_getenv("GUESTKEEPER_ROOT") ?: "/");
-        for (guint i = 0; i < m->conflicts->len; i++)
-                log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_CONFLICT, "CONFLICT: %s",
-                         (char *) m->conflicts->pdata[i]);
+        check_conflicts(m);
 
         if (sd_watchdog_enabled(0, &wd) > 0 && wd > 0)
                 m->watchdog_source = g_timeout_add((guint) MAX(1, wd / USEC_PER_MSEC / 2), watchdog_cb, m);
@@ -1122,6 +1161,7 @@ int manager_reload(Manager *m, char **ret_error)
                         log_warning("Reload: URIs= changed; the run under way keeps the old URIs");
                 watch_uris(m);
         }
+        check_conflicts(m);
         log_info("Reloaded %s", m->config_path);
         notify("READY=1");
         schedule_flush(m);

@@ -236,6 +236,21 @@ START_TEST(test_set_aside)
 }
 END_TEST
 
+START_TEST(test_unreadable_set_aside)
+{
+        g_autoptr(Record) r = NULL;
+        g_autofree char *problem = NULL;
+
+        /* Reading a directory fails with an I/O error (EISDIR), not a parse error. */
+        ck_assert_int_eq(g_mkdir(path, 0700), 0);
+        ck_assert_int_eq(record_load_or_set_aside(path, &r, &problem), 0);
+        ck_assert_uint_eq(r->guests->len, 0);
+        ck_assert_msg(problem && strstr(problem, "cannot read") && strstr(problem, ".unreadable-"), "%s",
+                      problem);
+        ck_assert(!g_file_test(path, G_FILE_TEST_EXISTS));
+}
+END_TEST
+
 START_TEST(test_write_durable_mode_and_no_temp_left)
 {
         g_autoptr(Record) r = sample();
@@ -269,6 +284,7 @@ int main(void)
         tcase_add_test(tc, test_truncated);
         tcase_add_test(tc, test_corrupt_variants);
         tcase_add_test(tc, test_set_aside);
+        tcase_add_test(tc, test_unreadable_set_aside);
         tcase_add_test(tc, test_write_durable_mode_and_no_temp_left);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);

@@ -515,3 +515,39 @@ def emit_shutdown_signals_like_logind(logind, start, kind='power-off'):
     finally:
         ctx.pop_thread_default()
     conn.close_sync(None)
+
+
+class Systemd:
+    """systemd's Manager on the private bus (dbusmock), as the daemon asks it: SystemState,
+    and GetUnitFileState/GetUnit + the unit's ActiveState for @units {name: (file, active)}."""
+
+    def __init__(self, bus, state='running', units=None):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        self.bus = bus
+        self.proc = subprocess.Popen([PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.systemd1',
+                                      '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager'],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: name_has_owner(bus, 'org.freedesktop.systemd1'), 15, 'the systemd mock')
+        self.mock('AddProperty', 'ssv', 'org.freedesktop.systemd1.Manager', 'SystemState', 's', state)
+        units = units or {}
+        files = {u: f for u, (f, _) in units.items()}
+        paths = {u: '/org/freedesktop/systemd1/unit/' + ''.join(c if c.isalnum() else f'_{ord(c):02x}' for c in u)
+                 for u, (_, a) in units.items() if a is not None}
+        self.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'GetUnitFileState', 's', 's',
+                  f'ret = {files!r}.get(args[0], "disabled")')
+        self.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'GetUnit', 's', 'o',
+                  f'p = {paths!r}.get(args[0])\n'
+                  'if p is None: raise dbus.exceptions.DBusException("not loaded", '
+                  'name="org.freedesktop.systemd1.NoSuchUnit")\n'
+                  'ret = dbus.ObjectPath(p)')
+        for u, p in paths.items():
+            self.mock('AddObject', 'ssa{sv}a(ssss)', p, 'org.freedesktop.systemd1.Unit', '1', 'ActiveState', 's',
+                      units[u][1], '0')
+
+    def mock(self, method, sig, *args):
+        busctl(self.bus, 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1',
+               'org.freedesktop.DBus.Mock', method, sig, *args)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)

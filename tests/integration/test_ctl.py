@@ -195,23 +195,44 @@ class CtlTest(Base):
         self.assertEqual(self.ctl('frobnicate', check=False).returncode, 2)
 
     def test_conflicts_reported(self):
+        """libvirt-guests.service as systemd sees it (not by scanning *.wants), and qemu.conf."""
+        systemd = harness.Systemd(self.bus, units={'libvirt-guests.service': ('enabled', 'active')})
+        self.addCleanup(systemd.stop)
         root = os.path.join(self.wd.path, 'fakeroot')
-        wants = os.path.join(root, 'etc/systemd/system/multi-user.target.wants')
-        os.makedirs(wants)
-        os.symlink('/lib/systemd/system/libvirt-guests.service', os.path.join(wants, 'libvirt-guests.service'))
         os.makedirs(os.path.join(root, 'etc/libvirt'))
         with open(os.path.join(root, 'etc/libvirt/qemu.conf'), 'w') as f:
             f.write('#auto_shutdown_try_save = "all"\nauto_shutdown_try_save = "persistent"\n'
                     'auto_shutdown_poweroff = "none"\n')
         self.start_daemon(env={'GUESTKEEPER_ROOT': root})
         self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.client.get("Conflicts")) == 2, 10, 'two conflicts')
         conflicts = self.client.get('Conflicts')
-        self.assertEqual(len(conflicts), 2, conflicts)
-        self.assertIn('libvirt-guests.service is enabled', conflicts[0])
+        self.assertIn('libvirt-guests.service is enabled and active (UnitFileState=enabled, ActiveState=active)',
+                      conflicts[0])
+        self.assertIn('--takeover', conflicts[0])
         self.assertIn('auto_shutdown_try_save = "persistent"', conflicts[1])
         self.assertIn('CONFLICTS:', self.ctl('status').stdout)
         self.assertEqual(len(json.loads(self.ctl('--json', 'status').stdout)['conflicts']), 2)
         self.assertIn('warning: CONFLICT: libvirt-guests.service is enabled', self.daemon.log_text())
+
+    def test_conflict_rechecked_on_reload_and_before_a_run(self):
+        systemd = harness.Systemd(self.bus, units={'libvirt-guests.service': ('disabled', None)})
+        self.start_daemon()
+        self.client.wait_state('idle')
+        harness.assert_never(lambda: self.client.get('Conflicts'), 1, 'a conflict')
+        # Enabled while guestkeeper runs (not loaded yet, so not active): Reload sees it.
+        systemd.stop()
+        systemd = harness.Systemd(self.bus, units={'libvirt-guests.service': ('enabled', None)})
+        self.addCleanup(systemd.stop)
+        self.client.call('Reload')
+        harness.wait_until(lambda: self.client.get("Conflicts"), 10, 'the conflict after Reload')
+        self.assertIn('is enabled (UnitFileState=enabled, ActiveState=inactive)', self.client.get('Conflicts')[0])
+        # Disabled again: the next run's check clears it.
+        systemd.stop()
+        systemd = harness.Systemd(self.bus, units={'libvirt-guests.service': ('disabled', None)})
+        self.client.call('PreserveGuests')
+        self.client.wait_run_finished('preserve')
+        harness.wait_until(lambda: self.client.get("Conflicts") == [], 10, 'the conflict gone before the run')
 
     def test_no_conflicts(self):
         self.start_daemon()

@@ -59,25 +59,6 @@ class SilentServer:
         return f'qemu+unix:///system?socket={self.path}'
 
 
-class Systemd:
-    """systemd's Manager as a process that asks it sees it: SystemState, on the private bus
-    (dbusmock) or on a private socket like /run/systemd/private (a peer-to-peer server)."""
-
-    def __init__(self, bus, state):
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
-        self.proc = subprocess.Popen([harness.PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.systemd1',
-                                      '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager'],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: harness.name_has_owner(bus, 'org.freedesktop.systemd1'), 15, 'the systemd mock')
-        harness.busctl(bus, 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1',
-                       'org.freedesktop.DBus.Mock', 'AddProperty', 'ssv', 'org.freedesktop.systemd1.Manager',
-                       'SystemState', 's', state)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 PRIVATE_SERVER = r'''
 import sys
 from gi.repository import Gio, GLib
@@ -246,7 +227,7 @@ class SafetyTest(Base):
     def test_sigterm_while_systemd_is_stopping(self):
         """The non-logind path: `systemctl start poweroff.target` sends no PrepareForShutdown;
         at our SIGTERM logind says no and systemd says SystemState=stopping."""
-        systemd = Systemd(self.bus, 'stopping')
+        systemd = harness.Systemd(self.bus, 'stopping')
         self.addCleanup(systemd.stop)
         self.define('web1')
         self.start_daemon()
