@@ -72,10 +72,10 @@ class E2E(unittest.TestCase):
     def state(self, name):
         return harness.guest_state(self.conn, name)
 
-    def start_daemon(self, extra=''):
+    def start_daemon(self, extra='', uris=None):
         cfg = os.path.join(self.wd.path, 'guestkeeper.conf')
         with open(cfg, 'w') as f:
-            f.write(f'[Guests]\nURIs={self.uri}\n{extra}')
+            f.write(f'[Guests]\nURIs={uris or self.uri}\n{extra}')
         self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, cfg)
         self.addCleanup(self.daemon.kill)
         self.daemon.start()
@@ -88,6 +88,33 @@ class E2E(unittest.TestCase):
 
     def save_path(self, name):
         return os.path.join(self.libvirtd.dir, 'lib', 'qemu', 'save', f'{name}.save')
+
+    def test_hung_uri_next_to_real_guests(self):
+        """Issue 10 item 3 on real guests: one URI accepts and never answers (a hung libvirtd);
+        the bus stays fast the whole time and the other URI's real guests are preserved."""
+        from test_safety import SilentServer
+        silent = SilentServer(os.path.join(self.wd.path, 'silent-sock'))
+        self.addCleanup(silent.hang_up)
+        self.boot(('coop', 'cooperative', 128, 0, True), ('big', 'cooperative', 512, 300, True))
+        self.start_daemon('ConnectTimeoutSec=3\n[Shutdown]\nSave=all\n', uris=f'{silent.uri()} {self.uri}')
+        wait_until(lambda: silent.accepted > 0, 10, 'a connection to the silent socket')
+        worst = 0.0
+
+        def read():
+            nonlocal worst
+            t = time.monotonic()
+            self.client.get('State')
+            self.client.list_guests()
+            worst = max(worst, time.monotonic() - t)
+            return self.client.run_finished
+
+        self.logind.emit_prepare_for_shutdown(True)
+        wait_until(read, 120, 'RunFinished')
+        self.assertEqual(self.client.run_finished[0][1:], (2, 1))
+        self.assertLess(worst, 0.2 * harness.SCALE, 'a bus call waited on the hung URI')
+        self.assertEqual((self.state('coop'), self.state('big')), ('saved', 'saved'))
+        self.assertFalse(self.client.get('InhibitorHeld'))
+        self.assertEqual(self.daemon.stop(), 0)
 
     def test_host_shutdown_then_next_boot(self):
         self.boot(('coop', 'cooperative', 128, 0, True), ('big', 'cooperative', 512, 300, True),

@@ -327,6 +327,25 @@ class SystemTest(unittest.TestCase):
         self.assertNotIn('Restore run started', second)
         self.assertNotRegex(second, r'Started libvirt-guests\.service')
 
+    def test_takeover_brings_back_what_libvirt_guests_suspended(self):
+        """libvirt-guests (ON_SHUTDOWN=suspend, ON_BOOT=start) suspended the guests at the last
+        shutdown and was disabled before this boot, so its list file still names them: the
+        takeover lets libvirt-guests' own start bring them back before retiring it."""
+        guests = [('small', 128, 0)]
+        self.prepare(['libvirt-guests.service'], mode='listfile', guests=guests)
+        self.c.boot()
+        self.assertRegex(self.c.journal(0), r'libvirt-guests\.sh\[\d+\]: Suspending guests')
+        os.unlink(self.c.path('/etc/systemd/system/multi-user.target.wants/libvirt-guests.service'))
+        self.c.boot()
+        sw = self.read('/var/lib/gk-scenario/switch')
+        with open(os.path.join(BUILD_DIR, 'system-takeover-listfile.txt'), 'w') as f:
+            f.write(sw + '\n--- takeover\n' + self.read('/var/lib/gk-scenario/takeover.out'))
+        self.assertIn('before: listfile=2 libvirt-guests=inactive', sw)  # "URI UUID"
+        self.assertIn('small before=shut_off', sw)
+        self.assertIn('takeover exit=0', sw, self.read('/var/lib/gk-scenario/takeover.out'))
+        self.assertIn('after: guestkeeper=active libvirt-guests=inactive/disabled listfile=gone', sw)
+        self.assert_resumed(self.results(), guests)
+
     def test_both_enabled_guestkeeper_acts_first(self):
         """Both units enabled at a host shutdown: guestkeeper (ordered after libvirt-guests, so
         stopped first) saves the guests; libvirt-guests' stop then finds none running."""
