@@ -950,8 +950,8 @@ static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int deta
         /* During a save or poweroff the job's result (and the state check) decides. */
 }
 
-/* A URI's list came back (@list), failed (@error), or was given up on: once every URI is
- * accounted for, the run begins. */
+/* A URI's list came back (@list), failed or timed out (@error), or was given up on by a cancel
+ * (neither): once every URI is accounted for, the run begins. */
 static void slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *list)
 {
         if (slot->list_done) {
@@ -965,7 +965,9 @@ static void slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *l
                 g_clear_pointer(&slot->list_timeout, g_source_unref);
         }
         slot->uri = hypervisor_get_uri(slot->hv);
-        if (!list) {
+        if (!list && !error)
+                slot->reachable = false; /* given up on by a cancel: not unreachable, not listed */
+        else if (!list) {
                 slot->reachable = false;
                 g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, error));
                 say(e, ENGINE_LEVEL_ERR, NULL, slot->uri, "Cannot reach %s: %s; its guests are not %s",
@@ -1396,8 +1398,15 @@ void engine_cancel(Engine *e)
         if (e->cancelled || e->phase == PHASE_DONE || e->phase == PHASE_FLUSHING)
                 return;
         e->cancelled = true;
+        if (e->phase == PHASE_LISTING)
+                /* A cancel does not wait for lists still out (a URI that does not answer): the
+                 * run begins with what it has, and every guest finds it cancelled. */
+                for (guint i = 0; i < e->n_slots && e->phase == PHASE_LISTING; i++)
+                        if (!e->slots[i].list_done)
+                                slot_listed(e, &e->slots[i], "the run was cancelled before it answered",
+                                            NULL);
         if (e->phase != PHASE_RUNNING)
-                return; /* listing: engine_begin() will find every guest queued and cancelled */
+                return; /* recording: engine_go() finds every guest cancelled */
 
         snapshot = g_ptr_array_copy(e->guests, NULL, NULL);
         for (guint i = 0; i < snapshot->len; i++) {

@@ -300,6 +300,10 @@ class SystemTest(unittest.TestCase):
         self.assertIn('after: guestkeeper=active libvirt-guests=inactive/disabled', sw)
         self.assertIn('small state=running', sw)
         self.assertIn('conflicts=as 0', sw)
+        # ExecReload is synchronous: a bad drop-in fails "systemctl reload" visibly.
+        self.assertRegex(sw, r'bad reload exit=[1-9]\d* guestkeeper=active')
+        self.assertIn('good reload exit=0', sw)
+        self.assertIn('99-bad.conf: [Shutdown] ParallelSaves', first)
         # Not one lifecycle event for the guest while switching: it was never touched. (The
         # watcher saw the probe being defined: it was listening.)
         self.assertRegex(events, r"event 'lifecycle' for domain '?probe'?: Defined", events)
