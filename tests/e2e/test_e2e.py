@@ -200,9 +200,10 @@ class E2E(unittest.TestCase):
             self.assertEqual(self.consoles[n].count('GK-INIT'), 1)
 
     def test_progress_and_bus_during_a_real_save(self):
-        """A real save of a big guest (~3 s here): Progress counts its bytes (libvirt's job
-        stats), STATUS shows a percentage, and the bus answers at once all along."""
-        self.boot(('big', 'cooperative', 1024, 700, True))
+        """A real save of a big guest (~4 s here; progress is read every second, so the save
+        must last a few of them): Progress counts its bytes (libvirt's job stats), STATUS shows
+        a percentage, and the bus answers at once all along."""
+        self.boot(('big', 'cooperative', 1536, 1100, True))
         self.start_daemon('[Shutdown]\nSave=all\n')
         self.client.call('PreserveGuests')  # rehearsal; returns at once
         self.client.wait_state('preserving')
