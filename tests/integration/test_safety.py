@@ -161,7 +161,7 @@ class SafetyTest(Base):
         self.start_daemon(cfg, env={'GUESTKEEPER_FAULTS': 'slow=ignore-shutdown'})
         self.client.wait_state('idle')
         self.logind.emit_prepare_for_shutdown(True)
-        wait_until(lambda: self.guests()['slow'][4] == 'shutting-down', 10, 'slow shutting down')
+        wait_until(lambda: self.guests().get('slow', [''] * 5)[4] == 'shutting-down', 10, 'slow shutting down')
         wait_until(lambda: self.state('quick') == 'shutoff', 10, 'quick shut down')
         self.logind.emit_prepare_for_shutdown(False)
         # The guest heard the button and powers off, but later than the old 10 s cancel wait.
@@ -309,7 +309,7 @@ class SafetyTest(Base):
         self.client.wait_state('idle')
         self.logind.emit_prepare_for_shutdown(True)
         self.notify.wait_for('EXTEND_TIMEOUT_USEC')
-        wait_until(lambda: self.guests()['stuck'][4] == 'shutting-down', 10, 'the shutdown request')
+        wait_until(lambda: self.guests().get('stuck', [''] * 5)[4] == 'shutting-down', 10, 'the shutdown request')
         # The request itself was progress: the next keepalive (10 s on) may carry it.
         time.sleep(11)
         self.assertEqual(self.extends_during(21), 0)
