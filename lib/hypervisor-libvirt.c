@@ -147,10 +147,12 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
         return 0;
 }
 
-/* Runs on the main context when the connection drops (libvirtd died, keepalive timeout).
- * Only reports it: the dead connection is dropped by the next get_conn() on a worker.
- * @opaque is the hypervisor, not a reference: lv_free() unregisters the callback first.
- * (No per-connection allocation: drivers without close callbacks never free it.) */
+/* Called when the connection drops (libvirtd died, keepalive timeout) — on the main context,
+ * or on the worker whose call was using the connection then (libvirt closes it from the
+ * thread that holds the client's I/O): so the event is queued to the main context, never
+ * dispatched here. Only reports it: the dead connection is dropped by the next get_conn() on
+ * a worker. @opaque is the hypervisor, not a reference: lv_free() unregisters the callback
+ * first. (No per-connection allocation: drivers without close callbacks never free it.) */
 static void close_cb(virConnectPtr conn, int reason, void *opaque)
 {
         Hypervisor *h = opaque;
@@ -160,7 +162,7 @@ static void close_cb(virConnectPtr conn, int reason, void *opaque)
         current = LV(h)->conn == conn;
         g_mutex_unlock(&h->lock);
         if (current)
-                hypervisor_dispatch(h, NULL, GUEST_EVENT_DISCONNECTED, reason);
+                hypervisor_dispatch_async(h, NULL, GUEST_EVENT_DISCONNECTED, reason);
 }
 
 /* Drops the connection. Called with connect_lock held (or from lv_free(), when no worker
