@@ -99,9 +99,8 @@ class CtlTest(Base):
         st = json.loads(self.ctl('--json', 'status').stdout)
         self.assertEqual((st['last_run'], st['guests_done']), ('restore', 2))
 
-    def test_follow_survives_other_clients_leaving(self):
-        # Every client that leaves the bus makes it broadcast NameOwnerChanged(":1.N", ":1.N",
-        # ""); only the daemon's name leaving may end the follow.
+    def follow_a_slow_preserve(self):
+        """`guestkeeperctl preserve`, following a run whose save takes 3 s, once it is under way."""
         self.define('web1')
         self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
         self.client.wait_state('idle')
@@ -110,6 +109,12 @@ class CtlTest(Base):
                                env=env)
         self.addCleanup(ctl.kill)
         harness.wait_until(lambda: self.client.get('State') == 'preserving', 10, 'the run started')
+        return ctl
+
+    def test_follow_survives_other_clients_leaving(self):
+        # Every client that leaves the bus makes it broadcast NameOwnerChanged(":1.N", ":1.N",
+        # ""); only the daemon's name leaving may end the follow.
+        ctl = self.follow_a_slow_preserve()
         clients = 0
         while ctl.poll() is None and clients < 200:
             harness.busctl(self.bus, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
@@ -121,14 +126,7 @@ class CtlTest(Base):
         self.assertGreater(clients, 3)  # the bus really was busy while it followed
 
     def test_follow_ends_when_the_daemon_dies(self):
-        self.define('web1')
-        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
-        self.client.wait_state('idle')
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
-        ctl = subprocess.Popen([CTL, 'preserve'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
-        self.addCleanup(ctl.kill)
-        harness.wait_until(lambda: self.client.get('State') == 'preserving', 10, 'the run started')
+        ctl = self.follow_a_slow_preserve()
         self.daemon.kill()
         out, err = ctl.communicate(timeout=30)
         self.assertEqual(ctl.returncode, 1)
