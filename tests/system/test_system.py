@@ -297,6 +297,7 @@ class SystemTest(unittest.TestCase):
         self.assertIn('after busctl: guestkeeper=inactive', sw)
         self.assertIn('enable --now exit=0', sw)
         self.assertIn('takeover exit=0', sw, self.read('/var/lib/gk-scenario/takeover.out'))
+        self.assertIn('restart exit=0', sw)
         self.assertIn('after: guestkeeper=active libvirt-guests=inactive/disabled', sw)
         self.assertIn('small state=running', sw)
         self.assertIn('conflicts=as 0', sw)
