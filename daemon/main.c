@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* guestkeeperd: keeps libvirt guests alive across host shutdowns (docs/guestkeeperd.8.rst).
- * Arguments, configuration, signals and the main loop; everything else is lib/manager.c. */
+ * Arguments, configuration, signals and the main loop; everything else is lib/service/manager.c. */
 #include "gk-build-config.h"
 
 #include <getopt.h>
