@@ -1499,6 +1499,30 @@ void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsig
                 *ret_starts = e->peak_starts;
 }
 
+RunSummary *engine_summarize(Engine *e)
+{
+        RunSummary *s = g_new0(RunSummary, 1);
+
+        s->kind = e->kind;
+        engine_counts(e, &s->total, &s->done, &s->failed);
+        for (guint i = 0; i < e->guests->len; i++)
+                s->by_outcome[((Guest *) e->guests->pdata[i])->pub.outcome]++;
+        s->unreachable = g_ptr_array_new_with_free_func(g_free);
+        for (guint i = 0; i < e->unreachable->len; i++)
+                g_ptr_array_add(s->unreachable, g_strdup(e->unreachable->pdata[i]));
+        s->progress = engine_progress(e);
+        return s;
+}
+
+RunSummary *run_summary_free(RunSummary *s)
+{
+        if (!s)
+                return NULL;
+        g_ptr_array_unref(s->unreachable);
+        g_free(s);
+        return NULL;
+}
+
 bool engine_has_bounded_wait(Engine *e)
 {
         if (e->phase == PHASE_LISTING) {

@@ -104,5 +104,19 @@ guint64 engine_last_progress_usec(Engine *e);
 bool engine_has_bounded_wait(Engine *e);
 /* URIs that could not be reached at the start of the run, with their errors ("uri: error"). */
 GPtrArray *engine_unreachable(Engine *e);
+/* What a run ended with: a value that outlives the engine (the daemon shows the last run's
+ * figures until the next run starts). */
+typedef struct RunSummary {
+        RunKind kind;
+        unsigned total, done, failed;
+        unsigned by_outcome[_OUTCOME_MAX];
+        GPtrArray *unreachable; /* "uri: error" */
+        double progress;
+} RunSummary;
+
+RunSummary *engine_summarize(Engine *e);
+RunSummary *run_summary_free(RunSummary *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RunSummary, run_summary_free);
+
 /* Highest number of saves / graceful shutdowns / starts that were under way at once. */
 void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsigned *ret_starts);

@@ -141,9 +141,9 @@ static int get_last_run(sd_bus *bus, const char *path, const char *interface, co
         Manager *m = userdata;
 
         return sd_bus_message_append(reply, "s",
-                                     m->run       ? run_kind_to_string(engine_kind(m->run))
-                                     : m->has_run ? run_kind_to_string(m->last_kind)
-                                                  : "");
+                                     m->run    ? run_kind_to_string(engine_kind(m->run))
+                                     : m->last ? run_kind_to_string(m->last->kind)
+                                               : "");
 }
 
 static int get_conflicts(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -94,10 +94,10 @@ void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigne
                 engine_counts(m->run, ret_total, ret_done, ret_failed);
                 *ret_progress = engine_progress(m->run);
         } else {
-                *ret_total = m->last_total;
-                *ret_done = m->last_done;
-                *ret_failed = m->last_failed;
-                *ret_progress = m->last_progress;
+                *ret_total = m->last ? m->last->total : 0;
+                *ret_done = m->last ? m->last->done : 0;
+                *ret_failed = m->last ? m->last->failed : 0;
+                *ret_progress = m->last ? m->last->progress : 0.0;
         }
 }
 
@@ -146,8 +146,9 @@ static char *status_line(Manager *m)
         case MANAGER_PRESERVED:
                 return g_strdup_printf(
                         "Preserved %u guests: %u saved, %u shut down, %u powered off, %u failed", total,
-                        m->last_by_outcome[OUTCOME_SAVED], m->last_by_outcome[OUTCOME_SHUTDOWN],
-                        m->last_by_outcome[OUTCOME_POWEROFF], failed);
+                        m->last ? m->last->by_outcome[OUTCOME_SAVED] : 0,
+                        m->last ? m->last->by_outcome[OUTCOME_SHUTDOWN] : 0,
+                        m->last ? m->last->by_outcome[OUTCOME_POWEROFF] : 0, failed);
         case MANAGER_IDLE:
         default:
                 for (guint i = 0; i < m->watched->len; i++) {
@@ -173,7 +174,7 @@ static char *status_line(Manager *m)
 static char *full_status_line(Manager *m)
 {
         g_autofree char *s = status_line(m);
-        GPtrArray *un = m->run ? engine_unreachable(m->run) : m->last_unreachable;
+        GPtrArray *un = m->run ? engine_unreachable(m->run) : m->last ? m->last->unreachable : NULL;
         GString *out;
 
         if ((m->state != MANAGER_PRESERVING && m->state != MANAGER_PRESERVED &&
@@ -393,20 +394,11 @@ static void on_finished(Engine *e, void *userdata)
         RunKind kind = engine_kind(e);
         unsigned total, done, failed;
 
-        engine_counts(e, &total, &done, &failed);
-        memset(m->last_by_outcome, 0, sizeof(m->last_by_outcome));
-        {
-                g_autoptr(GPtrArray) gs = engine_guests(e);
-                for (guint i = 0; i < gs->len; i++)
-                        m->last_by_outcome[((const EngineGuest *) gs->pdata[i])->outcome]++;
-        }
-        g_clear_pointer(&m->last_unreachable, g_ptr_array_unref);
-        m->last_unreachable = g_ptr_array_ref(engine_unreachable(e));
-        m->last_kind = kind;
-        m->last_total = total;
-        m->last_done = done;
-        m->last_failed = failed;
-        m->last_progress = 1.0;
+        run_summary_free(m->last);
+        m->last = engine_summarize(e);
+        total = m->last->total;
+        done = m->last->done;
+        failed = m->last->failed;
         g_clear_pointer(&m->run, engine_unref);
         if (m->keepalive_source) {
                 g_source_remove(m->keepalive_source);
@@ -475,7 +467,6 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
                             &engine_callbacks, m);
         m->run_is_shutdown = host_shutdown;
-        m->has_run = true;
         m->run_started = now_usec();
         m->last_keepalive = 0;
         log_full(LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_STARTED, "%s run started%s",
@@ -1065,8 +1056,7 @@ Manager *manager_free(Manager *m)
         g_clear_pointer(&m->workers, workers_abandon);
         g_ptr_array_unref(m->watched);
         g_hash_table_unref(m->outcomes);
-        if (m->last_unreachable)
-                g_ptr_array_unref(m->last_unreachable);
+        run_summary_free(m->last);
         if (m->conflicts)
                 g_ptr_array_unref(m->conflicts);
         record_free(m->record);

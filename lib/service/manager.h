@@ -50,13 +50,8 @@ typedef struct Manager {
         GHashTable *outcomes; /* "uri\nuuid" → Outcome of the last run that touched the guest */
 
         Engine *run;
-        RunKind last_kind;
-        bool has_run; /* a run started since the daemon did */
-        unsigned last_total, last_done, last_failed;
-        unsigned last_by_outcome[_OUTCOME_MAX];
-        GPtrArray *last_unreachable; /* "uri: error" of the current or last run */
-        GPtrArray *conflicts;        /* other mechanisms acting on the guests at shutdown */
-        double last_progress;
+        RunSummary *last;        /* the last finished run, NULL before the first */
+        GPtrArray *conflicts;    /* other mechanisms acting on the guests at shutdown */
         bool run_is_shutdown;    /* the run answers a real host shutdown (not a rehearsal) */
         bool cancel_after_run;   /* PrepareForShutdown(false) came during the run */
         bool preserve_after_run; /* a shutdown came during a restore */

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Real QEMU guests (TCG) for the end-to-end tests and benchmarks: the tiny image of
-build-guest-image, domain XML of the three kinds, and reading their serial consoles."""
+build-guest-image, domain XML of its kinds (optionally with its minimal guest agent), and
+reading their serial consoles."""
 
 import os
 import re
@@ -26,9 +27,26 @@ def kvm_usable():
     return os.path.exists('/dev/kvm')
 
 
-def domain_xml(name, image, console, kind='cooperative', memory_mib=128, fill_mib=0, uid=None):
+KINDS = ('cooperative', 'stuck', 'press-twice')
+
+
+def domain_xml(name, image, console, kind='cooperative', memory_mib=128, fill_mib=0, uid=None,
+               agent=False):
+    """kind: 'cooperative' powers off at the first ACPI button press, 'stuck' never does,
+    'press-twice' ignores the first press and powers off at the second. agent=True adds the
+    guest agent's channel (org.qemu.guest_agent.0) and starts the image's minimal agent."""
+    if kind not in KINDS:
+        raise ValueError(f'unknown guest kind {kind!r}')
     uid = uid or str(uuidlib.uuid4())
     cmdline = f'console=ttyS0 quiet panic=-1 gk.kind={kind} gk.fill={fill_mib}'
+    channel = ''
+    if agent:
+        cmdline += ' gk.agent=1'
+        # libvirt adds the virtio-serial controller and picks the socket path itself.
+        channel = '''
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>'''
     return f'''<domain type='qemu'>
   <name>{name}</name>
   <uuid>{uid}</uuid>
@@ -55,7 +73,7 @@ def domain_xml(name, image, console, kind='cooperative', memory_mib=128, fill_mi
     <console type='file'>
       <source path='{console}' append='on'/>
       <target type='serial' port='0'/>
-    </console>
+    </console>{channel}
   </devices>
 </domain>'''
 
