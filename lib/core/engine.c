@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "job.h"
 #include "macro.h"
+#include "record-writer.h"
 #include "util.h"
 
 static const char *const run_kind_table[_RUN_KIND_MAX] = {
@@ -12,13 +14,6 @@ static const char *const run_kind_table[_RUN_KIND_MAX] = {
         [RUN_RESTORE] = "restore",
 };
 DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
-
-/* Record writes are group commits (STYLE.md, pitfall 9): the record is serialized on the
- * main context and written by a dedicated writer thread, one write at a time; outcomes that
- * arrive while a write is in flight go into the next one. The flush source runs just below
- * the worker results (G_PRIORITY_DEFAULT), so outcomes ready in one main-loop turn share a
- * write even when no write is in flight. fsync never runs on the main context. */
-#define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
 
 /* After a cancel, a graceful shutdown already requested is still awaited for the guest's whole
  * ShutdownTimeoutSec: a guest that heard the button may power off any moment, and it must be
@@ -89,7 +84,7 @@ struct Engine {
         guint64 list_timeout_usec;
         guint64 progress_interval_usec;
         Workers *workers;
-        Workers *writer; /* one thread: record writes, in order */
+        RecordWriter *writer;
         Record *record;
         const EngineCallbacks *cb;
         EngineCallbacks cb_copy;
@@ -114,25 +109,8 @@ struct Engine {
 
         GSource *deadline_source;
         GSource *progress_source;
-        GSource *flush_source;
         GSource *delay_source; /* StartDelaySec between two starts */
-        bool record_dirty;
-        bool writing;
-        unsigned writes;
 };
-
-typedef enum JobKind {
-        JOB_LIST,
-        JOB_SAVE,
-        JOB_SHUTDOWN,
-        JOB_DESTROY,
-        JOB_STATE,
-        JOB_PROGRESS,
-        JOB_START,
-        JOB_RESTORE,
-        JOB_CREATE,
-        JOB_SYNC_TIME,
-} JobKind;
 
 /* Why a JOB_STATE was asked. */
 typedef enum Check {
@@ -141,27 +119,14 @@ typedef enum Check {
         CHECK_AFTER_FAILURE, /* a step failed: did the guest stop anyway? */
 } Check;
 
-typedef struct Job {
-        JobKind kind;
+typedef struct EngineJob {
+        Job job; /* first */
         Check check;
         Engine *engine;
         Guest *guest; /* NULL for JOB_LIST */
         HvSlot *slot;
-        Hypervisor *hv;
         guint64 gen;
-        /* inputs, owned copies: the worker never touches engine state */
-        char *uuid;
-        char *file;
-        char *xml;
-        bool flag; /* bypass cache; include inactive */
-        guint64 retry_usec;
-        /* outputs */
-        int r;
-        char *error;
-        GPtrArray *list;
-        GuestState state;
-        guint64 processed, total;
-} Job;
+} EngineJob;
 
 static void schedule(Engine *e);
 static void engine_begin(Engine *e);
@@ -205,33 +170,6 @@ static void set_outcome(Guest *g, Outcome o)
 
 /* ---- record ---- */
 
-typedef struct WriteJob {
-        Engine *engine;
-        char *path;
-        char *data;
-        gsize len;
-        int r;
-} WriteJob;
-
-static void write_job_run(gpointer p)
-{
-        WriteJob *wj = p;
-
-        wj->r = write_file_durable(wj->path, wj->data, wj->len);
-}
-
-static void write_job_free(gpointer p)
-{
-        WriteJob *wj = p;
-
-        engine_unref(wj->engine);
-        g_free(wj->path);
-        g_free(wj->data);
-        g_free(wj);
-}
-
-static void start_write(Engine *e);
-
 static void finish_run(Engine *e)
 {
         e->phase = PHASE_DONE;
@@ -241,153 +179,60 @@ static void finish_run(Engine *e)
                 e->cb->finished(e, e->userdata);
 }
 
-static void write_job_done(gpointer p)
+static void on_record_written(RecordWriter *w, int r, bool more, void *userdata)
 {
-        WriteJob *wj = p;
-        Engine *e = wj->engine;
+        Engine *e = userdata;
 
-        e->writing = false;
         if (e->phase == PHASE_NEW)
                 return; /* detached */
-        if (wj->r < 0)
-                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", wj->path,
-                    g_strerror(-wj->r));
+        if (r < 0)
+                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", e->record->path,
+                    g_strerror(-r));
         if (e->phase == PHASE_RECORDING) {
-                if (wj->r < 0)
+                if (r < 0)
                         say(e, ENGINE_LEVEL_ERR, NULL, NULL,
                             "Preserving the guests anyway, but they will not be restored automatically");
                 engine_go(e);
                 return;
         }
-        if (e->record_dirty)
-                start_write(e);
-        else if (e->phase == PHASE_FLUSHING)
+        if (!more && e->phase == PHASE_FLUSHING)
                 finish_run(e);
-}
-
-static void start_write(Engine *e)
-{
-        WriteJob *wj = g_new0(WriteJob, 1);
-
-        e->record_dirty = false;
-        e->writing = true;
-        e->writes++;
-        wj->engine = engine_ref(e);
-        wj->path = g_strdup(e->record->path);
-        wj->data = record_serialize(e->record, &wj->len);
-        workers_submit(e->writer, wj, write_job_run, write_job_done, write_job_free);
-}
-
-static gboolean flush_cb(gpointer p)
-{
-        Engine *e = p;
-
-        e->flush_source = NULL;
-        if (!e->writing && (e->record_dirty || e->phase == PHASE_FLUSHING))
-                start_write(e);
-        return G_SOURCE_REMOVE;
 }
 
 static void record_touch(Engine *e)
 {
-        GSource *s;
-
-        e->record_dirty = true;
-        if (e->flush_source || e->writing)
-                return; /* the write in flight, or the flush already queued, will take it */
-        s = g_idle_source_new();
-        g_source_set_priority(s, FLUSH_PRIORITY);
-        g_source_set_callback(s, flush_cb, e, NULL);
-        g_source_attach(s, NULL);
-        e->flush_source = s;
-        g_source_unref(s);
+        record_writer_touch(e->writer);
 }
 
 /* ---- jobs ---- */
 
 static void job_free(gpointer p)
 {
-        Job *j = p;
+        EngineJob *j = p;
 
-        g_free(j->uuid);
-        g_free(j->file);
-        g_free(j->xml);
-        g_free(j->error);
-        if (j->list)
-                g_ptr_array_unref(j->list);
-        hypervisor_unref(j->hv);
+        job_clear(&j->job);
         engine_unref(j->engine);
         g_free(j);
 }
 
-static void job_run(gpointer p)
-{
-        Job *j = p;
-        const HypervisorOps *ops = j->hv->ops;
-        guint64 until;
-
-        switch (j->kind) {
-        case JOB_LIST:
-                /* An unreachable URI is retried briefly (libvirtd may be starting). */
-                until = now_usec() + j->retry_usec;
-                for (;;) {
-                        g_clear_pointer(&j->error, g_free);
-                        j->r = ops->list(j->hv, j->flag, &j->list, &j->error);
-                        if (j->r != -ENOTCONN || now_usec() >= until)
-                                break;
-                        g_usleep(MIN(250 * USEC_PER_MSEC, until - now_usec()));
-                }
-                break;
-        case JOB_SAVE:
-                j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
-                break;
-        case JOB_SHUTDOWN:
-                j->r = ops->shutdown(j->hv, j->uuid, &j->error);
-                break;
-        case JOB_DESTROY:
-                j->r = ops->destroy(j->hv, j->uuid, &j->error);
-                break;
-        case JOB_STATE:
-                j->r = ops->get_state(j->hv, j->uuid, &j->state, &j->error);
-                break;
-        case JOB_PROGRESS:
-                j->r = ops->job_progress(j->hv, j->uuid, &j->processed, &j->total, &j->error);
-                break;
-        case JOB_START:
-                j->r = ops->start(j->hv, j->uuid, j->flag, &j->error);
-                break;
-        case JOB_RESTORE:
-                j->r = ops->restore(j->hv, j->file, j->flag, &j->error);
-                break;
-        case JOB_CREATE:
-                j->r = ops->create_xml(j->hv, j->xml, &j->error);
-                break;
-        case JOB_SYNC_TIME:
-                j->r = ops->sync_time(j->hv, j->uuid, &j->error);
-                break;
-        }
-}
-
 static void job_done(gpointer p);
 
-static Job *job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
+static EngineJob *job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
 {
-        Job *j = g_new0(Job, 1);
+        EngineJob *j = g_new0(EngineJob, 1);
 
-        j->kind = kind;
         j->engine = engine_ref(e);
         j->guest = g;
         j->slot = g ? g->slot : slot;
-        j->hv = hypervisor_ref(j->slot->hv);
+        job_init(&j->job, kind, j->slot->hv, g ? g->pub.uuid : NULL);
         if (g) {
                 j->gen = g->gen;
-                j->uuid = g_strdup(g->pub.uuid);
                 g->jobs++;
         }
         return j;
 }
 
-static void job_submit(Job *j)
+static void job_submit(EngineJob *j)
 {
         workers_submit(j->engine->workers, j, job_run, job_done, job_free);
 }
@@ -399,7 +244,7 @@ static void submit_guest_job(Guest *g, JobKind kind)
 
 static void submit_check(Guest *g, Check check)
 {
-        Job *j = job_new(g->engine, JOB_STATE, g, NULL);
+        EngineJob *j = job_new(g->engine, JOB_STATE, g, NULL);
 
         j->check = check;
         job_submit(j);
@@ -481,12 +326,12 @@ static void start_step(Guest *g, Step s)
                 g->progress_supported = true;
                 set_outcome(g, OUTCOME_SAVING);
                 {
-                        Job *j = job_new(e, JOB_SAVE, g, NULL);
-                        j->flag = e->config.bypass_cache;
+                        EngineJob *j = job_new(e, JOB_SAVE, g, NULL);
+                        j->job.flag = e->config.bypass_cache;
                         if (!g->pub.persistent) {
                                 g_free(g->save_file);
                                 g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
-                                j->file = g_strdup(g->save_file);
+                                j->job.file = g_strdup(g->save_file);
                         }
                         job_submit(j);
                 }
@@ -628,7 +473,7 @@ static void check_after_failure(Guest *g)
         submit_check(g, CHECK_AFTER_FAILURE);
 }
 
-static void on_save_done(Guest *g, Job *j)
+static void on_save_done(Guest *g, EngineJob *j)
 {
         Engine *e = g->engine;
 
@@ -640,11 +485,11 @@ static void on_save_done(Guest *g, Job *j)
                 return;
         if (j->gen != g->gen) {
                 /* Superseded by the deadline's poweroff, which is in flight. */
-                if (j->r >= 0)
+                if (j->job.r >= 0)
                         g->late_save_ok = true;
                 return;
         }
-        if (j->r >= 0) {
+        if (j->job.r >= 0) {
                 if (g->rec && g->save_file) {
                         g_free(g->rec->save_file);
                         g->rec->save_file = g_strdup(g->save_file);
@@ -652,21 +497,21 @@ static void on_save_done(Guest *g, Job *j)
                 guest_finish(g, OUTCOME_SAVED);
                 return;
         }
-        guest_set_error(g, "save failed", j->error);
-        say(e, ENGINE_LEVEL_WARNING, g, NULL, "Save of %s failed: %s", g->pub.name, j->error);
+        guest_set_error(g, "save failed", j->job.error);
+        say(e, ENGINE_LEVEL_WARNING, g, NULL, "Save of %s failed: %s", g->pub.name, j->job.error);
         if (g->save_file)
                 (void) unlink(g->save_file);
         check_after_failure(g);
 }
 
-static void on_shutdown_done(Guest *g, Job *j)
+static void on_shutdown_done(Guest *g, EngineJob *j)
 {
         if (g->pub.finished || j->gen != g->gen)
                 return;
-        if (j->r < 0) {
-                guest_set_error(g, "shutdown request failed", j->error);
+        if (j->job.r < 0) {
+                guest_set_error(g, "shutdown request failed", j->job.error);
                 say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s",
-                    g->pub.name, j->error);
+                    g->pub.name, j->job.error);
                 release_slots(g);
                 check_after_failure(g);
                 return;
@@ -680,29 +525,29 @@ static void on_shutdown_done(Guest *g, Job *j)
         submit_check(g, CHECK_AFTER_REQUEST);
 }
 
-static void on_destroy_done(Guest *g, Job *j)
+static void on_destroy_done(Guest *g, EngineJob *j)
 {
         if (g->pub.finished)
                 return;
-        if (j->r >= 0) {
+        if (j->job.r >= 0) {
                 guest_finish(g, OUTCOME_POWEROFF);
                 return;
         }
-        guest_set_error(g, "poweroff failed", j->error);
-        say(g->engine, ENGINE_LEVEL_ERR, g, NULL, "Poweroff of %s failed: %s", g->pub.name, j->error);
+        guest_set_error(g, "poweroff failed", j->job.error);
+        say(g->engine, ENGINE_LEVEL_ERR, g, NULL, "Poweroff of %s failed: %s", g->pub.name, j->job.error);
         check_after_failure(g);
 }
 
-static void on_state_done(Guest *g, Job *j)
+static void on_state_done(Guest *g, EngineJob *j)
 {
-        bool gone = j->r == -ENOENT || (j->r >= 0 && !guest_state_is_active(j->state));
+        bool gone = j->job.r == -ENOENT || (j->job.r >= 0 && !guest_state_is_active(j->job.state));
 
         if (g->pub.finished || j->gen != g->gen)
                 return;
 
         if (g->engine->kind == RUN_RESTORE) {
                 /* After a failed start: maybe it is running after all (autostart, a race). */
-                if (j->r >= 0 && guest_state_is_active(j->state)) {
+                if (j->job.r >= 0 && guest_state_is_active(j->job.state)) {
                         g_clear_pointer(&g->pub.error, g_free);
                         guest_finish(g, OUTCOME_RESTORED);
                 } else
@@ -711,7 +556,7 @@ static void on_state_done(Guest *g, Job *j)
         }
 
         if (gone) {
-                if (g->late_save_ok || (j->r >= 0 && j->state == GUEST_STATE_SAVED))
+                if (g->late_save_ok || (j->job.r >= 0 && j->job.state == GUEST_STATE_SAVED))
                         guest_finish(g, OUTCOME_SAVED);
                 else
                         guest_finish(g, OUTCOME_SHUTDOWN);
@@ -757,7 +602,7 @@ static gboolean delay_done_cb(gpointer p)
 static void start_restore(Guest *g)
 {
         Engine *e = g->engine;
-        Job *j;
+        EngineJob *j;
 
         e->starts_active++;
         e->peak_starts = MAX(e->peak_starts, e->starts_active);
@@ -767,15 +612,15 @@ static void start_restore(Guest *g)
 
         if (g->pub.persistent) {
                 j = job_new(e, JOB_START, g, NULL);
-                j->flag = e->config.bypass_cache;
+                j->job.flag = e->config.bypass_cache;
         } else if (g->save_file &&
                    (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
                 j = job_new(e, JOB_RESTORE, g, NULL);
-                j->file = g_strdup(g->save_file);
-                j->flag = e->config.bypass_cache;
+                j->job.file = g_strdup(g->save_file);
+                j->job.flag = e->config.bypass_cache;
         } else if (g->xml) {
                 j = job_new(e, JOB_CREATE, g, NULL);
-                j->xml = g_strdup(g->xml);
+                j->job.xml = g_strdup(g->xml);
         } else {
                 e->starts_active--;
                 guest_set_error(g, "transient guest without save file or XML: cannot be re-created", NULL);
@@ -795,7 +640,7 @@ static void schedule_restore(Engine *e)
                 start_restore(g);
 }
 
-static void on_start_done(Guest *g, Job *j)
+static void on_start_done(Guest *g, EngineJob *j)
 {
         Engine *e = g->engine;
 
@@ -807,17 +652,17 @@ static void on_start_done(Guest *g, Job *j)
         }
         if (g->pub.finished)
                 return;
-        if (j->r >= 0) {
-                if (j->kind == JOB_RESTORE && g->save_file)
+        if (j->job.r >= 0) {
+                if (j->job.kind == JOB_RESTORE && g->save_file)
                         (void) unlink(g->save_file);
-                if (e->config.sync_time && (g->prior == OUTCOME_SAVED || j->kind == JOB_RESTORE))
+                if (e->config.sync_time && (g->prior == OUTCOME_SAVED || j->job.kind == JOB_RESTORE))
                         submit_guest_job(g, JOB_SYNC_TIME);
                 g_clear_pointer(&g->pub.error, g_free);
                 guest_finish(g, OUTCOME_RESTORED);
                 return;
         }
-        guest_set_error(g, "start failed", j->error);
-        say(e, ENGINE_LEVEL_ERR, g, NULL, "Failed to start %s: %s", g->pub.name, j->error);
+        guest_set_error(g, "start failed", j->job.error);
+        say(e, ENGINE_LEVEL_ERR, g, NULL, "Failed to start %s: %s", g->pub.name, j->job.error);
         check_after_failure(g);
 }
 
@@ -889,25 +734,25 @@ static gboolean progress_tick_cb(gpointer p)
                 g->progress_query = true;
                 {
                         /* Not a step: carries no generation change. */
-                        Job *j = job_new(e, JOB_PROGRESS, g, NULL);
+                        EngineJob *j = job_new(e, JOB_PROGRESS, g, NULL);
                         job_submit(j);
                 }
         }
         return G_SOURCE_CONTINUE;
 }
 
-static void on_progress_done(Guest *g, Job *j)
+static void on_progress_done(Guest *g, EngineJob *j)
 {
         double f;
 
         g->progress_query = false;
-        if (j->r == -EOPNOTSUPP) {
+        if (j->job.r == -EOPNOTSUPP) {
                 g->progress_supported = false;
                 return;
         }
-        if (j->r < 0 || j->total == 0 || g->step != STEP_SAVE)
+        if (j->job.r < 0 || j->job.total == 0 || g->step != STEP_SAVE)
                 return;
-        f = MIN(1.0, (double) j->processed / (double) j->total);
+        f = MIN(1.0, (double) j->job.processed / (double) j->job.total);
         if (f > g->pub.fraction) {
                 g->pub.fraction = f;
                 set_outcome(g, g->pub.outcome);
@@ -995,7 +840,7 @@ static gboolean list_timeout_cb(gpointer p)
 
 static gboolean retry_cb(gpointer p)
 {
-        Job *j = p;
+        EngineJob *j = p;
 
         j->guest->retry_pending = false;
         job_submit(j);
@@ -1003,35 +848,38 @@ static gboolean retry_cb(gpointer p)
 }
 
 /* The connection is down: run the same call again later, the step stays under way. */
-static bool retry_on_disconnect(Job *j)
+static bool retry_on_disconnect(EngineJob *j)
 {
         Guest *g = j->guest;
-        Job *again;
+        EngineJob *again;
         guint ms;
 
-        if (!g || j->r != -ENOTCONN || j->kind == JOB_PROGRESS || j->kind == JOB_SYNC_TIME ||
+        if (!g || j->job.r != -ENOTCONN || j->job.kind == JOB_PROGRESS || j->job.kind == JOB_SYNC_TIME ||
             g->pub.finished || j->gen != g->gen || g->conn_retries >= CONN_RETRY_MAX ||
             j->engine->phase != PHASE_RUNNING)
                 return false;
-        ms = g->conn_retries < 3 ? 500u << g->conn_retries : 4000u;
+        ms = backoff_ms(g->conn_retries, 500, 4000);
         if (g->conn_retries == 0)
                 say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
                     "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
-                    j->kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->error);
+                    j->job.kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->job.error);
         g->conn_retries++;
         g->retry_pending = true;
-        again = job_new(j->engine, j->kind, g, NULL);
+        again = g_new0(EngineJob, 1);
+        job_init_copy(&again->job, &j->job);
+        again->engine = engine_ref(j->engine);
+        again->guest = g;
+        again->slot = j->slot;
+        again->gen = g->gen;
         again->check = j->check;
-        again->flag = j->flag;
-        again->file = g_strdup(j->file);
-        again->xml = g_strdup(j->xml);
+        g->jobs++;
         g_timeout_add_full(G_PRIORITY_DEFAULT, ms, retry_cb, again, NULL);
         return true;
 }
 
 static void job_done(gpointer p)
 {
-        Job *j = p;
+        EngineJob *j = p;
         Guest *g = j->guest;
 
         if (g)
@@ -1040,10 +888,10 @@ static void job_done(gpointer p)
                 return; /* detached */
         if (retry_on_disconnect(j))
                 return;
-        if (g && j->r != -ENOTCONN)
+        if (g && j->job.r != -ENOTCONN)
                 g->conn_retries = 0;
 
-        switch (j->kind) {
+        switch (j->job.kind) {
         case JOB_LIST:
                 break;
         case JOB_SAVE:
@@ -1067,17 +915,17 @@ static void job_done(gpointer p)
                 on_start_done(g, j);
                 return;
         case JOB_SYNC_TIME:
-                if (j->r < 0)
+                if (j->job.r < 0)
                         say(j->engine, ENGINE_LEVEL_WARNING, g, NULL, "Could not set the clock of %s: %s",
-                            g->pub.name, j->error);
+                            g->pub.name, j->job.error);
                 return;
         }
 
         /* JOB_LIST */
-        if (j->r < 0)
-                slot_listed(j->engine, j->slot, j->error, NULL);
+        if (j->job.r < 0)
+                slot_listed(j->engine, j->slot, j->job.error, NULL);
         else
-                slot_listed(j->engine, j->slot, NULL, g_steal_pointer(&j->list));
+                slot_listed(j->engine, j->slot, NULL, g_steal_pointer(&j->job.list));
 }
 
 static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
@@ -1153,7 +1001,7 @@ static void begin_restore(Engine *e)
                     rg->outcome != OUTCOME_NONE) {
                         /* Never stopped by us: failed (still running), or already restored. */
                         record_remove(e->record, rg->uri, rg->uuid);
-                        e->record_dirty = true;
+                        record_touch(e);
                         continue;
                 }
                 if (!slot) {
@@ -1181,8 +1029,6 @@ static void begin_restore(Engine *e)
                 g->xml = g_strdup(rg->xml);
                 g->pub.error = g_strdup(rg->error);
         }
-        if (e->record_dirty)
-                record_touch(e);
 }
 
 static void engine_begin(Engine *e)
@@ -1193,7 +1039,7 @@ static void engine_begin(Engine *e)
                 begin_preserve(e);
                 /* No action before the list of guests is on disk. */
                 e->phase = PHASE_RECORDING;
-                start_write(e);
+                record_writer_write_now(e->writer);
                 return;
         }
         begin_restore(e);
@@ -1267,7 +1113,7 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->list_timeout_usec = opts->list_timeout_usec;
         e->progress_interval_usec = opts->progress_interval_usec;
         e->workers = workers;
-        e->writer = workers_new(NULL, 1);
+        e->writer = record_writer_new(record, on_record_written, e);
         e->record = record;
         if (cb) {
                 e->cb_copy = *cb;
@@ -1312,7 +1158,6 @@ static void engine_stop_sources(Engine *e)
 {
         g_clear_pointer(&e->deadline_source, g_source_destroy);
         g_clear_pointer(&e->progress_source, g_source_destroy);
-        g_clear_pointer(&e->flush_source, g_source_destroy);
         if (e->delay_source) {
                 g_source_destroy(e->delay_source);
                 g_clear_pointer(&e->delay_source, g_source_unref);
@@ -1333,7 +1178,7 @@ Engine *engine_unref(Engine *e)
 
         engine_stop_sources(e);
         /* Waits for a record write in flight: it completes, it is never cut. */
-        workers_free(e->writer);
+        record_writer_free(e->writer);
         for (guint i = 0; i < e->n_slots; i++) {
                 if (e->slots[i].listener)
                         hypervisor_remove_listener(e->slots[i].hv, e->slots[i].listener);
@@ -1371,15 +1216,15 @@ void engine_start(Engine *e)
                 g_source_unref(e->deadline_source);
         }
         for (guint i = 0; i < e->n_slots; i++) {
-                Job *j;
+                EngineJob *j;
 
                 e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, on_event, e);
                 j = job_new(e, JOB_LIST, NULL, &e->slots[i]);
                 /* A restore needs to know which recorded guests run already. */
-                j->flag = e->kind == RUN_RESTORE;
-                j->retry_usec = e->connect_retry_usec;
+                j->job.flag = e->kind == RUN_RESTORE;
+                j->job.retry_usec = e->connect_retry_usec;
                 if (e->list_timeout_usec > 0) {
-                        j->retry_usec = MIN(j->retry_usec, e->list_timeout_usec);
+                        j->job.retry_usec = MIN(j->job.retry_usec, e->list_timeout_usec);
                         e->slots[i].list_timeout =
                                 g_timeout_source_new((guint) MAX(1, e->list_timeout_usec / USEC_PER_MSEC));
                         g_source_set_callback(e->slots[i].list_timeout, list_timeout_cb, &e->slots[i], NULL);

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "job.h"
+
+#include "macro.h"
+#include "util.h"
+
+void job_init(Job *j, JobKind kind, Hypervisor *hv, const char *uuid)
+{
+        j->kind = kind;
+        j->hv = hypervisor_ref(hv);
+        j->uuid = g_strdup(uuid);
+}
+
+void job_init_copy(Job *j, const Job *from)
+{
+        job_init(j, from->kind, from->hv, from->uuid);
+        j->file = g_strdup(from->file);
+        j->xml = g_strdup(from->xml);
+        j->flag = from->flag;
+        j->retry_usec = from->retry_usec;
+}
+
+void job_clear(Job *j)
+{
+        g_clear_pointer(&j->uuid, g_free);
+        g_clear_pointer(&j->file, g_free);
+        g_clear_pointer(&j->xml, g_free);
+        g_clear_pointer(&j->error, g_free);
+        g_clear_pointer(&j->list, g_ptr_array_unref);
+        g_clear_pointer(&j->hv, hypervisor_unref);
+}
+
+void job_run(gpointer p)
+{
+        Job *j = p;
+        const HypervisorOps *ops = j->hv->ops;
+        guint64 until;
+
+        switch (j->kind) {
+        case JOB_LIST:
+                /* An unreachable URI is retried briefly (libvirtd may be starting). */
+                until = now_usec() + j->retry_usec;
+                for (;;) {
+                        g_clear_pointer(&j->error, g_free);
+                        j->r = ops->list(j->hv, j->flag, &j->list, &j->error);
+                        if (j->r != -ENOTCONN || now_usec() >= until)
+                                break;
+                        g_usleep(MIN(250 * USEC_PER_MSEC, until - now_usec()));
+                }
+                break;
+        case JOB_SAVE:
+                j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
+                break;
+        case JOB_SHUTDOWN:
+                j->r = ops->shutdown(j->hv, j->uuid, &j->error);
+                break;
+        case JOB_DESTROY:
+                j->r = ops->destroy(j->hv, j->uuid, &j->error);
+                break;
+        case JOB_STATE:
+                j->r = ops->get_state(j->hv, j->uuid, &j->state, &j->error);
+                break;
+        case JOB_PROGRESS:
+                j->r = ops->job_progress(j->hv, j->uuid, &j->processed, &j->total, &j->error);
+                break;
+        case JOB_START:
+                j->r = ops->start(j->hv, j->uuid, j->flag, &j->error);
+                break;
+        case JOB_RESTORE:
+                j->r = ops->restore(j->hv, j->file, j->flag, &j->error);
+                break;
+        case JOB_CREATE:
+                j->r = ops->create_xml(j->hv, j->xml, &j->error);
+                break;
+        case JOB_SYNC_TIME:
+                j->r = ops->sync_time(j->hv, j->uuid, &j->error);
+                break;
+        }
+}
+
+guint backoff_ms(unsigned attempt, guint first_ms, guint max_ms)
+{
+        guint64 ms = first_ms;
+
+        for (unsigned i = 0; i < attempt && ms < max_ms; i++)
+                ms *= 2;
+        return (guint) MIN(ms, (guint64) max_ms);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* One blocking hypervisor call, run on a worker: an immutable request (copies of the UUID,
+ * file, XML) and the result with the backend's error message copied out (libvirt errors are
+ * per thread). The submitter embeds a Job first in its own struct for its context. */
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "hypervisor.h"
+#include "worker.h"
+
+typedef enum JobKind {
+        JOB_LIST,
+        JOB_SAVE,
+        JOB_SHUTDOWN,
+        JOB_DESTROY,
+        JOB_STATE,
+        JOB_PROGRESS,
+        JOB_START,
+        JOB_RESTORE,
+        JOB_CREATE,
+        JOB_SYNC_TIME,
+} JobKind;
+
+typedef struct Job {
+        JobKind kind;
+        Hypervisor *hv; /* referenced */
+        /* request */
+        char *uuid;
+        char *file;
+        char *xml;
+        bool flag;          /* bypass cache (save, start, restore); include inactive (list) */
+        guint64 retry_usec; /* JOB_LIST: how long an unreachable URI is retried */
+        /* result */
+        int r;
+        char *error;
+        GPtrArray *list; /* JOB_LIST: GuestInfo* */
+        GuestState state;
+        guint64 processed, total;
+} Job;
+
+void job_init(Job *j, JobKind kind, Hypervisor *hv, const char *uuid);
+/* The same request again (a retry), no result. */
+void job_init_copy(Job *j, const Job *from);
+/* Frees what job_init() and the run put in @j, not @j itself. */
+void job_clear(Job *j);
+/* WorkerRun: performs the call. */
+void job_run(gpointer job);
+
+/* Delay before retry number @attempt (0-based): @first_ms doubled each time, at most @max_ms. */
+guint backoff_ms(unsigned attempt, guint first_ms, guint max_ms);
