@@ -91,7 +91,7 @@ static bool group_known(const char *group)
         return false;
 }
 
-static int parse_unsigned(const char *v, unsigned max, unsigned *ret)
+int config_parse_unsigned(const char *v, unsigned max, unsigned *ret)
 {
         char *end = NULL;
         guint64 u;
@@ -282,7 +282,7 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                 *(guint64 *) field = usec;
                 return 0;
         case KEY_UNSIGNED:
-                r = parse_unsigned(value, CONFIG_COUNT_MAX, &u);
+                r = config_parse_unsigned(value, CONFIG_COUNT_MAX, &u);
                 if (r < 0) {
                         *ret_what = r == -ERANGE
                                             ? g_strdup_printf("\"%s\" is too large (at most %u)", value,

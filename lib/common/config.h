@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <glib.h>
 
-#include "plan.h"
+#include "terms.h"
 
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/guestkeeper/guestkeeper.conf"
 
@@ -49,6 +49,9 @@ int config_load(const char *path, bool must_exist, Config **ret, GPtrArray *warn
  * "500ms"; several parts are summed; no unit = seconds) up to CONFIG_SECONDS_MAX.
  * -EINVAL when it is not a span, -ERANGE when too large, -EDOM when not 0 but below 1 µs. */
 int config_parse_timespan(const char *v, guint64 *ret_usec);
+
+/* Parses plain decimal digits (no sign, unit or hex) up to @max: -EINVAL, -ERANGE. */
+int config_parse_unsigned(const char *v, unsigned max, unsigned *ret);
 
 /* Parses one file's text into @c (used by config_load and the fuzzer). @name is for messages. */
 int config_apply_data(Config *c, const char *name, const char *data, gsize len, GPtrArray *warnings,

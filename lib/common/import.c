@@ -5,7 +5,7 @@
 
 #include "macro.h"
 #include "config.h"
-#include "plan.h"
+#include "terms.h"
 
 /* The values libvirt-guests.sh gives the variables a file leaves unset. Debian's script
  * (debian/patches "Debianize-libvirt-guests", read in /usr/lib/libvirt/libvirt-guests.sh of
@@ -30,18 +30,7 @@ static const char *const import_defaults_table[_IMPORT_DEFAULTS_MAX] = {
         [IMPORT_DEFAULTS_UPSTREAM] = "upstream",
 };
 
-const char *import_defaults_to_string(ImportDefaults d)
-{
-        return d >= 0 && d < _IMPORT_DEFAULTS_MAX ? import_defaults_table[d] : NULL;
-}
-
-ImportDefaults import_defaults_from_string(const char *s)
-{
-        for (int i = 0; i < _IMPORT_DEFAULTS_MAX; i++)
-                if (streq_ptr(s, import_defaults_table[i]))
-                        return i;
-        return _IMPORT_DEFAULTS_INVALID;
-}
+DEFINE_STRING_TABLE(import_defaults, ImportDefaults, _IMPORT_DEFAULTS_MAX);
 
 ImportDefaults import_defaults_for_path(const char *path)
 {
@@ -85,16 +74,42 @@ bad:
         return NULL;
 }
 
+int import_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
+                                      Scope *ret_shutdown, Scope *ret_poweroff)
+{
+        bool suspend;
+        Scope scope;
+
+        if (streq_ptr(on_shutdown, "suspend"))
+                suspend = true;
+        else if (streq_ptr(on_shutdown, "shutdown"))
+                suspend = false;
+        else
+                return -EINVAL;
+
+        if (streq_ptr(persistent_only, "true"))
+                scope = SCOPE_PERSISTENT;
+        else if (streq_ptr(persistent_only, "false"))
+                scope = SCOPE_ALL;
+        else if (streq_ptr(persistent_only, "default"))
+                /* "default": suspend acts on persistent guests only, shutdown on all. */
+                scope = suspend ? SCOPE_PERSISTENT : SCOPE_ALL;
+        else
+                return -EINVAL;
+
+        *ret_save = suspend ? scope : SCOPE_NONE;
+        *ret_shutdown = scope;
+        *ret_poweroff = scope;
+        return 0;
+}
+
 /* A plain decimal number no larger than @max: what guestkeeper.conf accepts for the key it
- * maps to (found by fuzzing: a larger one made a config the daemon then refused). */
+ * maps to (a larger one would make a config the daemon then refuses). */
 static bool is_uint(const char *s, unsigned max)
 {
-        if (!s || !*s || strlen(s) > 10)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!g_ascii_isdigit(*p))
-                        return false;
-        return g_ascii_strtoull(s, NULL, 10) <= max;
+        unsigned u;
+
+        return config_parse_unsigned(s, max, &u) >= 0;
 }
 
 #define FAIL(...)                                                                                           \
@@ -248,7 +263,7 @@ int import_libvirt_guests(const char *name, ImportDefaults flavour, const char *
 
         if (!g_str_equal(on_boot, "start") && !g_str_equal(on_boot, "ignore"))
                 return FAIL("ON_BOOT=%s: expected start or ignore", on_boot);
-        if (plan_scopes_from_libvirt_guests(on_shutdown, persistent, &save, &shutdown, &poweroff) < 0)
+        if (import_scopes_from_libvirt_guests(on_shutdown, persistent, &save, &shutdown, &poweroff) < 0)
                 return FAIL("ON_SHUTDOWN=%s PERSISTENT_ONLY=%s: expected suspend or shutdown, and true, "
                             "false or default",
                             on_shutdown, persistent);

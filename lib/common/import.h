@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <glib.h>
 
+#include "terms.h"
+
 /* Whose libvirt-guests.sh reads the file: the values of the variables it leaves unset. */
 typedef enum ImportDefaults {
         IMPORT_DEFAULTS_DEBIAN,   /* /etc/default: Debian's patched script, ON_SHUTDOWN=shutdown */
@@ -27,3 +29,10 @@ ImportDefaults import_defaults_for_path(const char *path);
  * a value libvirt-guests itself would not accept. */
 int import_libvirt_guests(const char *name, ImportDefaults defaults, const char *text, char **ret_conf,
                           GPtrArray *notes, GPtrArray *warnings, char **ret_error);
+
+/* libvirt-guests' ON_SHUTDOWN × PERSISTENT_ONLY matrix (libvirt-guests(8)) as scopes.
+ * @on_shutdown: "suspend" or "shutdown"; @persistent_only: "true", "false" or "default".
+ * The guest that libvirt-guests leaves alone gets no step; where it acts, the same first
+ * step, with poweroff added after a graceful shutdown (libvirt-guests never forces). */
+int import_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
+                                      Scope *ret_shutdown, Scope *ret_poweroff);

@@ -40,21 +40,12 @@ void log_set_max_level(int level)
         max_level = level;
 }
 
-int log_level_from_string(const char *s)
-{
-        static const struct {
-                const char *name;
-                int level;
-        } levels[] = {
-                {"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-                {"info", LOG_INFO}, {"debug", LOG_DEBUG},
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
-                if (streq_ptr(s, levels[i].name))
-                        return levels[i].level;
-        return -EINVAL;
-}
+/* systemd's names, indexed by syslog level; the levels above err are not accepted. */
+static const char *const log_level_table[LOG_DEBUG + 1] = {
+        [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+DEFINE_STRING_TABLE(log_level, int, LOG_DEBUG + 1);
 
 int log_full(int level, int error, const LogGuest *g, const char *message_id, const char *fmt, ...)
 {

@@ -18,6 +18,7 @@ void log_setup(void);
 void log_set_max_level(int level);
 /* "err", "warning", "notice", "info", "debug" → LOG_*; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
+const char *log_level_to_string(int level);
 
 /* @g may be NULL; @message_id NULL or a 32-hex-digit MESSAGE_ID. Returns -@error if @error
  * is nonzero (so callers can "return log_…(r, …)"), else 0. */

@@ -6,7 +6,9 @@
 
 #include "job.h"
 #include "macro.h"
+#include "policy.h"
 #include "record-writer.h"
+#include "scheduler.h"
 #include "util.h"
 
 static const char *const run_kind_table[_RUN_KIND_MAX] = {
@@ -53,20 +55,19 @@ struct Guest {
         EngineGuest pub;
         Engine *engine;
         HvSlot *slot;
-        int last_step;        /* index of the last step attempted, -1 before the first */
-        int step;             /* step under way, -1 if none */
-        guint64 gen;          /* bumps at every step start; stale job results are ignored */
-        unsigned jobs;        /* jobs in flight for this guest */
-        bool stopped_seen;    /* a lifecycle event said it stopped, not by our save */
-        bool late_save_ok;    /* a save superseded by the deadline succeeded after all */
-        bool counts_save;     /* holds a save slot */
-        bool counts_shutdown; /* holds a shutdown slot */
+        int last_step;     /* index of the last step attempted, -1 before the first */
+        int step;          /* step under way, -1 if none */
+        guint64 gen;       /* bumps at every step start; stale job results are ignored */
+        unsigned jobs;     /* jobs in flight for this guest */
+        bool stopped_seen; /* a lifecycle event said it stopped, not by our save */
+        bool late_save_ok; /* a save superseded by the deadline succeeded after all */
         bool progress_supported;
         bool progress_query;
         unsigned conn_retries;
         bool retry_pending; /* a step waits to be retried after a lost connection */
         GSource *timeout;
         guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
+        GuestPolicy policy;
         RecordGuest *rec;
         /* restore */
         Outcome prior;
@@ -98,18 +99,14 @@ struct Engine {
         bool cancelled;
         bool deadline_passed;
         GPtrArray *guests; /* Guest*, run order */
-        GQueue save_queue;
-        GQueue shutdown_queue;
-        GQueue start_queue;
-        unsigned saves_active, shutdowns_active, starts_active;
-        unsigned peak_saves, peak_shutdowns, peak_starts;
+        Scheduler *sched;
         unsigned finished, done, failed;
         GPtrArray *unreachable;
         guint64 last_progress;
 
         GSource *deadline_source;
         GSource *progress_source;
-        GSource *delay_source; /* StartDelaySec between two starts */
+        GSource *wake_source; /* the scheduler's next delay (StartDelaySec) ends */
 };
 
 /* Why a JOB_STATE was asked. */
@@ -263,12 +260,7 @@ static void cancel_timeout(Guest *g)
 
 static void release_slots(Guest *g)
 {
-        Engine *e = g->engine;
-
-        if (g->counts_shutdown) {
-                g->counts_shutdown = false;
-                e->shutdowns_active--;
-        }
+        scheduler_release(g->engine->sched, g, now_usec());
 }
 
 static void guest_finish(Guest *g, Outcome o)
@@ -278,7 +270,7 @@ static void guest_finish(Guest *g, Outcome o)
         if (g->pub.finished)
                 return;
         cancel_timeout(g);
-        release_slots(g);
+        scheduler_finish(e->sched, g, now_usec());
         g->pub.finished = true;
         g->step = -1;
         g->pub.fraction = 0;
@@ -320,9 +312,6 @@ static void start_step(Guest *g, Step s)
         g->gen++;
         switch (s) {
         case STEP_SAVE:
-                g->counts_save = true;
-                e->saves_active++;
-                e->peak_saves = MAX(e->peak_saves, e->saves_active);
                 g->progress_supported = true;
                 set_outcome(g, OUTCOME_SAVING);
                 {
@@ -337,9 +326,6 @@ static void start_step(Guest *g, Step s)
                 }
                 break;
         case STEP_SHUTDOWN:
-                g->counts_shutdown = true;
-                e->shutdowns_active++;
-                e->peak_shutdowns = MAX(e->peak_shutdowns, e->shutdowns_active);
                 set_outcome(g, OUTCOME_SHUTTING_DOWN);
                 submit_guest_job(g, JOB_SHUTDOWN);
                 break;
@@ -391,44 +377,12 @@ static void advance(Guest *g)
         }
 
         g->last_step = next - 1; /* the step is chosen, it starts when a slot is free */
-        switch (next) {
-        case STEP_SAVE:
-                g_queue_push_tail(&e->save_queue, g);
-                break;
-        case STEP_SHUTDOWN:
-                g_queue_push_tail(&e->shutdown_queue, g);
-                break;
-        default:
-                start_step(g, STEP_POWEROFF);
-                return;
-        }
+        scheduler_push(e->sched, g,
+                       next == STEP_SAVE       ? SCHED_SAVE
+                       : next == STEP_SHUTDOWN ? SCHED_SHUTDOWN
+                                               : SCHED_POWEROFF,
+                       0);
         schedule(e);
-}
-
-static bool slot_free(unsigned active, unsigned cap)
-{
-        return cap == 0 || active < cap;
-}
-
-static Guest *pop_waiting(GQueue *q)
-{
-        Guest *g;
-
-        while ((g = g_queue_pop_head(q)))
-                if (!g->pub.finished && g->step < 0)
-                        return g;
-        return NULL;
-}
-
-static void schedule_preserve(Engine *e)
-{
-        Guest *g;
-
-        while (slot_free(e->saves_active, e->config.parallel_saves) && (g = pop_waiting(&e->save_queue)))
-                start_step(g, STEP_SAVE);
-        while (slot_free(e->shutdowns_active, e->config.parallel_shutdowns) &&
-               (g = pop_waiting(&e->shutdown_queue)))
-                start_step(g, STEP_SHUTDOWN);
 }
 
 static gboolean shutdown_timeout_cb(gpointer p)
@@ -439,7 +393,7 @@ static gboolean shutdown_timeout_cb(gpointer p)
         /* The event may have been lost (reconnect): ask once before escalating. */
         g_free(g->pub.error);
         g->pub.error = g_strdup_printf("did not shut down within %" G_GUINT64_FORMAT " s",
-                                       g->engine->config.shutdown_timeout_usec / USEC_PER_SEC);
+                                       g->policy.shutdown_timeout_usec / USEC_PER_SEC);
         submit_check(g, CHECK_AFTER_TIMEOUT);
         return G_SOURCE_REMOVE;
 }
@@ -454,7 +408,7 @@ static void arm_timeout(Guest *g, guint64 t)
 
 static void arm_shutdown_timeout(Guest *g)
 {
-        guint64 t = g->engine->config.shutdown_timeout_usec;
+        guint64 t = g->policy.shutdown_timeout_usec;
 
         if (g->timeout)
                 return;
@@ -477,10 +431,8 @@ static void on_save_done(Guest *g, EngineJob *j)
 {
         Engine *e = g->engine;
 
-        if (g->counts_save) {
-                g->counts_save = false;
-                e->saves_active--;
-        }
+        if (scheduler_holds(e->sched, g, SCHED_SAVE))
+                release_slots(g);
         if (g->pub.finished)
                 return;
         if (j->gen != g->gen) {
@@ -582,30 +534,11 @@ static void on_state_done(Guest *g, EngineJob *j)
 
 /* ---- restore ---- */
 
-static bool start_slot_free(Engine *e)
-{
-        if (e->config.start_delay_usec > 0)
-                return e->starts_active == 0 && !e->delay_source;
-        return slot_free(e->starts_active, e->config.parallel_starts);
-}
-
-static gboolean delay_done_cb(gpointer p)
-{
-        Engine *e = p;
-
-        g_source_unref(e->delay_source);
-        e->delay_source = NULL;
-        schedule(e);
-        return G_SOURCE_REMOVE;
-}
-
 static void start_restore(Guest *g)
 {
         Engine *e = g->engine;
         EngineJob *j;
 
-        e->starts_active++;
-        e->peak_starts = MAX(e->peak_starts, e->starts_active);
         g->gen++;
         g->step = 0;
         set_outcome(g, OUTCOME_RESTORING);
@@ -622,7 +555,7 @@ static void start_restore(Guest *g)
                 j = job_new(e, JOB_CREATE, g, NULL);
                 j->job.xml = g_strdup(g->xml);
         } else {
-                e->starts_active--;
+                scheduler_release(e->sched, g, 0); /* never started: no delay after it */
                 guest_set_error(g, "transient guest without save file or XML: cannot be re-created", NULL);
                 say(e, ENGINE_LEVEL_ERR, g, NULL, "%s: %s", g->pub.name, g->pub.error);
                 guest_finish(g, OUTCOME_FAILED);
@@ -632,24 +565,11 @@ static void start_restore(Guest *g)
         note_progress(e);
 }
 
-static void schedule_restore(Engine *e)
-{
-        Guest *g;
-
-        while (start_slot_free(e) && (g = pop_waiting(&e->start_queue)))
-                start_restore(g);
-}
-
 static void on_start_done(Guest *g, EngineJob *j)
 {
         Engine *e = g->engine;
 
-        e->starts_active--;
-        if (e->config.start_delay_usec > 0 && !e->delay_source) {
-                e->delay_source = g_timeout_source_new((guint) (e->config.start_delay_usec / USEC_PER_MSEC));
-                g_source_set_callback(e->delay_source, delay_done_cb, e, NULL);
-                g_source_attach(e->delay_source, NULL);
-        }
+        release_slots(g); /* a StartDelaySec starts now */
         if (g->pub.finished)
                 return;
         if (j->job.r >= 0) {
@@ -668,14 +588,48 @@ static void on_start_done(Guest *g, EngineJob *j)
 
 /* ---- run ---- */
 
+static gboolean wake_cb(gpointer p)
+{
+        Engine *e = p;
+
+        g_clear_pointer(&e->wake_source, g_source_unref);
+        schedule(e);
+        return G_SOURCE_REMOVE;
+}
+
+/* Starts every step the scheduler allows now; wakes up when a delay ends. */
 static void schedule(Engine *e)
 {
+        guint64 now, at;
+        SchedKind k;
+        Guest *g;
+
         if (e->phase != PHASE_RUNNING)
                 return;
-        if (e->kind == RUN_PRESERVE)
-                schedule_preserve(e);
-        else
-                schedule_restore(e);
+        while ((g = scheduler_pop(e->sched, now_usec(), &k)))
+                switch (k) {
+                case SCHED_SAVE:
+                        start_step(g, STEP_SAVE);
+                        break;
+                case SCHED_SHUTDOWN:
+                        start_step(g, STEP_SHUTDOWN);
+                        break;
+                case SCHED_POWEROFF:
+                        start_step(g, STEP_POWEROFF);
+                        break;
+                case SCHED_START:
+                        start_restore(g);
+                        break;
+                default:
+                        g_assert_not_reached();
+                }
+        at = scheduler_wake_at(e->sched);
+        now = now_usec();
+        if (at > now && !e->wake_source) {
+                e->wake_source = g_timeout_source_new((guint) MAX(1, (at - now + 999) / USEC_PER_MSEC));
+                g_source_set_callback(e->wake_source, wake_cb, e, NULL);
+                g_source_attach(e->wake_source, NULL);
+        }
 }
 
 static void maybe_finish_run(Engine *e)
@@ -694,6 +648,7 @@ static gboolean deadline_cb(gpointer p)
 
         e->deadline_source = NULL;
         e->deadline_passed = true;
+        scheduler_open_all(e->sched);
         say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
             "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
             e->config.deadline_usec / USEC_PER_SEC);
@@ -942,6 +897,7 @@ static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *n
         g->step = -1;
         g_ptr_array_add(e->guests, g);
         g_hash_table_insert(slot->guests, g->pub.uuid, g);
+        scheduler_add(e->sched, g, false, 0);
         return g;
 }
 
@@ -969,7 +925,8 @@ static void begin_preserve(Engine *e)
                                 continue;
                         g = guest_new(e, slot, info->uuid, info->name, info->persistent);
                         g->pub.memory_kib = info->memory_kib;
-                        g->pub.steps = plan_steps(&e->config, info->persistent);
+                        policy_for_guest(&e->config, info->name, info->persistent, &g->policy);
+                        g->pub.steps = g->policy.steps;
                         /* A guest enters the record before anything is done to it. */
                         g->rec = record_put(e->record, slot->uri, info->uuid, info->name, info->persistent);
                         g->rec->steps = g->pub.steps;
@@ -1090,7 +1047,7 @@ static void engine_go(Engine *e)
                 if (e->cancelled)
                         cancel_guest(g); /* cancelled while listing: a cancel is a cancel */
                 else
-                        g_queue_push_tail(&e->start_queue, g);
+                        scheduler_push(e->sched, g, SCHED_START, e->config.start_delay_usec);
         }
         schedule(e);
         maybe_finish_run(e);
@@ -1122,9 +1079,10 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->userdata = userdata;
         e->guests = g_ptr_array_new();
         e->unreachable = g_ptr_array_new_with_free_func(g_free);
-        g_queue_init(&e->save_queue);
-        g_queue_init(&e->shutdown_queue);
-        g_queue_init(&e->start_queue);
+        e->sched = scheduler_new(e->kind == RUN_RESTORE);
+        scheduler_set_cap(e->sched, SCHED_SAVE, e->config.parallel_saves);
+        scheduler_set_cap(e->sched, SCHED_SHUTDOWN, e->config.parallel_shutdowns);
+        scheduler_set_cap(e->sched, SCHED_START, e->config.parallel_starts);
 
         e->n_slots = n_hvs;
         e->slots = g_new0(HvSlot, n_hvs);
@@ -1158,9 +1116,9 @@ static void engine_stop_sources(Engine *e)
 {
         g_clear_pointer(&e->deadline_source, g_source_destroy);
         g_clear_pointer(&e->progress_source, g_source_destroy);
-        if (e->delay_source) {
-                g_source_destroy(e->delay_source);
-                g_clear_pointer(&e->delay_source, g_source_unref);
+        if (e->wake_source) {
+                g_source_destroy(e->wake_source);
+                g_clear_pointer(&e->wake_source, g_source_unref);
         }
         for (guint i = 0; i < e->guests->len; i++)
                 cancel_timeout(e->guests->pdata[i]);
@@ -1193,9 +1151,7 @@ Engine *engine_unref(Engine *e)
                 guest_free(e->guests->pdata[i]);
         g_ptr_array_unref(e->guests);
         g_ptr_array_unref(e->unreachable);
-        g_queue_clear(&e->save_queue);
-        g_queue_clear(&e->shutdown_queue);
-        g_queue_clear(&e->start_queue);
+        scheduler_free(e->sched);
         g_strfreev(e->config_uris);
         g_free(e->save_dir);
         g_free(e);
@@ -1259,7 +1215,7 @@ void engine_cancel(Engine *e)
 
                 if (!g->pub.finished && g->step < 0)
                         cancel_guest(g);
-                else if (g->step == STEP_SHUTDOWN && !g->timeout && e->config.shutdown_timeout_usec == 0)
+                else if (g->step == STEP_SHUTDOWN && !g->timeout && g->policy.shutdown_timeout_usec == 0)
                         arm_timeout(g, CANCEL_WAIT_MAX_USEC);
         }
         maybe_finish_run(e);
@@ -1337,11 +1293,11 @@ GPtrArray *engine_unreachable(Engine *e)
 void engine_peaks(Engine *e, unsigned *ret_saves, unsigned *ret_shutdowns, unsigned *ret_starts)
 {
         if (ret_saves)
-                *ret_saves = e->peak_saves;
+                *ret_saves = scheduler_peak(e->sched, SCHED_SAVE);
         if (ret_shutdowns)
-                *ret_shutdowns = e->peak_shutdowns;
+                *ret_shutdowns = scheduler_peak(e->sched, SCHED_SHUTDOWN);
         if (ret_starts)
-                *ret_starts = e->peak_starts;
+                *ret_starts = scheduler_peak(e->sched, SCHED_START);
 }
 
 RunSummary *engine_summarize(Engine *e)

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <glib.h>
 
-#include "plan.h"
+#include "terms.h"
 
 #define RECORD_VERSION 1
 

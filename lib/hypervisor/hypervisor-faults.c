@@ -11,23 +11,17 @@ typedef struct FaultHypervisor {
 
 #define FH(h) ((FaultHypervisor *) (h))
 
+/* Indexed by bit: FAULT_SAVE_FAILS is 1 << 0, and so on. */
+static const char *const fault_table[] = {
+        "save-fails", "ignore-shutdown", "destroy-fails", "start-fails",
+        "slow-save",  "late-stop",       "slow-start",
+};
+
 int fault_from_string(const char *s)
 {
-        if (streq_ptr(s, "save-fails"))
-                return FAULT_SAVE_FAILS;
-        if (streq_ptr(s, "ignore-shutdown"))
-                return FAULT_IGNORE_SHUTDOWN;
-        if (streq_ptr(s, "destroy-fails"))
-                return FAULT_DESTROY_FAILS;
-        if (streq_ptr(s, "start-fails"))
-                return FAULT_START_FAILS;
-        if (streq_ptr(s, "slow-save"))
-                return FAULT_SLOW_SAVE;
-        if (streq_ptr(s, "late-stop"))
-                return FAULT_LATE_STOP;
-        if (streq_ptr(s, "slow-start"))
-                return FAULT_SLOW_START;
-        return -EINVAL;
+        int i = string_table_lookup(fault_table, ELEMENTSOF(fault_table), s);
+
+        return i < 0 ? i : 1 << i;
 }
 
 static unsigned faults_of(Hypervisor *h, const char *uuid)

@@ -11,6 +11,7 @@
 #include "hypervisor.h"
 #include "log.h"
 #include "macro.h"
+#include "policy.h"
 #include "unit-state.h"
 #include "util.h"
 
@@ -19,11 +20,7 @@ static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
         [MANAGER_PRESERVING] = "preserving", [MANAGER_PRESERVED] = "preserved",
         [MANAGER_RESTORING] = "restoring",   [MANAGER_STOPPING] = "stopping",
 };
-
-const char *manager_state_to_string(ManagerState s)
-{
-        return s >= 0 && s < _MANAGER_STATE_MAX ? manager_state_table[s] : NULL;
-}
+DEFINE_STRING_TABLE(manager_state, ManagerState, _MANAGER_STATE_MAX);
 
 /* Keepalives (CONTRACT.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while the run will
  * end by itself: before DeadlineSec is spent (the deadline bounds every step), or while it
@@ -989,7 +986,11 @@ GPtrArray *manager_plan(Manager *m)
                         r->uuid = g_strdup(g->uuid);
                         r->name = g_strdup(g->name);
                         r->persistent = g->persistent;
-                        r->steps = steps_to_string(plan_steps(m->config, g->persistent));
+                        {
+                                GuestPolicy p;
+                                policy_for_guest(m->config, g->name, g->persistent, &p);
+                                r->steps = steps_to_string(p.steps);
+                        }
                         g_ptr_array_add(rows, r);
                 }
         }

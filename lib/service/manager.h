@@ -28,6 +28,7 @@ typedef enum ManagerState {
 } ManagerState;
 
 const char *manager_state_to_string(ManagerState s);
+ManagerState manager_state_from_string(const char *s);
 
 typedef struct Watched Watched;
 

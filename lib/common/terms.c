@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "plan.h"
+#include "terms.h"
 
 #include <glib.h>
 
-#include "config.h"
 #include "macro.h"
 
 static const char *const scope_table[_SCOPE_MAX] = {
@@ -88,46 +87,4 @@ bool outcome_is_stopped(Outcome o)
 bool outcome_is_in_flight(Outcome o)
 {
         return o == OUTCOME_SAVING || o == OUTCOME_SHUTTING_DOWN || o == OUTCOME_RESTORING;
-}
-
-unsigned plan_steps(const Config *c, bool persistent)
-{
-        unsigned mask = 0;
-
-        if (scope_includes(c->save, persistent))
-                mask |= STEP_MASK(STEP_SAVE);
-        if (scope_includes(c->shutdown, persistent))
-                mask |= STEP_MASK(STEP_SHUTDOWN);
-        if (scope_includes(c->poweroff, persistent))
-                mask |= STEP_MASK(STEP_POWEROFF);
-        return mask;
-}
-
-int plan_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
-                                    Scope *ret_shutdown, Scope *ret_poweroff)
-{
-        bool suspend;
-        Scope scope;
-
-        if (streq_ptr(on_shutdown, "suspend"))
-                suspend = true;
-        else if (streq_ptr(on_shutdown, "shutdown"))
-                suspend = false;
-        else
-                return -EINVAL;
-
-        if (streq_ptr(persistent_only, "true"))
-                scope = SCOPE_PERSISTENT;
-        else if (streq_ptr(persistent_only, "false"))
-                scope = SCOPE_ALL;
-        else if (streq_ptr(persistent_only, "default"))
-                /* "default": suspend acts on persistent guests only, shutdown on all. */
-                scope = suspend ? SCOPE_PERSISTENT : SCOPE_ALL;
-        else
-                return -EINVAL;
-
-        *ret_save = suspend ? scope : SCOPE_NONE;
-        *ret_shutdown = scope;
-        *ret_poweroff = scope;
-        return 0;
 }

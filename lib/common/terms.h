@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Who gets which steps: pure functions over the config, no I/O. The strings of these
- * tables are the values users see in the config, the record and on D-Bus. */
+/* The words of guestkeeper: enums whose strings are the values users see in the config, the
+ * record and on D-Bus. One idiom: a table, name_to_string() and name_from_string(). */
 
 #include <stdbool.h>
 #include <errno.h>
@@ -61,15 +61,3 @@ Outcome outcome_from_string(const char *s);
 bool outcome_is_stopped(Outcome o);
 /* Step under way: the guest may or may not have stopped (daemon died in the middle). */
 bool outcome_is_in_flight(Outcome o);
-
-typedef struct Config Config;
-
-/* libvirt-guests' ON_SHUTDOWN × PERSISTENT_ONLY matrix (libvirt-guests(8)) as scopes.
- * @on_shutdown: "suspend" or "shutdown"; @persistent_only: "true", "false" or "default".
- * The guest that libvirt-guests leaves alone gets no step; where it acts, the same first
- * step, with poweroff added after a graceful shutdown (libvirt-guests never forces). */
-int plan_scopes_from_libvirt_guests(const char *on_shutdown, const char *persistent_only, Scope *ret_save,
-                                    Scope *ret_shutdown, Scope *ret_poweroff);
-
-/* The steps a guest gets under this config. */
-unsigned plan_steps(const Config *c, bool persistent);
