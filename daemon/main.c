@@ -69,7 +69,7 @@ int main(int argc, char **argv)
         setlocale(LC_ALL, "");
         /* A write to a libvirtd that just died raises SIGPIPE in a worker; libvirt wants its
          * clients to ignore it (systemd's IgnoreSIGPIPE=yes does it for the unit, but not when
-         * run by hand). Found by the libvirtd-restart test under valgrind. */
+         * run by hand). */
         signal(SIGPIPE, SIG_IGN);
         log_setup();
         while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) >= 0)

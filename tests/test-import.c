@@ -164,7 +164,6 @@ END_TEST
 
 START_TEST(test_blank_uris_mean_default)
 {
-        /* found by fuzz-import */
         g_autoptr(Config) c = import_and_load("URIS=\"\t \"\n", NULL);
 
         ck_assert_str_eq(c->uris[0], "default");

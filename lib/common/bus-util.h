@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* g_autoptr() for libsystemd types (STYLE.md: one memory idiom). */
+/* g_autoptr() for libsystemd types (one memory idiom in the tree). */
 
 #include <glib.h>
 #include <systemd/sd-bus.h>

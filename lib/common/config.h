@@ -17,7 +17,7 @@
  * longer than that is cut short by the host powering off. */
 #define CONFIG_POWEROFF_JOB_TIMEOUT_SEC (30u * 60u)
 
-/* The parsed configuration: a plain struct, every key of CONTRACT.md. Times in µs. */
+/* The parsed configuration: a plain struct, every key of guestkeeper.conf(5). Times in µs. */
 typedef struct Config {
         char **uris; /* "default" kept as is: the hypervisor layer resolves it */
         Scope save;

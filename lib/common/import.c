@@ -287,7 +287,7 @@ int import_libvirt_guests(const char *name, ImportDefaults flavour, const char *
                                name, flavour == IMPORT_DEFAULTS_DEBIAN ? "Debian" : "upstream libvirt");
         {
                 /* As guestkeeper.conf reads it: blank-separated, none at all = libvirt's
-                 * default (found by fuzzing: URIS="<tab>" made a config the daemon refused). */
+                 * default (URIS="<tab>" would make a config the daemon refuses). */
                 g_auto(GStrv) parts = g_strsplit_set(uris, " \t\r\v\f", -1);
                 GString *list = g_string_new(NULL);
 

@@ -2,7 +2,8 @@
 #pragma once
 
 /* Reads a libvirt-guests configuration (/etc/default/libvirt-guests, shell variable syntax)
- * and writes the equivalent guestkeeper.conf (CONTRACT.md's mapping). Pure: no I/O. */
+ * and writes the equivalent guestkeeper.conf (the mapping of guestkeeper.conf(5), docs/migration.md). Pure:
+ * no I/O. */
 
 #include <errno.h>
 #include <glib.h>

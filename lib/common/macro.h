@@ -2,7 +2,7 @@
 #pragma once
 
 /* The handful of helpers the tree needs. Deliberately not a copy of systemd's macro.h
- * (STYLE.md, pitfall 5): only what is used here. */
+ * (a copy drifts from its source): only what is used here. */
 
 #include <errno.h>
 #include <stdbool.h>

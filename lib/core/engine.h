@@ -2,7 +2,7 @@
 #pragma once
 
 /* One run over the guests of all configured URIs: a preserve run (the escalation
- * save → shutdown → poweroff of CONTRACT.md) or a restore run (start what the record lists
+ * save → shutdown → poweroff of guestkeeperd(8)) or a restore run (start what the record lists
  * as stopped by us).
  *
  * The engine lives on one main context and never blocks it: every hypervisor call is a

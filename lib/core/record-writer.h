@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Group commits of a Record (STYLE.md, pitfall 9). The record is serialized on the main
- * context and written by one dedicated thread, one write at a time; changes that arrive while
- * a write is in flight go into the next one. A requested write runs from an idle source just
- * below the worker results (G_PRIORITY_DEFAULT), so the outcomes ready in one main-loop turn
- * share a write even when none is in flight. fsync never runs on the main context. */
+/* Group commits of a Record (one durable write costs ~1 ms: a write per outcome for 1000 guests is over a
+ * second). The record is serialized on the main context and written by one dedicated thread, one write at a
+ * time; changes that arrive while a write is in flight go into the next one. A requested write runs from an
+ * idle source just below the worker results (G_PRIORITY_DEFAULT), so the outcomes ready in one main-loop
+ * turn share a write even when none is in flight. fsync never runs on the main context. */
 
 #include <stdbool.h>
 #include <glib.h>

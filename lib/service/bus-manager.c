@@ -12,7 +12,7 @@
 #define OBJECT_PATH "/org/guestkeeper1"
 #define INTERFACE   "org.guestkeeper1.Manager"
 
-/* The daemon checks the caller itself (CONTRACT.md): a permissive bus policy is not enough
+/* The daemon checks the caller itself (org.guestkeeper1(5)): a permissive bus policy is not enough
  * to change anything. Root only. */
 static int check_root(sd_bus_message *msg, sd_bus_error *error)
 {

@@ -22,8 +22,8 @@ static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
 };
 DEFINE_STRING_TABLE(manager_state, ManagerState, _MANAGER_STATE_MAX);
 
-/* Keepalives (CONTRACT.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while the run will
- * end by itself: before DeadlineSec is spent (the deadline bounds every step), or while it
+/* Keepalives (guestkeeperd(8), docs/architecture.md): EXTEND_TIMEOUT_USEC of 30 s, re-sent every 10 s while
+ * the run will end by itself: before DeadlineSec is spent (the deadline bounds every step), or while it
  * moves or waits on a bounded timer. Never past DeadlineSec plus the time the deadline's
  * poweroffs and the last record write need. A run with nothing bounded left is hung: the
  * keepalives stop and systemd's stop timeout ends it. */

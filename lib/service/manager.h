@@ -2,7 +2,7 @@
 #pragma once
 
 /* The daemon's core: owns the state, the hypervisors, the record, the current run, logind
- * and the bus; decides when to preserve and restore (CONTRACT.md, "Stopping"). Main thread
+ * and the bus; decides when to preserve and restore (guestkeeperd(8), "Stopping"). Main thread
  * only. The D-Bus glue (bus-manager.c) reads the fields below. */
 
 #include <stdbool.h>

@@ -22,7 +22,7 @@ def image_dir():
 
 
 def kvm_usable():
-    """TESTBED: /dev/kvm here cannot run ordinary guests. We always use TCG; this only
+    """/dev/kvm here cannot run ordinary guests. We always use TCG; this only
     reports what the machine has, for the logs."""
     return os.path.exists('/dev/kvm')
 

@@ -90,7 +90,7 @@ class E2E(unittest.TestCase):
         return os.path.join(self.libvirtd.dir, 'lib', 'qemu', 'save', f'{name}.save')
 
     def test_hung_uri_next_to_real_guests(self):
-        """Issue 10 item 3 on real guests: one URI accepts and never answers (a hung libvirtd);
+        """On real guests: one URI accepts and never answers (a hung libvirtd);
         the bus stays fast the whole time and the other URI's real guests are preserved."""
         from test_safety import SilentServer
         silent = SilentServer(os.path.join(self.wd.path, 'silent-sock'))

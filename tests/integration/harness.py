@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Test harness for guestkeeperd: a private system bus, dbusmock's logind, a NOTIFY_SOCKET
-listener, a private libvirtd (its own mount namespace, TESTBED.md) and the built daemon.
+listener, a private libvirtd (its own mount namespace, docs/testing.md) and the built daemon.
 
 Everything is started per test case and stopped by PID in cleanups, also when a test fails.
 Waiting is on conditions (a datagram, a signal, a socket), each with a generous timeout."""

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Faults a host shutdown must survive (issue 6), on libvirt's test driver via a private
+"""Faults a host shutdown must survive, on libvirt's test driver via a private
 libvirtd. Each asserts what a user checks afterwards: libvirt's view of every guest, the
 record, the D-Bus state, exit codes. (Real-guest faults: tests/e2e.)"""
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Paths that lost or froze guests on a real host (issue 10): a libvirtd that never answers,
+"""Paths that lost or froze guests on a real host: a libvirtd that never answers,
 cancelled shutdowns and restores, an unreadable record, the SIGTERM decision without the
 bus, a reload racing a list. Same set-up as test_daemon: a private bus, dbusmock's logind, a
 notify socket and a private libvirtd serving the test driver."""
@@ -114,7 +114,7 @@ class SafetyTest(Base):
         return worst
 
     def test_hung_uri_never_blocks_the_bus_or_the_run(self):
-        """Issue 10 item 3: a URI that accepts and never answers, next to a working one."""
+        """A URI that accepts and never answers, next to a working one."""
         silent = SilentServer(os.path.join(self.wd.path, 'silent-sock'))
         self.addCleanup(silent.hang_up)
         for n in ('a', 'b'):

@@ -278,7 +278,7 @@ class SystemTest(unittest.TestCase):
         self.assert_resumed(r, GUESTS)
 
     def test_switch_from_libvirt_guests(self):
-        """Issue 10 items 1 and 2. libvirt-guests.service enabled and active as Debian ships it
+        """libvirt-guests.service enabled and active as Debian ships it
         (ON_SHUTDOWN=shutdown), a guest running; a local user's busctl while guestkeeper is
         disabled; then the README's commands. No guest is touched, guestkeeper ends active,
         and the next poweroff is handled once, by guestkeeper."""
@@ -375,7 +375,7 @@ class SystemTest(unittest.TestCase):
         self.assert_resumed(r, guests)
 
     def test_hung_libvirtd_during_the_shutdown(self):
-        """Issue 10 item 4: libvirtd stops answering for 40 s (SIGSTOP, then SIGCONT) in the
+        """libvirtd stops answering for 40 s (SIGSTOP, then SIGCONT) in the
         middle of the saves of a real `systemctl poweroff`, with TimeoutStopSec=1: the
         keepalives carry the unit (the run is bounded by DeadlineSec), the guests end saved,
         the next boot resumes them."""
