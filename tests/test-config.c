@@ -45,6 +45,10 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(c->start_delay_usec, 0);
         ck_assert_uint_eq(c->parallel_starts, 4);
         ck_assert(!c->sync_time);
+        ck_assert_uint_eq(c->shutdown_mode, SHUTDOWN_MODE_ACPI);
+        ck_assert_uint_eq(c->shutdown_repeat_usec, 5 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->agent_timeout_usec, 60 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->guest_sections->len, 0);
 }
 END_TEST
 
@@ -134,6 +138,17 @@ static const struct {
          "\"abc\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
         {"Boot", "ParallelStarts", "1000000", "\"1000000\" is too large (at most 100000)"},
         {"Boot", "SyncTime", "y e s", "\"y e s\" is not a boolean (yes/no)"},
+        {"Shutdown", "ShutdownMode", "serial", "\"serial\" is not one of acpi, agent, agent,acpi"},
+        {"Shutdown", "ShutdownRepeatSec", "often",
+         "\"often\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
+        {"Boot", "AgentTimeoutSec", "-5",
+         "\"-5\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
+        {"Guest web-*", "Action", "hibernate", "\"hibernate\" is not one of save, shutdown, poweroff, skip"},
+        {"Guest web-*", "Order", "1e3", "\"1e3\" is not an integer from -100000 to 100000"},
+        {"Guest web-*", "Order", "100001", "\"100001\" is not an integer from -100000 to 100000"},
+        {"Guest web-*", "ShutdownMode", "agent,", "\"agent,\" is not one of acpi, agent, agent,acpi"},
+        {"Guest db", "StartDelaySec", "soon",
+         "\"soon\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
 };
 
 START_TEST(test_bad_value)
@@ -302,6 +317,62 @@ START_TEST(test_unknown_keys_warn)
 }
 END_TEST
 
+/* [Guest GLOB] sections: in the order read, drop-ins after the main file; the new global keys. */
+START_TEST(test_guest_sections)
+{
+        g_autofree char *p = file_in("g.conf", "[Shutdown]\nShutdownMode=agent,acpi\nShutdownRepeatSec=2s\n"
+                                               "[Boot]\nAgentTimeoutSec=30\n"
+                                               "[Guest web-*]\nAction=shutdown\nOrder=-20\nColour=red\n"
+                                               "[Guest  db?]\nShutdownTimeoutSec=2min\nStartDelaySec=15\n");
+        g_autofree char *d = g_build_filename(dir, "g.conf.d", NULL);
+        g_autofree char *drop = NULL, *w = NULL;
+        g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(Config) c = NULL, copy = NULL;
+        g_autofree char *err = NULL;
+        const GuestSection *s;
+
+        ck_assert_int_eq(g_mkdir(d, 0755), 0);
+        drop = file_in("g.conf.d/10.conf", "[Guest web-*]\nShutdownMode=acpi\n");
+        ck_assert_int_eq(config_load(p, true, &c, warnings, &err), 0);
+        ck_assert_uint_eq(c->shutdown_mode, SHUTDOWN_MODE_AGENT | SHUTDOWN_MODE_ACPI);
+        ck_assert_uint_eq(c->shutdown_repeat_usec, 2 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->agent_timeout_usec, 30 * USEC_PER_SEC);
+        ck_assert_uint_eq(c->guest_sections->len, 3);
+        s = c->guest_sections->pdata[0];
+        ck_assert_str_eq(s->name, "Guest web-*");
+        ck_assert_str_eq(s->glob, "web-*");
+        ck_assert_uint_eq(s->settings.set, (1u << GUEST_KEY_ACTION) | (1u << GUEST_KEY_ORDER));
+        ck_assert_int_eq(s->settings.action, ACTION_SHUTDOWN);
+        ck_assert_int_eq(s->settings.order, -20);
+        s = c->guest_sections->pdata[1];
+        ck_assert_str_eq(s->glob, "db?");
+        ck_assert_uint_eq(s->settings.shutdown_timeout_usec, 120 * USEC_PER_SEC);
+        s = c->guest_sections->pdata[2];
+        ck_assert_str_eq(s->glob, "web-*");
+        ck_assert_uint_eq(s->settings.set, 1u << GUEST_KEY_SHUTDOWN_MODE);
+        w = g_strdup_printf("%s: [Guest web-*] Colour: unknown key, ignored", p);
+        ck_assert_uint_eq(warnings->len, 1);
+        ck_assert_str_eq(warnings->pdata[0], w);
+
+        copy = config_copy(c);
+        ck_assert_uint_eq(copy->guest_sections->len, 3);
+        ck_assert_str_eq(((GuestSection *) copy->guest_sections->pdata[1])->glob, "db?");
+}
+END_TEST
+
+START_TEST(test_guest_section_needs_pattern)
+{
+        g_autofree char *p = file_in("g.conf", "[Guest]\nAction=skip\n");
+        g_autofree char *expect = NULL;
+        g_autoptr(Config) c = NULL;
+        g_autofree char *err = NULL;
+
+        expect = g_strdup_printf("%s: [Guest]: needs a pattern of guest names, e.g. [Guest web-*]", p);
+        ck_assert_int_eq(config_load(p, true, &c, NULL, &err), -EINVAL);
+        ck_assert_str_eq(err, expect);
+}
+END_TEST
+
 START_TEST(test_dropins_lexical_later_wins)
 {
         g_autofree char *p = file_in("gk.conf", "[Shutdown]\nSave=none\nParallelSaves=3\n");
@@ -367,6 +438,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_deadline_beyond_poweroff_target_warns);
         tcase_add_test(tc, test_syntax_error);
         tcase_add_test(tc, test_unknown_keys_warn);
+        tcase_add_test(tc, test_guest_sections);
+        tcase_add_test(tc, test_guest_section_needs_pattern);
         tcase_add_test(tc, test_dropins_lexical_later_wins);
         tcase_add_test(tc, test_dropin_error_names_dropin);
         tcase_add_test(tc, test_dropins_without_main_file);

@@ -18,6 +18,7 @@ typedef struct Run {
         bool finished;
         unsigned changes;
         GPtrArray *messages;
+        GPtrArray *events; /* "name outcome" at each step start and outcome, in order */
         /* cancel when this guest starts its save */
         const char *cancel_on_saving;
 } Run;
@@ -49,6 +50,9 @@ static void on_changed(Engine *e, const EngineGuest *g, void *ud)
         Run *run = ud;
 
         run->changes++;
+        if (g->outcome != OUTCOME_NONE || g->finished)
+                g_ptr_array_add(run->events,
+                                g_strdup_printf("%s %s", g->name, outcome_to_string(g->outcome)));
         if (run->cancel_on_saving && g->outcome == OUTCOME_SAVING &&
             streq_ptr(g->name, run->cancel_on_saving))
                 engine_cancel(e);
@@ -86,6 +90,7 @@ static Run *run_new(RunKind kind, Hypervisor **hvs, guint n)
         };
 
         run->messages = g_ptr_array_new_with_free_func(g_free);
+        run->events = g_ptr_array_new_with_free_func(g_free);
         run->e = engine_new(&o, hvs, n, workers, record, &callbacks, run);
         return run;
 }
@@ -94,6 +99,7 @@ static void run_free(Run *run)
 {
         engine_unref(run->e);
         g_ptr_array_unref(run->messages);
+        g_ptr_array_unref(run->events);
         g_free(run);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Run, run_free);
@@ -145,6 +151,21 @@ static void add(const char *name, bool persistent)
 }
 
 #define ADD(...) fake_add_guest(hv, &(FakeGuestSpec){__VA_ARGS__})
+
+/* Position of the first event "name outcome" (outcome "" = any), -1 if none. */
+static int event_at(Run *run, const char *name, const char *outcome)
+{
+        g_autofree char *prefix = g_strdup_printf("%s ", name);
+
+        for (guint i = 0; i < run->events->len; i++) {
+                const char *ev = run->events->pdata[i];
+                if (g_str_has_prefix(ev, prefix) && (!*outcome || streq_ptr(ev + strlen(prefix), outcome)))
+                        return (int) i;
+        }
+        return -1;
+}
+
+#define META(body) "<gk:guest xmlns:gk=\"https://guestkeeper.org/xmlns/guest/1\">" body "</gk:guest>"
 
 /* ---- preserve ---- */
 
@@ -493,6 +514,131 @@ END_TEST
 
 /* ---- restore ---- */
 
+/* Three groups: no order first, then 20, then 10; a group begins only when every guest of the
+ * group before has its outcome, whatever the caps. */
+START_TEST(test_order_groups_at_shutdown)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->parallel_saves = 0;
+        ADD(.name = "storage", .persistent = true, .save_ms = 50,
+            .metadata = META("<gk:order>10</gk:order>"));
+        ADD(.name = "app1", .persistent = true, .save_ms = 100, .metadata = META("<gk:order>20</gk:order>"));
+        ADD(.name = "app2", .persistent = true, .save_ms = 30, .metadata = META("<gk:order>20</gk:order>"));
+        ADD(.name = "loose", .persistent = true, .save_ms = 80);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_lt(event_at(run, "loose", "saved"), event_at(run, "app1", "saving"));
+        ck_assert_int_lt(event_at(run, "loose", "saved"), event_at(run, "app2", "saving"));
+        ck_assert_int_lt(event_at(run, "app1", "saved"), event_at(run, "storage", "saving"));
+        ck_assert_int_lt(event_at(run, "app2", "saved"), event_at(run, "storage", "saving"));
+        /* Within a group the caps apply: both of 20 saved side by side. */
+        ck_assert_int_lt(event_at(run, "app2", "saving"), event_at(run, "app1", "saved"));
+        ck_assert_int_eq(guest(run, "storage")->outcome, OUTCOME_SAVED);
+}
+END_TEST
+
+/* The deadline powers off every remaining guest of every group at once. */
+START_TEST(test_deadline_reaches_every_group)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->deadline_usec = 200 * USEC_PER_MSEC;
+        ADD(.name = "first", .persistent = true, .ignore_shutdown = true);
+        ADD(.name = "last", .persistent = true, .metadata = META("<gk:order>1</gk:order>"));
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "first")->outcome, OUTCOME_POWEROFF);
+        ck_assert_int_eq(guest(run, "last")->outcome, OUTCOME_POWEROFF);
+        ck_assert_uint_eq(fake_calls(hv, "last", FAKE_SHUTDOWN), 0);
+}
+END_TEST
+
+/* skip: untouched, not in the record; metadata beats a config section; bad metadata falls back. */
+START_TEST(test_skip_and_precedence)
+{
+        g_autoptr(Run) run = NULL;
+        g_autofree char *error = NULL;
+        const char *conf = "[Guest keep-*]\nAction=skip\n[Guest web-*]\nAction=poweroff\n";
+
+        ck_assert_int_ge(config_apply_data(config, "t.conf", conf, strlen(conf), NULL, &error), 0);
+        add("keep-me", true);
+        ADD(.name = "keep-but", .persistent = true, .metadata = META("<gk:action>save</gk:action>"));
+        add("web-1", true);
+        ADD(.name = "web-2", .persistent = true, .metadata = META("<gk:action>sav</gk:action>"));
+        run = run_to_end(RUN_PRESERVE);
+        {
+                g_autoptr(GPtrArray) gs = engine_guests(run->e);
+                ck_assert_uint_eq(gs->len, 3);
+        }
+        ck_assert_int_eq(fake_guest_state(hv, "keep-me"), GUEST_STATE_RUNNING);
+        ck_assert_uint_eq(fake_calls(hv, "keep-me", FAKE_SAVE) + fake_calls(hv, "keep-me", FAKE_SHUTDOWN) +
+                                  fake_calls(hv, "keep-me", FAKE_DESTROY),
+                          0);
+        ck_assert_ptr_null(recorded("keep-me"));
+        ck_assert_int_eq(guest(run, "keep-but")->outcome, OUTCOME_SAVED);
+        ck_assert_int_eq(guest(run, "web-1")->outcome, OUTCOME_POWEROFF);
+        ck_assert_uint_eq(recorded("web-1")->steps, STEP_MASK(STEP_POWEROFF));
+        /* Malformed metadata: reported, and the section applies. */
+        ck_assert_int_eq(guest(run, "web-2")->outcome, OUTCOME_POWEROFF);
+        ck_assert(testlib_has_message(run->messages, "web-2: malformed guestkeeper metadata"));
+}
+END_TEST
+
+/* ShutdownMode reaches the backend; agent alone without an agent fails over to poweroff, and
+ * agent,acpi falls back to the button. */
+START_TEST(test_shutdown_modes)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 2 * USEC_PER_SEC;
+        ADD(.name = "agent", .persistent = true, .agent = true, .shutdown_ms = 5,
+            .metadata = META("<gk:shutdown-mode>agent</gk:shutdown-mode>"));
+        ADD(.name = "noagent", .persistent = true, .shutdown_ms = 5,
+            .metadata = META("<gk:shutdown-mode>agent</gk:shutdown-mode>"));
+        ADD(.name = "both", .persistent = true, .shutdown_ms = 5,
+            .metadata = META("<gk:shutdown-mode>agent,acpi</gk:shutdown-mode>"));
+        add("plain", true);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "agent")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_last_shutdown_mode(hv, "agent"), SHUTDOWN_MODE_AGENT);
+        ck_assert_int_eq(guest(run, "noagent")->outcome, OUTCOME_POWEROFF);
+        ck_assert_int_eq(guest(run, "both")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_last_shutdown_mode(hv, "both"), SHUTDOWN_MODE_AGENT | SHUTDOWN_MODE_ACPI);
+        ck_assert_uint_eq(fake_last_shutdown_mode(hv, "plain"), SHUTDOWN_MODE_ACPI);
+}
+END_TEST
+
+/* A guest that misses the first press hears the repeated one: shut down, not powered off. */
+START_TEST(test_repeated_requests)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 3 * USEC_PER_SEC;
+        config->shutdown_repeat_usec = 100 * USEC_PER_MSEC;
+        ADD(.name = "deaf-once", .persistent = true, .ignore_presses = 1, .shutdown_ms = 5);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "deaf-once")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "deaf-once", FAKE_SHUTDOWN), 2);
+        ck_assert_uint_eq(fake_calls(hv, "deaf-once", FAKE_DESTROY), 0);
+}
+END_TEST
+
+START_TEST(test_no_repeat_powers_off)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 300 * USEC_PER_MSEC;
+        config->shutdown_repeat_usec = 0;
+        ADD(.name = "deaf-once", .persistent = true, .ignore_presses = 1, .shutdown_ms = 5);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "deaf-once")->outcome, OUTCOME_POWEROFF);
+        ck_assert_uint_eq(fake_calls(hv, "deaf-once", FAKE_SHUTDOWN), 1);
+}
+END_TEST
+
 START_TEST(test_restore_only_recorded_guests)
 {
         g_autoptr(Run) pre = NULL, post = NULL;
@@ -620,6 +766,53 @@ START_TEST(test_restore_start_delay_serialises)
 }
 END_TEST
 
+/* At boot: ascending order, no order last; a group waits for the agents of the one before
+ * (agent mode), and a guest that never answers holds it back only AgentTimeoutSec. */
+START_TEST(test_restore_order_and_agent_readiness)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+
+        config->parallel_starts = 0;
+        config->agent_timeout_usec = 400 * USEC_PER_MSEC;
+        ADD(.name = "dns", .persistent = true, .agent = true, .agent_ready_ms = 300,
+            .metadata = META("<gk:order>1</gk:order><gk:shutdown-mode>agent,acpi</gk:shutdown-mode>"));
+        ADD(.name = "db", .persistent = true,
+            .metadata = META("<gk:order>2</gk:order><gk:shutdown-mode>agent,acpi</gk:shutdown-mode>"));
+        ADD(.name = "app", .persistent = true, .metadata = META("<gk:order>3</gk:order>"));
+        add("loose", true);
+        pre = run_to_end(RUN_PRESERVE);
+        /* Shutdown went the other way round. */
+        ck_assert_int_lt(event_at(pre, "app", "saved"), event_at(pre, "db", "saving"));
+        ck_assert_int_lt(event_at(pre, "db", "saved"), event_at(pre, "dns", "saving"));
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_int_lt(event_at(post, "dns", "restored"), event_at(post, "db", "restoring"));
+        ck_assert_int_lt(event_at(post, "db", "restored"), event_at(post, "app", "restoring"));
+        ck_assert_int_lt(event_at(post, "app", "restored"), event_at(post, "loose", "restoring"));
+        /* dns answered after some pings; db has no agent: waited for, then reported. */
+        ck_assert_uint_ge(fake_calls(hv, "dns", FAKE_PING), 2);
+        ck_assert(testlib_has_message(post->messages, "dns: its guest agent answers"));
+        ck_assert(testlib_has_message(post->messages, "db: its guest agent did not answer within"));
+        ck_assert_uint_eq(fake_calls(hv, "app", FAKE_PING), 0);
+        ck_assert_int_eq(fake_guest_state(hv, "loose"), GUEST_STATE_RUNNING);
+}
+END_TEST
+
+/* A guest marked skip after it was saved is not started at boot. */
+START_TEST(test_restore_skips_skip)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+
+        add("later-skipped", true);
+        pre = run_to_end(RUN_PRESERVE);
+        fake_set_metadata(hv, "later-skipped", META("<gk:action>skip</gk:action>"));
+        post = run_to_end(RUN_RESTORE);
+        ck_assert_uint_eq(fake_calls(hv, "later-skipped", FAKE_START), 0);
+        ck_assert_int_eq(fake_guest_state(hv, "later-skipped"), GUEST_STATE_SAVED);
+        ck_assert_ptr_null(recorded("later-skipped"));
+}
+END_TEST
+
 START_TEST(test_restore_transient_shutdown_recreated_from_xml)
 {
         g_autoptr(Run) pre = NULL, post = NULL;
@@ -715,6 +908,14 @@ int main(void)
         tcase_add_test(tc, test_unreachable_uri_reported_others_preserved);
         tcase_add_test(tc, test_transient_save_to_file);
         tcase_add_test(tc, test_connection_lost_mid_save_is_retried);
+        tcase_add_test(tc, test_order_groups_at_shutdown);
+        tcase_add_test(tc, test_deadline_reaches_every_group);
+        tcase_add_test(tc, test_skip_and_precedence);
+        tcase_add_test(tc, test_shutdown_modes);
+        tcase_add_test(tc, test_repeated_requests);
+        tcase_add_test(tc, test_no_repeat_powers_off);
+        tcase_add_test(tr, test_restore_order_and_agent_readiness);
+        tcase_add_test(tr, test_restore_skips_skip);
         tcase_add_test(tr, test_restore_only_recorded_guests);
         tcase_add_test(tr, test_restore_already_running_not_started_twice);
         tcase_add_test(tr, test_restore_failure_kept_for_next_time);

@@ -9,9 +9,12 @@
 static unsigned steps_of(const Config *c, bool persistent)
 {
         GuestPolicy p;
+        unsigned steps;
 
-        policy_for_guest(c, "guest", persistent, &p);
-        return p.steps;
+        policy_for_guest(c, "guest", persistent, NULL, &p);
+        steps = p.steps;
+        guest_policy_clear(&p);
+        return steps;
 }
 
 START_TEST(test_default_plan)
@@ -84,6 +87,134 @@ START_TEST(test_libvirt_guests_bad_values)
 }
 END_TEST
 
+static Config *config_from(const char *text)
+{
+        Config *c = config_new_default();
+        g_autofree char *error = NULL;
+
+        ck_assert_msg(config_apply_data(c, "test.conf", text, strlen(text), NULL, &error) >= 0, "%s", error);
+        return c;
+}
+
+#define META(body) "<gk:guest xmlns:gk=\"https://guestkeeper.org/xmlns/guest/1\">" body "</gk:guest>"
+
+/* The precedence table: metadata, then the last matching section per key, then the globals. */
+START_TEST(test_precedence)
+{
+        g_autoptr(Config) c = config_from("[Shutdown]\nShutdownTimeoutSec=300\nShutdownMode=acpi\n"
+                                          "[Guest web-*]\nShutdownTimeoutSec=60\nOrder=20\n"
+                                          "[Guest web-1]\nOrder=30\nShutdownMode=agent,acpi\n"
+                                          "[Guest db]\nAction=skip\n");
+        GuestPolicy p;
+
+        /* Globals only. */
+        policy_for_guest(c, "other", true, NULL, &p);
+        ck_assert_uint_eq(p.shutdown_timeout_usec, 300 * USEC_PER_SEC);
+        ck_assert(!p.has_order);
+        ck_assert_uint_eq(p.shutdown_mode, SHUTDOWN_MODE_ACPI);
+        for (GuestKey k = 0; k < _GUEST_KEY_MAX; k++)
+                ck_assert_str_eq(p.source[k], "default");
+        guest_policy_clear(&p);
+
+        /* Two sections match: the later one wins for the keys it sets, the earlier keeps its. */
+        policy_for_guest(c, "web-1", true, NULL, &p);
+        ck_assert_uint_eq(p.shutdown_timeout_usec, 60 * USEC_PER_SEC);
+        ck_assert_str_eq(p.source[GUEST_KEY_SHUTDOWN_TIMEOUT], "Guest web-*");
+        ck_assert(p.has_order);
+        ck_assert_int_eq(p.order, 30);
+        ck_assert_str_eq(p.source[GUEST_KEY_ORDER], "Guest web-1");
+        ck_assert_uint_eq(p.shutdown_mode, SHUTDOWN_MODE_AGENT | SHUTDOWN_MODE_ACPI);
+        guest_policy_clear(&p);
+
+        /* Metadata beats every section. */
+        policy_for_guest(c, "web-1", true,
+                         META("<gk:order>5</gk:order><gk:shutdown-timeout>2min</gk:shutdown-timeout>"), &p);
+        ck_assert_int_eq(p.order, 5);
+        ck_assert_str_eq(p.source[GUEST_KEY_ORDER], "metadata");
+        ck_assert_uint_eq(p.shutdown_timeout_usec, 120 * USEC_PER_SEC);
+        ck_assert_str_eq(p.source[GUEST_KEY_SHUTDOWN_MODE], "Guest web-1");
+        ck_assert_ptr_null(p.error);
+        guest_policy_clear(&p);
+
+        /* skip: no step at all. */
+        policy_for_guest(c, "db", true, NULL, &p);
+        ck_assert(p.skip);
+        ck_assert_uint_eq(p.steps, 0);
+        ck_assert_str_eq(p.source[GUEST_KEY_ACTION], "Guest db");
+        guest_policy_clear(&p);
+
+        /* ... unless the metadata says otherwise. */
+        policy_for_guest(c, "db", true, META("<gk:action>shutdown</gk:action>"), &p);
+        ck_assert(!p.skip);
+        ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SHUTDOWN) | STEP_MASK(STEP_POWEROFF));
+        guest_policy_clear(&p);
+}
+END_TEST
+
+/* Action picks the first step; the later ones follow the global scopes. */
+START_TEST(test_actions)
+{
+        g_autoptr(Config) c = config_from("[Shutdown]\nSave=none\nPowerOff=none\n");
+        GuestPolicy p;
+
+        policy_for_guest(c, "g", false, META("<action>save</action>"), &p);
+        ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SAVE) | STEP_MASK(STEP_SHUTDOWN));
+        guest_policy_clear(&p);
+        policy_for_guest(c, "g", true, META("<action>poweroff</action>"), &p);
+        ck_assert_uint_eq(p.steps, STEP_MASK(STEP_POWEROFF));
+        guest_policy_clear(&p);
+        policy_for_guest(c, "g", true, META("<action>shutdown</action>"), &p);
+        ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SHUTDOWN));
+        guest_policy_clear(&p);
+}
+END_TEST
+
+/* Bad metadata is reported and ignored as a whole: sections and globals still apply. */
+START_TEST(test_bad_metadata)
+{
+        static const char *const bad[] = {
+                "not xml <",
+                "<other/>",
+                META("<gk:acton>save</gk:acton>"),
+                META("<gk:action>hibernate</gk:action>"),
+                META("<gk:order>ten</gk:order>"),
+                META("<gk:shutdown-timeout>-1</gk:shutdown-timeout>"),
+                META("<gk:shutdown-mode>serial</gk:shutdown-mode>"),
+                META("<gk:order><gk:x/></gk:order>"),
+        };
+        g_autoptr(Config) c = config_from("[Guest *]\nOrder=7\n");
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                GuestPolicy p;
+
+                policy_for_guest(c, "g", true, bad[i], &p);
+                ck_assert_msg(p.error, "accepted: %s", bad[i]);
+                ck_assert_int_eq(p.order, 7);
+                ck_assert_str_eq(p.source[GUEST_KEY_ORDER], "Guest *");
+                ck_assert_uint_eq(p.steps, STEPS_ALL);
+                guest_policy_clear(&p);
+        }
+}
+END_TEST
+
+START_TEST(test_metadata_forms)
+{
+        GuestSettings s;
+        g_autofree char *error = NULL;
+
+        /* As `virsh metadata` shows it: default namespace, whitespace around values. */
+        ck_assert_int_eq(policy_parse_metadata("<guest xmlns=\"https://guestkeeper.org/xmlns/guest/1\">\n"
+                                               "  <action> save </action>\n  <order>-3</order>\n"
+                                               "  <start-delay>30</start-delay>\n</guest>",
+                                               &s, &error),
+                         0);
+        ck_assert_uint_eq(s.set, (1u << GUEST_KEY_ACTION) | (1u << GUEST_KEY_ORDER) |
+                                         (1u << GUEST_KEY_START_DELAY));
+        ck_assert_int_eq(s.order, -3);
+        ck_assert_uint_eq(s.start_delay_usec, 30 * USEC_PER_SEC);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("policy");
@@ -92,6 +223,10 @@ int main(void)
         tcase_add_test(tc, test_default_plan);
         tcase_add_loop_test(tc, test_libvirt_guests_matrix, 0, (int) ELEMENTSOF(matrix));
         tcase_add_test(tc, test_libvirt_guests_bad_values);
+        tcase_add_test(tc, test_precedence);
+        tcase_add_test(tc, test_actions);
+        tcase_add_test(tc, test_bad_metadata);
+        tcase_add_test(tc, test_metadata_forms);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);
 }

@@ -7,7 +7,9 @@
 #include <check.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define GUARD_SECONDS 20
 
@@ -48,6 +50,15 @@ static inline void testlib_rm_rf(const char *path)
 static inline void testlib_write(const char *path, const char *text)
 {
         ck_assert(g_file_set_contents(path, text, -1, NULL));
+}
+
+/* Whether one of @messages (char*) contains @needle. */
+static inline bool testlib_has_message(GPtrArray *messages, const char *needle)
+{
+        for (guint i = 0; i < messages->len; i++)
+                if (strstr(messages->pdata[i], needle))
+                        return true;
+        return false;
 }
 
 static inline int testlib_run_suite(Suite *s)

@@ -14,6 +14,7 @@ typedef enum KeyType {
         KEY_SECONDS,
         KEY_UNSIGNED,
         KEY_BOOL,
+        KEY_SHUTDOWN_MODE,
 } KeyType;
 
 typedef struct KeyDef {
@@ -39,11 +40,38 @@ static const KeyDef keys[] = {
         KEY("Shutdown", "ParallelSaves", KEY_UNSIGNED, parallel_saves),
         KEY("Shutdown", "ParallelShutdowns", KEY_UNSIGNED, parallel_shutdowns),
         KEY("Shutdown", "BypassCache", KEY_BOOL, bypass_cache),
+        KEY("Shutdown", "ShutdownMode", KEY_SHUTDOWN_MODE, shutdown_mode),
+        KEY("Shutdown", "ShutdownRepeatSec", KEY_SECONDS, shutdown_repeat_usec),
         KEY("Boot", "Restore", KEY_BOOL, restore),
         KEY("Boot", "StartDelaySec", KEY_SECONDS, start_delay_usec),
         KEY("Boot", "ParallelStarts", KEY_UNSIGNED, parallel_starts),
         KEY("Boot", "SyncTime", KEY_BOOL, sync_time),
+        KEY("Boot", "AgentTimeoutSec", KEY_SECONDS, agent_timeout_usec),
 };
+
+static const char *const guest_key_table[_GUEST_KEY_MAX] = {
+        [GUEST_KEY_ACTION] = "action",
+        [GUEST_KEY_SHUTDOWN_TIMEOUT] = "shutdown-timeout",
+        [GUEST_KEY_ORDER] = "order",
+        [GUEST_KEY_SHUTDOWN_MODE] = "shutdown-mode",
+        [GUEST_KEY_START_DELAY] = "start-delay",
+};
+DEFINE_STRING_TABLE(guest_key, GuestKey, _GUEST_KEY_MAX);
+
+static const char *const guest_config_key_table[_GUEST_KEY_MAX] = {
+        [GUEST_KEY_ACTION] = "Action",
+        [GUEST_KEY_SHUTDOWN_TIMEOUT] = "ShutdownTimeoutSec",
+        [GUEST_KEY_ORDER] = "Order",
+        [GUEST_KEY_SHUTDOWN_MODE] = "ShutdownMode",
+        [GUEST_KEY_START_DELAY] = "StartDelaySec",
+};
+
+const char *guest_key_to_config_key(GuestKey k)
+{
+        return k >= 0 && k < _GUEST_KEY_MAX ? guest_config_key_table[k] : NULL;
+}
+
+static void guest_section_destroy(gpointer p);
 
 Config *config_new_default(void)
 {
@@ -63,7 +91,45 @@ Config *config_new_default(void)
         c->parallel_starts = 4;
         c->sync_time = false;
         c->connect_timeout_usec = 10 * USEC_PER_SEC;
+        c->shutdown_mode = SHUTDOWN_MODE_ACPI;
+        /* A guest that missed the first ACPI press (still booting, a screensaver) hears the
+         * next one; 5 s is well inside the shortest sensible ShutdownTimeoutSec. */
+        c->shutdown_repeat_usec = 5 * USEC_PER_SEC;
+        c->agent_timeout_usec = 60 * USEC_PER_SEC;
+        c->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
         return c;
+}
+
+GuestSection *guest_section_free(GuestSection *s)
+{
+        if (!s)
+                return NULL;
+        g_free(s->name);
+        g_free(s->glob);
+        g_free(s);
+        return NULL;
+}
+
+static void guest_section_destroy(gpointer p)
+{
+        guest_section_free(p);
+}
+
+Config *config_copy(const Config *c)
+{
+        Config *n = g_memdup2(c, sizeof(*c));
+
+        n->uris = g_strdupv(c->uris);
+        n->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
+        for (guint i = 0; i < c->guest_sections->len; i++) {
+                const GuestSection *s = c->guest_sections->pdata[i];
+                GuestSection *d = g_memdup2(s, sizeof(*s));
+
+                d->name = g_strdup(s->name);
+                d->glob = g_strdup(s->glob);
+                g_ptr_array_add(n->guest_sections, d);
+        }
+        return n;
 }
 
 Config *config_free(Config *c)
@@ -71,6 +137,7 @@ Config *config_free(Config *c)
         if (!c)
                 return NULL;
         g_strfreev(c->uris);
+        g_ptr_array_unref(c->guest_sections);
         g_free(c);
         return NULL;
 }
@@ -226,6 +293,133 @@ static int parse_bool(const char *v, bool *ret)
         return -EINVAL;
 }
 
+/* config_parse_timespan() with the message for the user. */
+static int parse_seconds(const char *value, guint64 *ret_usec, char **ret_what)
+{
+        int r = config_parse_timespan(value, ret_usec);
+
+        if (r == -ERANGE)
+                *ret_what = g_strdup_printf("\"%s\" is too large (at most %u seconds, a week)", value,
+                                            CONFIG_SECONDS_MAX);
+        else if (r == -EDOM)
+                *ret_what = g_strdup_printf("\"%s\" is below a microsecond (0 means no limit)", value);
+        else if (r < 0)
+                *ret_what = g_strdup_printf(
+                        "\"%s\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")", value);
+        return r;
+}
+
+int guest_settings_parse(GuestSettings *s, GuestKey key, const char *value, char **ret_what)
+{
+        bool negative = value && *value == '-';
+        unsigned u;
+        int r;
+
+        switch (key) {
+        case GUEST_KEY_ACTION:
+                r = action_from_string(value);
+                if (r < 0) {
+                        *ret_what = g_strdup_printf("\"%s\" is not one of save, shutdown, poweroff, skip",
+                                                    value);
+                        return r;
+                }
+                s->action = r;
+                break;
+        case GUEST_KEY_SHUTDOWN_TIMEOUT:
+                r = parse_seconds(value, &s->shutdown_timeout_usec, ret_what);
+                if (r < 0)
+                        return r;
+                break;
+        case GUEST_KEY_START_DELAY:
+                r = parse_seconds(value, &s->start_delay_usec, ret_what);
+                if (r < 0)
+                        return r;
+                break;
+        case GUEST_KEY_ORDER:
+                r = config_parse_unsigned(negative ? value + 1 : value, CONFIG_ORDER_MAX, &u);
+                if (r < 0) {
+                        *ret_what = g_strdup_printf("\"%s\" is not an integer from -%u to %u", value,
+                                                    CONFIG_ORDER_MAX, CONFIG_ORDER_MAX);
+                        return r;
+                }
+                s->order = negative ? -(int) u : (int) u;
+                break;
+        case GUEST_KEY_SHUTDOWN_MODE:
+                r = shutdown_mode_from_string(value);
+                if (r < 0) {
+                        *ret_what = g_strdup_printf("\"%s\" is not one of acpi, agent, agent,acpi", value);
+                        return r;
+                }
+                s->shutdown_mode = (unsigned) r;
+                break;
+        default:
+                g_assert_not_reached();
+        }
+        s->set |= 1u << key;
+        return 0;
+}
+
+static char *format_seconds(guint64 usec)
+{
+        if (usec % USEC_PER_SEC == 0)
+                return g_strdup_printf("%" G_GUINT64_FORMAT, usec / USEC_PER_SEC);
+        return g_strdup_printf("%" G_GUINT64_FORMAT ".%06" G_GUINT64_FORMAT, usec / USEC_PER_SEC,
+                               usec % USEC_PER_SEC);
+}
+
+char *guest_settings_format(const GuestSettings *s, GuestKey key)
+{
+        switch (key) {
+        case GUEST_KEY_ACTION:
+                return g_strdup(action_to_string(s->action));
+        case GUEST_KEY_SHUTDOWN_TIMEOUT:
+                return format_seconds(s->shutdown_timeout_usec);
+        case GUEST_KEY_START_DELAY:
+                return format_seconds(s->start_delay_usec);
+        case GUEST_KEY_ORDER:
+                return g_strdup_printf("%d", s->order);
+        case GUEST_KEY_SHUTDOWN_MODE:
+                return g_strdup(shutdown_mode_to_string(s->shutdown_mode));
+        default:
+                return NULL;
+        }
+}
+
+/* One [Guest GLOB] section of one file. */
+static int apply_guest_section(Config *c, const char *name, GKeyFile *kf, const char *group,
+                               GPtrArray *warnings, char **ret_error)
+{
+        g_autoptr(GuestSection) s = g_new0(GuestSection, 1);
+        g_auto(GStrv) ks = g_key_file_get_keys(kf, group, NULL, NULL);
+
+        s->name = g_strdup(group);
+        s->glob = g_strstrip(g_strdup(group + strlen("Guest")));
+        if (!*s->glob) {
+                *ret_error = g_strdup_printf("%s: [%s]: needs a pattern of guest names, e.g. [Guest web-*]",
+                                             name, group);
+                return -EINVAL;
+        }
+        for (char **k = ks; ks && *k; k++) {
+                int key = string_table_lookup(guest_config_key_table, _GUEST_KEY_MAX, *k);
+                g_autofree char *value = NULL, *what = NULL;
+
+                if (key < 0) {
+                        if (warnings)
+                                g_ptr_array_add(warnings,
+                                                g_strdup_printf("%s: [%s] %s: unknown key, ignored", name,
+                                                                group, *k));
+                        continue;
+                }
+                value = g_strstrip(g_key_file_get_value(kf, group, *k, NULL));
+                if (guest_settings_parse(&s->settings, key, value, &what) < 0) {
+                        *ret_error = g_strdup_printf("%s: [%s] %s: %s", name, group, *k, what);
+                        return -EINVAL;
+                }
+        }
+        g_ptr_array_add(c->guest_sections, g_steal_pointer(&s));
+        return 0;
+}
+
 static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret_what)
 {
         void *field = G_STRUCT_MEMBER_P(c, def->offset);
@@ -264,21 +458,9 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                 return 0;
         }
         case KEY_SECONDS:
-                r = config_parse_timespan(value, &usec);
-                if (r < 0) {
-                        if (r == -ERANGE)
-                                *ret_what =
-                                        g_strdup_printf("\"%s\" is too large (at most %u seconds, a week)",
-                                                        value, CONFIG_SECONDS_MAX);
-                        else if (r == -EDOM)
-                                *ret_what = g_strdup_printf(
-                                        "\"%s\" is below a microsecond (0 means no limit)", value);
-                        else
-                                *ret_what = g_strdup_printf("\"%s\" is not a time span (seconds, or e.g. "
-                                                            "\"5min\", \"1h 30s\")",
-                                                            value);
+                r = parse_seconds(value, &usec, ret_what);
+                if (r < 0)
                         return r;
-                }
                 *(guint64 *) field = usec;
                 return 0;
         case KEY_UNSIGNED:
@@ -291,6 +473,14 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                         return r;
                 }
                 *(unsigned *) field = u;
+                return 0;
+        case KEY_SHUTDOWN_MODE:
+                r = shutdown_mode_from_string(value);
+                if (r < 0) {
+                        *ret_what = g_strdup_printf("\"%s\" is not one of acpi, agent, agent,acpi", value);
+                        return r;
+                }
+                *(unsigned *) field = (unsigned) r;
                 return 0;
         case KEY_BOOL:
                 r = parse_bool(value, &b);
@@ -332,7 +522,14 @@ int config_apply_data(Config *c, const char *name, const char *data, gsize len, 
         groups = g_key_file_get_groups(kf, NULL);
         for (char **g = groups; *g; g++) {
                 g_auto(GStrv) ks = NULL;
+                int r;
 
+                if (g_str_has_prefix(*g, "Guest") && (!(*g)[5] || g_ascii_isspace((*g)[5]))) {
+                        r = apply_guest_section(c, name, kf, *g, warnings, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (!group_known(*g)) {
                         if (warnings)
                                 g_ptr_array_add(

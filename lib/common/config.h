@@ -17,6 +17,48 @@
  * longer than that is cut short by the host powering off. */
 #define CONFIG_POWEROFF_JOB_TIMEOUT_SEC (30u * 60u)
 
+/* What can be set per guest, in a [Guest GLOB] section or in the guest's libvirt metadata. */
+typedef enum GuestKey {
+        GUEST_KEY_ACTION,
+        GUEST_KEY_SHUTDOWN_TIMEOUT,
+        GUEST_KEY_ORDER,
+        GUEST_KEY_SHUTDOWN_MODE,
+        GUEST_KEY_START_DELAY,
+        _GUEST_KEY_MAX,
+        _GUEST_KEY_INVALID = -EINVAL,
+} GuestKey;
+
+/* The metadata's element names ("shutdown-timeout"), which are also Plan()'s keys. */
+const char *guest_key_to_string(GuestKey k);
+GuestKey guest_key_from_string(const char *s);
+/* The config keys ("ShutdownTimeoutSec"). */
+const char *guest_key_to_config_key(GuestKey k);
+
+#define CONFIG_ORDER_MAX 100000
+
+typedef struct GuestSettings {
+        unsigned set; /* 1 << GuestKey: the keys given */
+        Action action;
+        guint64 shutdown_timeout_usec;
+        int order;
+        unsigned shutdown_mode; /* SHUTDOWN_MODE_* */
+        guint64 start_delay_usec;
+} GuestSettings;
+
+/* Parses @value for @key into @s and marks it set; on error *ret_what says what is wrong. */
+int guest_settings_parse(GuestSettings *s, GuestKey key, const char *value, char **ret_what);
+/* The value of a set key as text (the forms the parser accepts). */
+char *guest_settings_format(const GuestSettings *s, GuestKey key);
+
+typedef struct GuestSection {
+        char *name; /* "Guest web-*", as written */
+        char *glob; /* fnmatch(3) pattern on the guest name */
+        GuestSettings settings;
+} GuestSection;
+
+GuestSection *guest_section_free(GuestSection *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(GuestSection, guest_section_free);
+
 /* The parsed configuration: a plain struct, every key of guestkeeper.conf(5). Times in µs. */
 typedef struct Config {
         char **uris; /* "default" kept as is: the hypervisor layer resolves it */
@@ -33,9 +75,14 @@ typedef struct Config {
         guint64 connect_timeout_usec; /* a URI silent that long is unreachable for the run; 0 = none */
         unsigned parallel_starts;     /* 0 = no limit */
         bool sync_time;
+        unsigned shutdown_mode;       /* SHUTDOWN_MODE_* */
+        guint64 shutdown_repeat_usec; /* re-send a graceful request this often; 0 = once */
+        guint64 agent_timeout_usec;   /* at boot, how long a group waits for guest agents */
+        GPtrArray *guest_sections;    /* GuestSection*, in the order read (later wins) */
 } Config;
 
 Config *config_new_default(void);
+Config *config_copy(const Config *c);
 Config *config_free(Config *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Config, config_free);
 

@@ -88,3 +88,41 @@ bool outcome_is_in_flight(Outcome o)
 {
         return o == OUTCOME_SAVING || o == OUTCOME_SHUTTING_DOWN || o == OUTCOME_RESTORING;
 }
+
+static const char *const action_table[_ACTION_MAX] = {
+        [ACTION_SAVE] = "save",
+        [ACTION_SHUTDOWN] = "shutdown",
+        [ACTION_POWEROFF] = "poweroff",
+        [ACTION_SKIP] = "skip",
+};
+DEFINE_STRING_TABLE(action, Action, _ACTION_MAX);
+
+/* Indexed by the flags. */
+static const char *const shutdown_mode_table[] = {
+        [SHUTDOWN_MODE_ACPI] = "acpi",
+        [SHUTDOWN_MODE_AGENT] = "agent",
+        [SHUTDOWN_MODE_ACPI | SHUTDOWN_MODE_AGENT] = "agent,acpi",
+};
+
+const char *shutdown_mode_to_string(unsigned mode)
+{
+        return mode < ELEMENTSOF(shutdown_mode_table) ? shutdown_mode_table[mode] : NULL;
+}
+
+int shutdown_mode_from_string(const char *s)
+{
+        static const char *const names[] = {"acpi", "agent"};
+        g_auto(GStrv) parts = NULL;
+        unsigned mode = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        parts = g_strsplit(s, ",", -1);
+        for (char **p = parts; *p; p++) {
+                int i = string_table_lookup(names, ELEMENTSOF(names), g_strstrip(*p));
+                if (i < 0)
+                        return -EINVAL;
+                mode |= 1u << i;
+        }
+        return (int) mode;
+}

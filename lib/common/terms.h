@@ -61,3 +61,26 @@ Outcome outcome_from_string(const char *s);
 bool outcome_is_stopped(Outcome o);
 /* Step under way: the guest may or may not have stopped (daemon died in the middle). */
 bool outcome_is_in_flight(Outcome o);
+
+/* A guest's first step at shutdown, chosen per guest (guestkeeper.conf(5), "PER GUEST"). */
+typedef enum Action {
+        ACTION_SAVE,
+        ACTION_SHUTDOWN,
+        ACTION_POWEROFF,
+        ACTION_SKIP, /* never touched at shutdown, never started at boot */
+        _ACTION_MAX,
+        _ACTION_INVALID = -EINVAL,
+} Action;
+
+const char *action_to_string(Action a);
+Action action_from_string(const char *s);
+
+/* How a graceful shutdown asks the guest: flags, libvirt's VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
+ * and VIR_DOMAIN_SHUTDOWN_GUEST_AGENT. With both, the agent is tried first, then ACPI. */
+#define SHUTDOWN_MODE_ACPI  (1u << 0)
+#define SHUTDOWN_MODE_AGENT (1u << 1)
+
+/* "acpi", "agent", "agent,acpi"; NULL for 0. Static strings. */
+const char *shutdown_mode_to_string(unsigned mode);
+/* A comma-separated list of acpi and agent, in any order; -EINVAL otherwise. */
+int shutdown_mode_from_string(const char *s);

@@ -67,7 +67,13 @@ struct Guest {
         bool retry_pending; /* a step waits to be retried after a lost connection */
         GSource *timeout;
         guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
+        GSource *repeat;    /* re-sends the graceful request (ShutdownRepeatSec) */
+        unsigned requests;  /* graceful requests sent in this step */
         GuestPolicy policy;
+        /* restore: waiting for the guest agent before the next order group starts */
+        bool awaiting_agent;
+        guint64 agent_until;
+        GSource *ping_source;
         RecordGuest *rec;
         /* restore */
         Outcome prior;
@@ -78,8 +84,7 @@ struct Guest {
 struct Engine {
         int ref;
         RunKind kind;
-        Config config;
-        char **config_uris;
+        Config *config; /* a copy: a Reload during the run does not change it */
         char *save_dir;
         guint64 connect_retry_usec;
         guint64 list_timeout_usec;
@@ -100,6 +105,10 @@ struct Engine {
         bool deadline_passed;
         GPtrArray *guests; /* Guest*, run order */
         Scheduler *sched;
+        unsigned awaiting_agent; /* restored guests whose agent has not answered yet */
+        bool group_known;
+        bool group_has_order;
+        int group_order;
         unsigned finished, done, failed;
         GPtrArray *unreachable;
         guint64 last_progress;
@@ -123,6 +132,7 @@ typedef struct EngineJob {
         Guest *guest; /* NULL for JOB_LIST */
         HvSlot *slot;
         guint64 gen;
+        bool repeat; /* a repeated graceful request: its result changes nothing */
 } EngineJob;
 
 static void schedule(Engine *e);
@@ -239,6 +249,21 @@ static void submit_guest_job(Guest *g, JobKind kind)
         job_submit(job_new(g->engine, kind, g, NULL));
 }
 
+static void submit_shutdown(Guest *g, bool repeat)
+{
+        EngineJob *j = job_new(g->engine, JOB_SHUTDOWN, g, NULL);
+
+        j->job.mode = g->policy.shutdown_mode;
+        j->repeat = repeat;
+        g->requests++;
+        job_submit(j);
+}
+
+static void submit_ping(Guest *g)
+{
+        job_submit(job_new(g->engine, JOB_AGENT_PING, g, NULL));
+}
+
 static void submit_check(Guest *g, Check check)
 {
         EngineJob *j = job_new(g->engine, JOB_STATE, g, NULL);
@@ -258,9 +283,84 @@ static void cancel_timeout(Guest *g)
         }
 }
 
+static void stop_source(GSource **s)
+{
+        if (*s) {
+                g_source_destroy(*s);
+                g_clear_pointer(s, g_source_unref);
+        }
+}
+
 static void release_slots(Guest *g)
 {
         scheduler_release(g->engine->sched, g, now_usec());
+}
+
+static void agent_ready(Guest *g)
+{
+        Engine *e = g->engine;
+
+        if (!g->awaiting_agent)
+                return;
+        g->awaiting_agent = false;
+        stop_source(&g->ping_source);
+        e->awaiting_agent--;
+        scheduler_finish(e->sched, g, now_usec());
+        schedule(e);
+        maybe_finish_run(e);
+}
+
+static void submit_ping(Guest *g);
+
+static gboolean ping_again_cb(gpointer p)
+{
+        Guest *g = p;
+
+        g_clear_pointer(&g->ping_source, g_source_unref);
+        submit_ping(g);
+        return G_SOURCE_REMOVE;
+}
+
+static void on_ping_done(Guest *g, EngineJob *j)
+{
+        Engine *e = g->engine;
+
+        if (!g->awaiting_agent)
+                return;
+        if (j->job.r >= 0 || j->job.r == -EOPNOTSUPP) {
+                if (j->job.r >= 0)
+                        say(e, ENGINE_LEVEL_INFO, g, NULL, "%s: its guest agent answers", g->pub.name);
+                else
+                        say(e, ENGINE_LEVEL_WARNING, g, NULL,
+                            "%s: cannot ask its guest agent (%s); going on", g->pub.name, j->job.error);
+                agent_ready(g);
+                return;
+        }
+        if (e->cancelled || now_usec() >= g->agent_until) {
+                say(e, ENGINE_LEVEL_WARNING, g, NULL,
+                    "%s: its guest agent did not answer within %g s (%s); going on", g->pub.name,
+                    (double) e->config->agent_timeout_usec / (double) USEC_PER_SEC, j->job.error);
+                agent_ready(g);
+                return;
+        }
+        g->ping_source = g_timeout_source_new(1000);
+        g_source_set_callback(g->ping_source, ping_again_cb, g, NULL);
+        g_source_attach(g->ping_source, NULL);
+}
+
+/* A restored guest in agent mode holds the next order group back until its agent answers
+ * (bounded by AgentTimeoutSec). */
+static bool await_agent(Guest *g)
+{
+        Engine *e = g->engine;
+
+        if (e->kind != RUN_RESTORE || !(g->policy.shutdown_mode & SHUTDOWN_MODE_AGENT) || e->cancelled)
+                return false;
+        g->awaiting_agent = true;
+        g->agent_until = now_usec() + e->config->agent_timeout_usec;
+        e->awaiting_agent++;
+        submit_ping(g);
+        return true;
 }
 
 static void guest_finish(Guest *g, Outcome o)
@@ -270,7 +370,9 @@ static void guest_finish(Guest *g, Outcome o)
         if (g->pub.finished)
                 return;
         cancel_timeout(g);
-        scheduler_finish(e->sched, g, now_usec());
+        stop_source(&g->repeat);
+        if (o != OUTCOME_RESTORED || !await_agent(g))
+                scheduler_finish(e->sched, g, now_usec());
         g->pub.finished = true;
         g->step = -1;
         g->pub.fraction = 0;
@@ -316,7 +418,7 @@ static void start_step(Guest *g, Step s)
                 set_outcome(g, OUTCOME_SAVING);
                 {
                         EngineJob *j = job_new(e, JOB_SAVE, g, NULL);
-                        j->job.flag = e->config.bypass_cache;
+                        j->job.flag = e->config->bypass_cache;
                         if (!g->pub.persistent) {
                                 g_free(g->save_file);
                                 g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
@@ -327,7 +429,8 @@ static void start_step(Guest *g, Step s)
                 break;
         case STEP_SHUTDOWN:
                 set_outcome(g, OUTCOME_SHUTTING_DOWN);
-                submit_guest_job(g, JOB_SHUTDOWN);
+                g->requests = 0;
+                submit_shutdown(g, false);
                 break;
         case STEP_POWEROFF:
                 set_outcome(g, OUTCOME_SHUTTING_DOWN);
@@ -456,10 +559,42 @@ static void on_save_done(Guest *g, EngineJob *j)
         check_after_failure(g);
 }
 
+static gboolean repeat_cb(gpointer p)
+{
+        Guest *g = p;
+
+        g_clear_pointer(&g->repeat, g_source_unref);
+        if (g->pub.finished || g->step != STEP_SHUTDOWN)
+                return G_SOURCE_REMOVE;
+        say(g->engine, ENGINE_LEVEL_INFO, g, NULL, "%s is still running: shutdown request %u", g->pub.name,
+            g->requests + 1);
+        submit_shutdown(g, true);
+        return G_SOURCE_REMOVE;
+}
+
+/* Guests that miss a request (still booting, a screensaver) hear the next one. */
+static void arm_repeat(Guest *g)
+{
+        guint64 t = g->engine->config->shutdown_repeat_usec;
+
+        if (t == 0 || g->repeat || g->pub.finished || g->step != STEP_SHUTDOWN)
+                return;
+        g->repeat = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
+        g_source_set_callback(g->repeat, repeat_cb, g, NULL);
+        g_source_attach(g->repeat, NULL);
+}
+
 static void on_shutdown_done(Guest *g, EngineJob *j)
 {
         if (g->pub.finished || j->gen != g->gen)
                 return;
+        if (j->repeat) {
+                if (j->job.r < 0 && j->job.r != -ENOENT && j->job.r != -EINVAL)
+                        say(g->engine, ENGINE_LEVEL_INFO, g, NULL,
+                            "Repeated shutdown request for %s failed: %s", g->pub.name, j->job.error);
+                arm_repeat(g);
+                return;
+        }
         if (j->job.r < 0) {
                 guest_set_error(g, "shutdown request failed", j->job.error);
                 say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s",
@@ -473,6 +608,7 @@ static void on_shutdown_done(Guest *g, EngineJob *j)
                 return;
         }
         arm_shutdown_timeout(g);
+        arm_repeat(g);
         /* Covers a stop that happened before we listened (no event will come). */
         submit_check(g, CHECK_AFTER_REQUEST);
 }
@@ -525,6 +661,7 @@ static void on_state_done(Guest *g, EngineJob *j)
                 break;
         }
         release_slots(g);
+        stop_source(&g->repeat);
         if (g->engine->cancelled) {
                 guest_finish(g, OUTCOME_NONE);
                 return;
@@ -545,12 +682,12 @@ static void start_restore(Guest *g)
 
         if (g->pub.persistent) {
                 j = job_new(e, JOB_START, g, NULL);
-                j->job.flag = e->config.bypass_cache;
+                j->job.flag = e->config->bypass_cache;
         } else if (g->save_file &&
                    (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
                 j = job_new(e, JOB_RESTORE, g, NULL);
                 j->job.file = g_strdup(g->save_file);
-                j->job.flag = e->config.bypass_cache;
+                j->job.flag = e->config->bypass_cache;
         } else if (g->xml) {
                 j = job_new(e, JOB_CREATE, g, NULL);
                 j->job.xml = g_strdup(g->xml);
@@ -575,7 +712,7 @@ static void on_start_done(Guest *g, EngineJob *j)
         if (j->job.r >= 0) {
                 if (j->job.kind == JOB_RESTORE && g->save_file)
                         (void) unlink(g->save_file);
-                if (e->config.sync_time && (g->prior == OUTCOME_SAVED || j->job.kind == JOB_RESTORE))
+                if (e->config->sync_time && (g->prior == OUTCOME_SAVED || j->job.kind == JOB_RESTORE))
                         submit_guest_job(g, JOB_SYNC_TIME);
                 g_clear_pointer(&g->pub.error, g_free);
                 guest_finish(g, OUTCOME_RESTORED);
@@ -597,6 +734,27 @@ static gboolean wake_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
+/* The journal shows when each order group begins: the evidence of the ordering. */
+static void say_group(Engine *e)
+{
+        bool has_order;
+        int order;
+
+        if (!scheduler_current_group(e->sched, &has_order, &order) ||
+            (e->group_known && has_order == e->group_has_order && order == e->group_order))
+                return;
+        if (e->group_known || has_order) {
+                g_autofree char *which =
+                        has_order ? g_strdup_printf("order %d", order) : g_strdup("without an order");
+
+                say(e, ENGINE_LEVEL_INFO, NULL, NULL, "%s: the guests %s begin",
+                    e->kind == RUN_PRESERVE ? "Shutdown" : "Start-up", which);
+        }
+        e->group_known = true;
+        e->group_has_order = has_order;
+        e->group_order = order;
+}
+
 /* Starts every step the scheduler allows now; wakes up when a delay ends. */
 static void schedule(Engine *e)
 {
@@ -606,6 +764,7 @@ static void schedule(Engine *e)
 
         if (e->phase != PHASE_RUNNING)
                 return;
+        say_group(e);
         while ((g = scheduler_pop(e->sched, now_usec(), &k)))
                 switch (k) {
                 case SCHED_SAVE:
@@ -634,7 +793,7 @@ static void schedule(Engine *e)
 
 static void maybe_finish_run(Engine *e)
 {
-        if (e->phase != PHASE_RUNNING || e->finished < e->guests->len)
+        if (e->phase != PHASE_RUNNING || e->finished < e->guests->len || e->awaiting_agent > 0)
                 return;
         e->phase = PHASE_FLUSHING;
         /* Always pass through a write: the finished callback comes after the record. */
@@ -651,7 +810,7 @@ static gboolean deadline_cb(gpointer p)
         scheduler_open_all(e->sched);
         say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
             "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
-            e->config.deadline_usec / USEC_PER_SEC);
+            e->config->deadline_usec / USEC_PER_SEC);
 
         for (guint i = 0; i < snapshot->len; i++) {
                 Guest *g = snapshot->pdata[i];
@@ -810,8 +969,8 @@ static bool retry_on_disconnect(EngineJob *j)
         guint ms;
 
         if (!g || j->job.r != -ENOTCONN || j->job.kind == JOB_PROGRESS || j->job.kind == JOB_SYNC_TIME ||
-            g->pub.finished || j->gen != g->gen || g->conn_retries >= CONN_RETRY_MAX ||
-            j->engine->phase != PHASE_RUNNING)
+            j->job.kind == JOB_AGENT_PING || j->repeat || g->pub.finished || j->gen != g->gen ||
+            g->conn_retries >= CONN_RETRY_MAX || j->engine->phase != PHASE_RUNNING)
                 return false;
         ms = backoff_ms(g->conn_retries, 500, 4000);
         if (g->conn_retries == 0)
@@ -869,6 +1028,9 @@ static void job_done(gpointer p)
         case JOB_CREATE:
                 on_start_done(g, j);
                 return;
+        case JOB_AGENT_PING:
+                on_ping_done(g, j);
+                return;
         case JOB_SYNC_TIME:
                 if (j->job.r < 0)
                         say(j->engine, ENGINE_LEVEL_WARNING, g, NULL, "Could not set the clock of %s: %s",
@@ -897,7 +1059,6 @@ static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *n
         g->step = -1;
         g_ptr_array_add(e->guests, g);
         g_hash_table_insert(slot->guests, g->pub.uuid, g);
-        scheduler_add(e->sched, g, false, 0);
         return g;
 }
 
@@ -918,15 +1079,28 @@ static void begin_preserve(Engine *e)
                         continue;
                 for (guint k = 0; k < slot->listed->len; k++) {
                         GuestInfo *info = slot->listed->pdata[k];
+                        GuestPolicy policy;
                         Guest *g;
 
                         if (!guest_state_is_active(info->state) ||
                             g_hash_table_contains(slot->guests, info->uuid))
                                 continue;
+                        policy_for_guest(e->config, info->name, info->persistent, info->metadata, &policy);
+                        if (policy.error)
+                                say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri, "%s: %s", info->name,
+                                    policy.error);
+                        if (policy.skip) {
+                                say(e, ENGINE_LEVEL_INFO, NULL, slot->uri,
+                                    "%s: skipped (Action=skip, from %s)", info->name,
+                                    policy.source[GUEST_KEY_ACTION]);
+                                guest_policy_clear(&policy);
+                                continue;
+                        }
                         g = guest_new(e, slot, info->uuid, info->name, info->persistent);
                         g->pub.memory_kib = info->memory_kib;
-                        policy_for_guest(&e->config, info->name, info->persistent, &g->policy);
+                        g->policy = policy;
                         g->pub.steps = g->policy.steps;
+                        scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
                         /* A guest enters the record before anything is done to it. */
                         g->rec = record_put(e->record, slot->uri, info->uuid, info->name, info->persistent);
                         g->rec->steps = g->pub.steps;
@@ -939,6 +1113,17 @@ static void begin_preserve(Engine *e)
                 say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir, g_strerror(errno));
 }
 
+/* The guest's metadata as the restore's list saw it (inactive guests included). */
+static const char *listed_metadata(HvSlot *slot, const char *uuid)
+{
+        for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
+                GuestInfo *info = slot->listed->pdata[k];
+                if (streq_ptr(info->uuid, uuid))
+                        return info->metadata;
+        }
+        return NULL;
+}
+
 static void begin_restore(Engine *e)
 {
         g_autoptr(GPtrArray) snapshot = g_ptr_array_copy(e->record->guests, NULL, NULL);
@@ -948,6 +1133,7 @@ static void begin_restore(Engine *e)
         for (guint i = 0; i < snapshot->len; i++) {
                 RecordGuest *rg = snapshot->pdata[i];
                 HvSlot *slot = slot_for_uri(e, rg->uri);
+                GuestPolicy policy;
                 Guest *g;
 
                 /* "" is a guest that was running when its run began and has no outcome on
@@ -971,7 +1157,20 @@ static void begin_restore(Engine *e)
                         continue; /* reported once for the URI; stays in the record */
                 if (g_hash_table_contains(slot->guests, rg->uuid))
                         continue;
+                policy_for_guest(e->config, rg->name, rg->persistent, listed_metadata(slot, rg->uuid),
+                                 &policy);
+                if (policy.skip) {
+                        say(e, ENGINE_LEVEL_NOTICE, NULL, rg->uri,
+                            "%s: not started (Action=skip, from %s); dropped from the record", rg->name,
+                            policy.source[GUEST_KEY_ACTION]);
+                        guest_policy_clear(&policy);
+                        record_remove(e->record, rg->uri, rg->uuid);
+                        record_touch(e);
+                        continue;
+                }
                 g = guest_new(e, slot, rg->uuid, rg->name, rg->persistent);
+                g->policy = policy;
+                scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
                 g->rec = rg;
                 g->prior = rg->outcome;
                 g->pub.steps = rg->steps;
@@ -1047,7 +1246,7 @@ static void engine_go(Engine *e)
                 if (e->cancelled)
                         cancel_guest(g); /* cancelled while listing: a cancel is a cancel */
                 else
-                        scheduler_push(e->sched, g, SCHED_START, e->config.start_delay_usec);
+                        scheduler_push(e->sched, g, SCHED_START, g->policy.start_delay_usec);
         }
         schedule(e);
         maybe_finish_run(e);
@@ -1062,9 +1261,7 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
 
         e->ref = 1;
         e->kind = opts->kind;
-        e->config = *opts->config;
-        e->config_uris = g_strdupv(opts->config->uris);
-        e->config.uris = e->config_uris;
+        e->config = config_copy(opts->config);
         e->save_dir = g_strdup(opts->save_dir);
         e->connect_retry_usec = opts->connect_retry_usec;
         e->list_timeout_usec = opts->list_timeout_usec;
@@ -1080,9 +1277,9 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->guests = g_ptr_array_new();
         e->unreachable = g_ptr_array_new_with_free_func(g_free);
         e->sched = scheduler_new(e->kind == RUN_RESTORE);
-        scheduler_set_cap(e->sched, SCHED_SAVE, e->config.parallel_saves);
-        scheduler_set_cap(e->sched, SCHED_SHUTDOWN, e->config.parallel_shutdowns);
-        scheduler_set_cap(e->sched, SCHED_START, e->config.parallel_starts);
+        scheduler_set_cap(e->sched, SCHED_SAVE, e->config->parallel_saves);
+        scheduler_set_cap(e->sched, SCHED_SHUTDOWN, e->config->parallel_shutdowns);
+        scheduler_set_cap(e->sched, SCHED_START, e->config->parallel_starts);
 
         e->n_slots = n_hvs;
         e->slots = g_new0(HvSlot, n_hvs);
@@ -1103,6 +1300,9 @@ Engine *engine_ref(Engine *e)
 static void guest_free(Guest *g)
 {
         cancel_timeout(g);
+        stop_source(&g->repeat);
+        stop_source(&g->ping_source);
+        guest_policy_clear(&g->policy);
         g_free(g->pub.uri);
         g_free(g->pub.uuid);
         g_free(g->pub.name);
@@ -1152,7 +1352,7 @@ Engine *engine_unref(Engine *e)
         g_ptr_array_unref(e->guests);
         g_ptr_array_unref(e->unreachable);
         scheduler_free(e->sched);
-        g_strfreev(e->config_uris);
+        config_free(e->config);
         g_free(e->save_dir);
         g_free(e);
         return NULL;
@@ -1165,8 +1365,9 @@ void engine_start(Engine *e)
         e->phase = PHASE_LISTING;
         e->lists_pending = e->n_slots;
         /* The deadline covers the whole run, listing included. */
-        if (e->kind == RUN_PRESERVE && e->config.deadline_usec > 0) {
-                e->deadline_source = g_timeout_source_new((guint) (e->config.deadline_usec / USEC_PER_MSEC));
+        if (e->kind == RUN_PRESERVE && e->config->deadline_usec > 0) {
+                e->deadline_source =
+                        g_timeout_source_new((guint) (e->config->deadline_usec / USEC_PER_MSEC));
                 g_source_set_callback(e->deadline_source, deadline_cb, e, NULL);
                 g_source_attach(e->deadline_source, NULL);
                 g_source_unref(e->deadline_source);
@@ -1213,6 +1414,7 @@ void engine_cancel(Engine *e)
         for (guint i = 0; i < snapshot->len; i++) {
                 Guest *g = snapshot->pdata[i];
 
+                agent_ready(g); /* a cancel waits for no agent */
                 if (!g->pub.finished && g->step < 0)
                         cancel_guest(g);
                 else if (g->step == STEP_SHUTDOWN && !g->timeout && g->policy.shutdown_timeout_usec == 0)

@@ -17,6 +17,7 @@ void job_init_copy(Job *j, const Job *from)
         j->file = g_strdup(from->file);
         j->xml = g_strdup(from->xml);
         j->flag = from->flag;
+        j->mode = from->mode;
         j->retry_usec = from->retry_usec;
 }
 
@@ -52,7 +53,7 @@ void job_run(gpointer p)
                 j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
                 break;
         case JOB_SHUTDOWN:
-                j->r = ops->shutdown(j->hv, j->uuid, &j->error);
+                j->r = ops->shutdown(j->hv, j->uuid, j->mode, &j->error);
                 break;
         case JOB_DESTROY:
                 j->r = ops->destroy(j->hv, j->uuid, &j->error);
@@ -74,6 +75,9 @@ void job_run(gpointer p)
                 break;
         case JOB_SYNC_TIME:
                 j->r = ops->sync_time(j->hv, j->uuid, &j->error);
+                break;
+        case JOB_AGENT_PING:
+                j->r = ops->agent_ping(j->hv, j->uuid, &j->error);
                 break;
         }
 }

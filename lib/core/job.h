@@ -22,6 +22,7 @@ typedef enum JobKind {
         JOB_RESTORE,
         JOB_CREATE,
         JOB_SYNC_TIME,
+        JOB_AGENT_PING,
 } JobKind;
 
 typedef struct Job {
@@ -32,6 +33,7 @@ typedef struct Job {
         char *file;
         char *xml;
         bool flag;          /* bypass cache (save, start, restore); include inactive (list) */
+        unsigned mode;      /* JOB_SHUTDOWN: SHUTDOWN_MODE_* */
         guint64 retry_usec; /* JOB_LIST: how long an unreachable URI is retried */
         /* result */
         int r;

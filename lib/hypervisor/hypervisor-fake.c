@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "terms.h"
 #include "util.h"
 
 typedef struct FakeGuest {
@@ -13,6 +14,10 @@ typedef struct FakeGuest {
         bool defined; /* persistent, or transient and currently existing */
         bool managed_save;
         bool shutdown_pending;
+        char *metadata;
+        unsigned presses; /* ACPI requests heard */
+        unsigned last_shutdown_mode;
+        guint64 started_at;
         guint64 save_started;
         unsigned calls[_FAKE_COUNTER_MAX];
         bool bypass[_FAKE_COUNTER_MAX];
@@ -36,6 +41,7 @@ static void fake_guest_free(gpointer p)
 
         g_free(g->name);
         g_free(g->uuid);
+        g_free(g->metadata);
         g_free(g);
 }
 
@@ -126,6 +132,7 @@ static int fk_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 info->persistent = g->spec.persistent;
                 info->state = g->state;
                 info->memory_kib = g->spec.memory_kib;
+                info->metadata = g_strdup(g->metadata);
                 if (!g->spec.persistent)
                         info->xml = g_strdup_printf("<domain><name>%s</name><uuid>%s</uuid></domain>",
                                                     g->name, g->uuid);
@@ -244,7 +251,7 @@ static void stop_later_free(gpointer p)
         g_free(s);
 }
 
-static int fk_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
+static int fk_shutdown(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error)
 {
         FakeHypervisor *f = FK(h);
         FakeGuest *g;
@@ -256,6 +263,19 @@ static int fk_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
         if (!guest_state_is_active(g->state)) {
                 g_mutex_unlock(&h->lock);
                 return fail(ret_error, -EINVAL, "domain '%s' is not running", uuid);
+        }
+        g->last_shutdown_mode = mode;
+        if ((mode & SHUTDOWN_MODE_AGENT) && !g->spec.agent && !(mode & SHUTDOWN_MODE_ACPI)) {
+                g->calls[FAKE_SHUTDOWN]++;
+                g_mutex_unlock(&h->lock);
+                return fail(ret_error, -EIO,
+                            "Guest agent is not responding: QEMU guest agent is not connected");
+        }
+        /* The agent always obeys; ACPI only after the presses the guest ignores. */
+        if (!((mode & SHUTDOWN_MODE_AGENT) && g->spec.agent) && g->presses++ < g->spec.ignore_presses) {
+                g->calls[FAKE_SHUTDOWN]++;
+                g_mutex_unlock(&h->lock);
+                return 0;
         }
         if (g->spec.shutdown_fails) {
                 g->calls[FAKE_SHUTDOWN]++;
@@ -336,6 +356,8 @@ static int do_start(Hypervisor *h, FakeGuest *g, char **ret_error)
         g->state = GUEST_STATE_RUNNING;
         g->defined = true;
         g->managed_save = false;
+        g->presses = 0;
+        g->started_at = now_usec();
         hypervisor_dispatch_async(h, g->uuid, GUEST_EVENT_STARTED, 0);
         return 0;
 }
@@ -429,6 +451,26 @@ static int fk_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
         return fail(ret_error, -EOPNOTSUPP, "Guest agent is not responding (%s)", uuid);
 }
 
+static int fk_agent_ping(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        FakeGuest *g;
+        int r;
+
+        g = lock_guest(h, uuid, ret_error, &r);
+        if (!g)
+                return r;
+        g->calls[FAKE_PING]++;
+        if (!guest_state_is_active(g->state))
+                r = fail(ret_error, -EINVAL, "domain is not running");
+        else if (!g->spec.agent)
+                r = fail(ret_error, -EIO, "QEMU guest agent is not connected");
+        else if (now_usec() < g->started_at + g->spec.agent_ready_ms * USEC_PER_MSEC)
+                r = fail(ret_error, -EIO,
+                         "Guest agent is not responding: guest agent not available for now");
+        g_mutex_unlock(&h->lock);
+        return r;
+}
+
 static void fk_free(Hypervisor *h)
 {
         g_ptr_array_unref(FK(h)->guests);
@@ -447,6 +489,7 @@ static const HypervisorOps fake_ops = {
         .create_xml = fk_create_xml,
         .job_progress = fk_job_progress,
         .sync_time = fk_sync_time,
+        .agent_ping = fk_agent_ping,
         .free = fk_free,
 };
 
@@ -465,6 +508,9 @@ static void apply_spec(FakeGuest *g, const FakeGuestSpec *spec)
         g->spec = *spec;
         g->spec.name = NULL;
         g->spec.uuid = NULL;
+        g->spec.metadata = NULL;
+        g_free(g->metadata);
+        g->metadata = g_strdup(spec->metadata);
 }
 
 const char *fake_add_guest(Hypervisor *h, const FakeGuestSpec *spec)
@@ -479,6 +525,7 @@ const char *fake_add_guest(Hypervisor *h, const FakeGuestSpec *spec)
         apply_spec(g, spec);
         g->state = spec->paused ? GUEST_STATE_PAUSED : GUEST_STATE_RUNNING;
         g->defined = true;
+        g->started_at = now_usec();
         g_mutex_lock(&h->lock);
         g_ptr_array_add(FK(h)->guests, g);
         g_mutex_unlock(&h->lock);
@@ -564,6 +611,35 @@ void fake_guest_stop(Hypervisor *h, const char *name)
         if (g && guest_state_is_active(g->state))
                 set_stopped(h, g, GUEST_STATE_SHUTOFF, STOP_REASON_SHUTDOWN);
         g_mutex_unlock(&h->lock);
+}
+
+unsigned fake_last_shutdown_mode(Hypervisor *h, const char *name)
+{
+        FakeGuest *g;
+        unsigned m;
+
+        g_mutex_lock(&h->lock);
+        g = find(FK(h), NULL, name);
+        m = g ? g->last_shutdown_mode : 0;
+        g_mutex_unlock(&h->lock);
+        return m;
+}
+
+void fake_set_metadata(Hypervisor *h, const char *name, const char *metadata)
+{
+        g_autofree char *uuid = NULL;
+        FakeGuest *g;
+
+        g_mutex_lock(&h->lock);
+        g = find(FK(h), NULL, name);
+        if (g) {
+                g_free(g->metadata);
+                g->metadata = g_strdup(metadata);
+                uuid = g_strdup(g->uuid);
+        }
+        g_mutex_unlock(&h->lock);
+        if (uuid)
+                hypervisor_dispatch(h, uuid, GUEST_EVENT_METADATA, 0);
 }
 
 void fake_set_unreachable(Hypervisor *h, bool unreachable)

@@ -23,6 +23,10 @@ typedef struct FakeGuestSpec {
         bool shutdown_fails; /* the request itself errors */
         bool destroy_fails;
         bool start_fails;
+        const char *metadata;    /* our metadata element (HYPERVISOR_METADATA_NS), copied */
+        unsigned ignore_presses; /* ACPI requests ignored before one is obeyed */
+        bool agent;              /* has a guest agent: agent shutdown and ping work */
+        guint agent_ready_ms;    /* the agent answers pings this long after a start */
 } FakeGuestSpec;
 
 typedef enum FakeCounter {
@@ -30,6 +34,7 @@ typedef enum FakeCounter {
         FAKE_SHUTDOWN, /* request sent, not stopped yet: a graceful shutdown in progress */
         FAKE_DESTROY,
         FAKE_START, /* start, restore, create */
+        FAKE_PING,  /* guest agent pings, answered or not */
         _FAKE_COUNTER_MAX,
 } FakeCounter;
 
@@ -57,5 +62,9 @@ void fake_gate_saves(Hypervisor *h, bool closed);
 void fake_guest_stop(Hypervisor *h, const char *name);
 /* Makes the whole hypervisor unreachable (connect/list fail with -ENOTCONN). */
 void fake_set_unreachable(Hypervisor *h, bool unreachable);
+/* The SHUTDOWN_MODE_* flags of the guest's last shutdown request. */
+unsigned fake_last_shutdown_mode(Hypervisor *h, const char *name);
+/* Replaces the guest's metadata (NULL: none) and sends GUEST_EVENT_METADATA. Main context. */
+void fake_set_metadata(Hypervisor *h, const char *name, const char *metadata);
 /* Sets the guest running (next boot: fake state survives, like libvirtd's). */
 void fake_set_running(Hypervisor *h, const char *name);

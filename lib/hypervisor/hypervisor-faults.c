@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "hypervisor-faults.h"
 
+#include "terms.h"
+
 typedef struct FaultHypervisor {
         Hypervisor base;
         Hypervisor *inner;
@@ -104,14 +106,14 @@ static gpointer late_stop_run(gpointer p)
         g_autofree char *error = NULL;
 
         g_usleep(FAULT_LATE_STOP_USEC);
-        (void) s->inner->ops->shutdown(s->inner, s->uuid, &error);
+        (void) s->inner->ops->shutdown(s->inner, s->uuid, SHUTDOWN_MODE_ACPI, &error);
         hypervisor_unref(s->inner);
         g_free(s->uuid);
         g_free(s);
         return NULL;
 }
 
-static int fh_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
+static int fh_shutdown(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error)
 {
         unsigned f = faults_of(h, uuid);
 
@@ -125,7 +127,7 @@ static int fh_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
                 g_thread_unref(g_thread_new("late-stop", late_stop_run, s));
                 return 0;
         }
-        return FH(h)->inner->ops->shutdown(FH(h)->inner, uuid, ret_error);
+        return FH(h)->inner->ops->shutdown(FH(h)->inner, uuid, mode, ret_error);
 }
 
 static int fh_destroy(Hypervisor *h, const char *uuid, char **ret_error)
@@ -168,6 +170,11 @@ static int fh_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
         return FH(h)->inner->ops->sync_time(FH(h)->inner, uuid, ret_error);
 }
 
+static int fh_agent_ping(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return FH(h)->inner->ops->agent_ping(FH(h)->inner, uuid, ret_error);
+}
+
 static void fh_free(Hypervisor *h)
 {
         hypervisor_remove_listener(FH(h)->inner, FH(h)->listener);
@@ -188,6 +195,7 @@ static const HypervisorOps fault_ops = {
         .create_xml = fh_create_xml,
         .job_progress = fh_job_progress,
         .sync_time = fh_sync_time,
+        .agent_ping = fh_agent_ping,
         .free = fh_free,
 };
 

@@ -5,9 +5,11 @@
 #include "hypervisor.h"
 
 #include <libvirt/libvirt.h>
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <libvirt-glib/libvirt-glib.h>
 
+#include "terms.h"
 #include "util.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree);
@@ -22,6 +24,7 @@ typedef struct LibvirtHypervisor {
         GMutex connect_lock;
         virConnectPtr conn; /* written under both locks, read under either */
         int lifecycle_id;   /* guarded by connect_lock */
+        int metadata_id;    /* guarded by connect_lock */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -147,6 +150,17 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
         return 0;
 }
 
+/* Main context, like lifecycle_cb(). Only our namespace matters. */
+static void metadata_cb(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque)
+{
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        if (type != VIR_DOMAIN_METADATA_ELEMENT || !streq_ptr(nsuri, HYPERVISOR_METADATA_NS) ||
+            virDomainGetUUIDString(dom, uuid) < 0)
+                return;
+        hypervisor_dispatch(opaque, uuid, GUEST_EVENT_METADATA, 0);
+}
+
 /* Called when the connection drops (libvirtd died, keepalive timeout) — on the main context,
  * or on the worker whose call was using the connection then (libvirt closes it from the
  * thread that holds the client's I/O): so the event is queued to the main context, never
@@ -178,10 +192,13 @@ static void drop_conn(LibvirtHypervisor *lh)
         g_mutex_unlock(&lh->base.lock);
         if (lh->lifecycle_id >= 0)
                 virConnectDomainEventDeregisterAny(c, lh->lifecycle_id);
+        if (lh->metadata_id >= 0)
+                virConnectDomainEventDeregisterAny(c, lh->metadata_id);
         virConnectUnregisterCloseCallback(c, close_cb);
         virConnectClose(c);
         virResetLastError();
         lh->lifecycle_id = -1;
+        lh->metadata_id = -1;
 }
 
 /* Returns a new reference to a live connection, (re)connecting if needed. Worker only. */
@@ -213,6 +230,11 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
                         virConnectDomainEventRegisterAny(n, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                                          VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), h, NULL);
                 if (lh->lifecycle_id < 0)
+                        virResetLastError();
+                lh->metadata_id =
+                        virConnectDomainEventRegisterAny(n, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                                                         VIR_DOMAIN_EVENT_CALLBACK(metadata_cb), h, NULL);
+                if (lh->metadata_id < 0)
                         virResetLastError();
                 u = h->resolved_uri ? NULL : virConnectGetURI(n);
                 g_mutex_lock(&h->lock);
@@ -324,6 +346,13 @@ static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                         g->xml = g_strdup(xml);
                         free(xml);
                 }
+                {
+                        /* NULL with VIR_ERR_NO_DOMAIN_METADATA: the guest has none of ours. */
+                        char *md = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT,
+                                                        HYPERVISOR_METADATA_NS, 0);
+                        g->metadata = g_strdup(md);
+                        free(md);
+                }
                 virResetLastError();
                 g_ptr_array_add(list, g);
                 virDomainFree(doms[i]);
@@ -375,9 +404,18 @@ static int lv_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
         return DOMAIN_CALL(h, uuid, ret_error, "managed save failed", virDomainManagedSave(d, flags));
 }
 
-static int lv_shutdown(Hypervisor *h, const char *uuid, char **ret_error)
+static int lv_shutdown(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error)
 {
-        return DOMAIN_CALL(h, uuid, ret_error, "shutdown failed", virDomainShutdown(d));
+        unsigned flags = 0;
+
+        if (mode & SHUTDOWN_MODE_ACPI)
+                flags |= VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN;
+        if (mode & SHUTDOWN_MODE_AGENT)
+                flags |= VIR_DOMAIN_SHUTDOWN_GUEST_AGENT;
+        /* ACPI alone is what virDomainShutdown() does: 0, which every driver accepts. */
+        if (flags == VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+                flags = 0;
+        return DOMAIN_CALL(h, uuid, ret_error, "shutdown failed", virDomainShutdownFlags(d, flags));
 }
 
 static int lv_destroy(Hypervisor *h, const char *uuid, char **ret_error)
@@ -459,6 +497,22 @@ static int lv_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
                            virDomainSetTime(d, 0, 0, VIR_DOMAIN_TIME_SYNC));
 }
 
+/* How long libvirt waits for the agent's answer. */
+#define AGENT_PING_TIMEOUT_SEC 5
+
+static int lv_agent_ping(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        g_autofree char *reply = NULL;
+        int r;
+
+        r = DOMAIN_CALL(h, uuid, ret_error, "guest agent did not answer",
+                        (reply = virDomainQemuAgentCommand(d, "{\"execute\":\"guest-ping\"}",
+                                                           AGENT_PING_TIMEOUT_SEC, 0))
+                                ? 0
+                                : -1);
+        return r;
+}
+
 static void lv_free(Hypervisor *h)
 {
         drop_conn(LV(h));
@@ -487,6 +541,7 @@ static const HypervisorOps libvirt_ops = {
         .create_xml = lv_create_xml,
         .job_progress = lv_job_progress,
         .sync_time = lv_sync_time,
+        .agent_ping = lv_agent_ping,
         .free = lv_free,
 };
 
@@ -498,5 +553,6 @@ Hypervisor *hypervisor_libvirt_new(const char *uri, GMainContext *ctx)
         hypervisor_init_base(&lh->base, &libvirt_ops, uri, ctx);
         g_mutex_init(&lh->connect_lock);
         lh->lifecycle_id = -1;
+        lh->metadata_id = -1;
         return &lh->base;
 }

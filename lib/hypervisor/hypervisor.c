@@ -23,6 +23,7 @@ GuestInfo *guest_info_free(GuestInfo *g)
         g_free(g->uuid);
         g_free(g->name);
         g_free(g->xml);
+        g_free(g->metadata);
         g_free(g);
         return NULL;
 }

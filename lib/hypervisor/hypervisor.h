@@ -45,8 +45,12 @@ typedef struct GuestInfo {
         bool persistent;
         GuestState state;
         guint64 memory_kib;
-        char *xml; /* transient, active guests only: what re-creates it */
+        char *xml;      /* transient, active guests only: what re-creates it */
+        char *metadata; /* our element of the guest's metadata (HYPERVISOR_METADATA_NS), or NULL */
 } GuestInfo;
+
+/* guestkeeper's namespace in libvirt's domain metadata (`virsh metadata DOMAIN NS`). */
+#define HYPERVISOR_METADATA_NS "https://guestkeeper.org/xmlns/guest/1"
 
 GuestInfo *guest_info_free(GuestInfo *g);
 void guest_info_destroy(gpointer g); /* GDestroyNotify */
@@ -59,6 +63,7 @@ typedef enum GuestEvent {
         GUEST_EVENT_RESUMED,
         GUEST_EVENT_DEFINED,
         GUEST_EVENT_UNDEFINED,
+        GUEST_EVENT_METADATA,     /* the guest's metadata changed */
         GUEST_EVENT_CONNECTED,    /* uuid NULL: connection (re)established */
         GUEST_EVENT_DISCONNECTED, /* uuid NULL: connection lost */
         _GUEST_EVENT_MAX,
@@ -84,7 +89,8 @@ typedef struct HypervisorOps {
         int (*get_state)(Hypervisor *h, const char *uuid, GuestState *ret, char **ret_error);
         /* @file NULL: managed save (persistent guests); else save to that file. */
         int (*save)(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error);
-        int (*shutdown)(Hypervisor *h, const char *uuid, char **ret_error);
+        /* @mode: SHUTDOWN_MODE_* flags; with both, the agent first, then ACPI. */
+        int (*shutdown)(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error);
         int (*destroy)(Hypervisor *h, const char *uuid, char **ret_error);
         /* Starts a defined guest; resumes from its managed-save image if it has one. */
         int (*start)(Hypervisor *h, const char *uuid, bool bypass_cache, char **ret_error);
@@ -93,6 +99,8 @@ typedef struct HypervisorOps {
         int (*job_progress)(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
                             char **ret_error);
         int (*sync_time)(Hypervisor *h, const char *uuid, char **ret_error);
+        /* The guest agent answers (guest-ping): 0; -EOPNOTSUPP when the driver cannot ask. */
+        int (*agent_ping)(Hypervisor *h, const char *uuid, char **ret_error);
         void (*free)(Hypervisor *h);
 } HypervisorOps;
 

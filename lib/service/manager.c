@@ -988,8 +988,9 @@ GPtrArray *manager_plan(Manager *m)
                         r->persistent = g->persistent;
                         {
                                 GuestPolicy p;
-                                policy_for_guest(m->config, g->name, g->persistent, &p);
+                                policy_for_guest(m->config, g->name, g->persistent, NULL, &p);
                                 r->steps = steps_to_string(p.steps);
+                                guest_policy_clear(&p);
                         }
                         g_ptr_array_add(rows, r);
                 }
