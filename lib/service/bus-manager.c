@@ -167,7 +167,7 @@ static int get_inhibitor(sd_bus *bus, const char *path, const char *interface, c
 static int get_uris(sd_bus *bus, const char *path, const char *interface, const char *property,
                     sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
-        g_auto(GStrv) uris = manager_uris(userdata);
+        g_auto(GStrv) uris = guest_cache_uris(((Manager *) userdata)->cache);
 
         return sd_bus_message_append_strv(reply, uris);
 }

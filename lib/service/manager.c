@@ -7,7 +7,6 @@
 #include "bus-util.h"
 #include "conflicts.h"
 #include "event-glue.h"
-#include "hypervisor-faults.h"
 #include "hypervisor.h"
 #include "log.h"
 #include "macro.h"
@@ -34,41 +33,11 @@ DEFINE_STRING_TABLE(manager_state, ManagerState, _MANAGER_STATE_MAX);
  * counts; at boot libvirtd may still be coming up. */
 #define CONNECT_RETRY_PRESERVE_USEC (2 * USEC_PER_SEC)
 #define CONNECT_RETRY_RESTORE_USEC  (10 * USEC_PER_SEC)
-#define RECONNECT_MAX_MSEC          30000
 #define FLUSH_MSEC                  50
-
-typedef struct CachedGuest {
-        char *uuid;
-        char *name;
-        bool persistent;
-        GuestState state;
-} CachedGuest;
-
-/* One watched URI. Refcounted: a list job in flight holds a reference, so a Reload that
- * replaces the watched URIs while a list runs leaves the job something valid to return to;
- * a Watched that was dropped (@manager NULL) ignores the result. */
-struct Watched {
-        gint ref;
-        Manager *manager;
-        Hypervisor *hv;
-        guint listener;
-        GHashTable *guests; /* uuid → CachedGuest* */
-        bool reachable;
-        bool refreshing;
-        bool refresh_again;
-        guint64 epoch;       /* bumps at every event: a list taken before the last event is stale */
-        GHashTable *removed; /* uuids events removed since the last refresh started */
-        guint reconnect_source;
-        guint backoff_ms;
-        char *error;
-};
 
 static void schedule_flush(Manager *m);
 static void start_run(Manager *m, RunKind kind, bool host_shutdown);
 static void check_conflicts(Manager *m);
-static void refresh(Watched *w);
-static Watched *watched_ref(Watched *w);
-static void watched_unref(Watched *w);
 
 /* ---- notifications and properties ---- */
 
@@ -105,7 +74,7 @@ bool manager_inhibitor_held(Manager *m)
 
 static char *status_line(Manager *m)
 {
-        unsigned total, done, failed, guests = 0, running = 0;
+        unsigned total, done, failed, guests, running, n_uris = guest_cache_n_uris(m->cache);
         double progress;
 
         manager_counts(m, &total, &done, &failed, &progress);
@@ -131,7 +100,7 @@ static char *status_line(Manager *m)
                 if (total == 0 && m->run && !engine_is_finished(m->run))
                         return g_strdup_printf("%s: listing the guests of %u URI%s",
                                                m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
-                                               m->watched->len, m->watched->len == 1 ? "" : "s");
+                                               n_uris, n_uris == 1 ? "" : "s");
                 if (failed)
                         return g_strdup_printf("%s %u/%u guests%s, %u failed",
                                                m->state == MANAGER_PRESERVING ? "Preserving" : "Restoring",
@@ -148,19 +117,9 @@ static char *status_line(Manager *m)
                         m->last ? m->last->by_outcome[OUTCOME_POWEROFF] : 0, failed);
         case MANAGER_IDLE:
         default:
-                for (guint i = 0; i < m->watched->len; i++) {
-                        Watched *w = m->watched->pdata[i];
-                        GHashTableIter it;
-                        gpointer v;
-
-                        g_hash_table_iter_init(&it, w->guests);
-                        while (g_hash_table_iter_next(&it, NULL, &v)) {
-                                guests++;
-                                running += guest_state_is_active(((CachedGuest *) v)->state);
-                        }
-                }
+                guest_cache_count(m->cache, &guests, &running);
                 return g_strdup_printf("Watching %u guests (%u running) on %u URI%s; %s", guests, running,
-                                       m->watched->len, m->watched->len == 1 ? "" : "s",
+                                       n_uris, n_uris == 1 ? "" : "s",
                                        manager_inhibitor_held(m)
                                                ? "shutdown inhibitor held"
                                                : "no shutdown inhibitor (logind unavailable)");
@@ -326,39 +285,12 @@ static void do_exit(Manager *m, int code)
 
 /* ---- runs ---- */
 
-static Watched *watched_for_uri(Manager *m, const char *uri)
-{
-        for (guint i = 0; i < m->watched->len; i++) {
-                Watched *w = m->watched->pdata[i];
-                g_autofree char *u = hypervisor_get_uri(w->hv);
-
-                if (streq_ptr(u, uri))
-                        return w;
-        }
-        return NULL;
-}
-
 static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
 {
         Manager *m = userdata;
 
-        /* A restored guest is running now: the cache knows without waiting for a refresh
-         * (a transient guest that comes back is new to libvirt's list). */
-        if (g->finished && g->outcome == OUTCOME_RESTORED) {
-                Watched *w = watched_for_uri(m, g->uri);
-                if (w)
-                        w->epoch++;
-                if (w && !g_hash_table_contains(w->guests, g->uuid)) {
-                        CachedGuest *c = g_new0(CachedGuest, 1);
-                        c->uuid = g_strdup(g->uuid);
-                        c->name = g_strdup(g->name);
-                        c->persistent = g->persistent;
-                        c->state = GUEST_STATE_RUNNING;
-                        g_hash_table_replace(w->guests, c->uuid, c);
-                } else if (w)
-                        ((CachedGuest *) g_hash_table_lookup(w->guests, g->uuid))->state =
-                                GUEST_STATE_RUNNING;
-        }
+        if (g->finished && g->outcome == OUTCOME_RESTORED)
+                guest_cache_note_running(m->cache, g->uri, g->uuid, g->name, g->persistent);
         g_hash_table_replace(m->outcomes, g_strconcat(g->uri, "\n", g->uuid, NULL),
                              GINT_TO_POINTER(g->outcome));
         if (g->finished && g->outcome == OUTCOME_FAILED)
@@ -421,14 +353,12 @@ static void on_finished(Engine *e, void *userdata)
                         logind_want_inhibitor(m->logind, true);
                         start_run(m, RUN_RESTORE, false);
                 }
-                for (guint i = 0; i < m->watched->len; i++)
-                        refresh(m->watched->pdata[i]);
+                guest_cache_refresh_all(m->cache);
                 return;
         }
 
         set_state(m, MANAGER_IDLE);
-        for (guint i = 0; i < m->watched->len; i++)
-                refresh(m->watched->pdata[i]);
+        guest_cache_refresh_all(m->cache);
         if (m->preserve_after_run) {
                 m->preserve_after_run = false;
                 start_run(m, RUN_PRESERVE, true);
@@ -445,7 +375,7 @@ static const EngineCallbacks engine_callbacks = {
 static void start_run(Manager *m, RunKind kind, bool host_shutdown)
 {
         g_autofree char *save_dir = g_build_filename(m->state_dir, "save", NULL);
-        g_autoptr(GPtrArray) hvs = g_ptr_array_new();
+        g_autoptr(GPtrArray) hvs = guest_cache_hypervisors(m->cache);
         EngineOptions o = {
                 .kind = kind,
                 .config = m->config,
@@ -458,8 +388,6 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
 
         g_assert(!m->run);
         check_conflicts(m);
-        for (guint i = 0; i < m->watched->len; i++)
-                g_ptr_array_add(hvs, ((Watched *) m->watched->pdata[i])->hv);
         /* The last run's outcomes stay visible until this run touches the guest. */
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
                             &engine_callbacks, m);
@@ -501,11 +429,13 @@ int manager_restore(Manager *m)
 
 static void maybe_ready(Manager *m)
 {
+        guint n_uris = guest_cache_n_uris(m->cache);
+
         if (m->ready || !m->name_owned || !logind_settled(m->logind))
                 return;
         m->ready = true;
         notify("READY=1");
-        log_info("Ready: %u URI%s, inhibitor %s", m->watched->len, m->watched->len == 1 ? "" : "s",
+        log_info("Ready: %u URI%s, inhibitor %s", n_uris, n_uris == 1 ? "" : "s",
                  manager_inhibitor_held(m) ? "held" : "not available");
         if (m->state != MANAGER_STARTING)
                 return; /* a shutdown already started a run */
@@ -637,256 +567,7 @@ void manager_terminate(Manager *m)
         logind_query_shutting_down(m->logind, shutdown_query_done, m);
 }
 
-/* ---- the guest cache (ListGuests, STATUS): kept by events, never asked on demand ---- */
-
-static void cached_guest_free(gpointer p)
-{
-        CachedGuest *g = p;
-
-        g_free(g->uuid);
-        g_free(g->name);
-        g_free(g);
-}
-
-typedef struct RefreshJob {
-        Watched *w;
-        guint64 epoch;
-        Hypervisor *hv;
-        GPtrArray *list;
-        char *error;
-        int r;
-} RefreshJob;
-
-static void refresh_run(gpointer p)
-{
-        RefreshJob *j = p;
-
-        j->r = j->hv->ops->list(j->hv, true, &j->list, &j->error);
-}
-
-static gboolean reconnect_cb(gpointer p)
-{
-        Watched *w = p;
-
-        w->reconnect_source = 0;
-        refresh(w);
-        return G_SOURCE_REMOVE;
-}
-
-static void refresh_done(gpointer p)
-{
-        RefreshJob *j = p;
-        Watched *w = j->w;
-        g_autofree char *uri = NULL;
-
-        w->refreshing = false;
-        if (!w->manager)
-                return; /* dropped by a Reload while listing */
-        uri = hypervisor_get_uri(w->hv);
-        if (j->r < 0) {
-                if (w->reachable || !w->error)
-                        log_full(LOG_ERR, 0, &(LogGuest){.uri = uri}, NULL, "Cannot reach %s: %s", uri,
-                                 j->error);
-                w->reachable = false;
-                g_free(w->error);
-                w->error = g_strdup(j->error);
-                /* Reconnect with backoff: libvirtd may start after us or restart. */
-                w->backoff_ms = MIN(MAX(w->backoff_ms * 2, 1000u), (guint) RECONNECT_MAX_MSEC);
-                if (!w->reconnect_source)
-                        w->reconnect_source = g_timeout_add(w->backoff_ms, reconnect_cb, w);
-        } else {
-                if (!w->reachable)
-                        log_info("Connected to %s", uri);
-                w->reachable = true;
-                bool stale = j->epoch != w->epoch;
-
-                w->backoff_ms = 0;
-                g_clear_pointer(&w->error, g_free);
-                /* Events came while listing: the list may predate them. Only learn new
-                 * guests from it, and list again. */
-                if (stale)
-                        w->refresh_again = true;
-                else
-                        g_hash_table_remove_all(w->guests);
-                for (guint i = 0; i < j->list->len; i++) {
-                        GuestInfo *info = j->list->pdata[i];
-                        CachedGuest *g;
-
-                        if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
-                                      g_hash_table_contains(w->removed, info->uuid)))
-                                continue; /* known, or gone since the list was taken */
-                        g = g_new0(CachedGuest, 1);
-
-                        g->uuid = g_strdup(info->uuid);
-                        g->name = g_strdup(info->name);
-                        g->persistent = info->persistent;
-                        g->state = info->state;
-                        g_hash_table_replace(w->guests, g->uuid, g);
-                }
-        }
-        schedule_flush(w->manager);
-        if (w->refresh_again) {
-                w->refresh_again = false;
-                refresh(w);
-        }
-}
-
-static void refresh_free(gpointer p)
-{
-        RefreshJob *j = p;
-
-        watched_unref(j->w);
-        hypervisor_unref(j->hv);
-        if (j->list)
-                g_ptr_array_unref(j->list);
-        g_free(j->error);
-        g_free(j);
-}
-
-static void refresh(Watched *w)
-{
-        RefreshJob *j;
-
-        if (w->refreshing) {
-                w->refresh_again = true;
-                return;
-        }
-        w->refreshing = true;
-        g_hash_table_remove_all(w->removed);
-        j = g_new0(RefreshJob, 1);
-        j->w = watched_ref(w);
-        j->epoch = w->epoch;
-        j->hv = hypervisor_ref(w->hv);
-        workers_submit(w->manager->workers, j, refresh_run, refresh_done, refresh_free);
-}
-
-static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent event, int detail,
-                                void *userdata)
-{
-        Watched *w = userdata;
-        CachedGuest *g;
-
-        w->epoch++;
-        if (event == GUEST_EVENT_DISCONNECTED) {
-                g_autofree char *uri = hypervisor_get_uri(h);
-                log_full(LOG_WARNING, 0, &(LogGuest){.uri = uri}, NULL,
-                         "Lost the connection to %s; reconnecting", uri);
-                w->reachable = false;
-                refresh(w);
-                return;
-        }
-        if (event == GUEST_EVENT_CONNECTED) {
-                refresh(w);
-                return;
-        }
-        g = g_hash_table_lookup(w->guests, uuid);
-        if (!g) {
-                refresh(w); /* a guest we did not know: learn its name */
-                return;
-        }
-        switch (event) {
-        case GUEST_EVENT_STARTED:
-        case GUEST_EVENT_RESUMED:
-                g->state = GUEST_STATE_RUNNING;
-                break;
-        case GUEST_EVENT_PAUSED:
-                g->state = GUEST_STATE_PAUSED;
-                break;
-        case GUEST_EVENT_STOPPED:
-                if (!g->persistent) {
-                        g_hash_table_add(w->removed, g_strdup(uuid));
-                        g_hash_table_remove(w->guests, uuid);
-                } else
-                        g->state = detail == STOP_REASON_SAVED ? GUEST_STATE_SAVED : GUEST_STATE_SHUTOFF;
-                break;
-        case GUEST_EVENT_UNDEFINED:
-                if (!guest_state_is_active(g->state)) {
-                        g_hash_table_add(w->removed, g_strdup(uuid));
-                        g_hash_table_remove(w->guests, uuid);
-                } else
-                        g->persistent = false;
-                break;
-        case GUEST_EVENT_DEFINED:
-                g->persistent = true;
-                break;
-        default:
-                break;
-        }
-        schedule_flush(w->manager);
-}
-
-/* Atomic: after workers_abandon() at exit, a late job drops its reference on its worker. */
-static Watched *watched_ref(Watched *w)
-{
-        g_atomic_int_inc(&w->ref);
-        return w;
-}
-
-static void watched_unref(Watched *w)
-{
-        if (!g_atomic_int_dec_and_test(&w->ref))
-                return;
-        hypervisor_unref(w->hv);
-        g_hash_table_unref(w->guests);
-        g_hash_table_unref(w->removed);
-        g_free(w->error);
-        g_free(w);
-}
-
-/* The manager lets go of a URI (Reload, exit): no more events, reconnects or results. */
-static void watched_drop(gpointer p)
-{
-        Watched *w = p;
-
-        w->manager = NULL;
-        if (w->reconnect_source)
-                g_source_remove(w->reconnect_source);
-        w->reconnect_source = 0;
-        hypervisor_remove_listener(w->hv, w->listener);
-        watched_unref(w);
-}
-
-static void watch_uris(Manager *m)
-{
-        /* Testing aid (guestkeeperd(8), ENVIRONMENT): inject faults into the real backend. */
-        const char *faults = g_getenv("GUESTKEEPER_FAULTS");
-
-        g_ptr_array_set_size(m->watched, 0);
-        for (char **u = m->config->uris; *u; u++) {
-                Watched *w = g_new0(Watched, 1);
-
-                w->ref = 1;
-                w->manager = m;
-                w->hv = hypervisor_libvirt_new(*u, NULL);
-                if (faults && *faults) {
-                        g_autofree char *why = NULL;
-                        Hypervisor *f = hypervisor_faults_new(w->hv);
-
-                        if (faults_parse(f, faults, &why) < 0)
-                                log_error("GUESTKEEPER_FAULTS: %s; ignored", why);
-                        else
-                                log_warning("GUESTKEEPER_FAULTS=%s: injecting faults (testing only)",
-                                            faults);
-                        hypervisor_unref(w->hv);
-                        w->hv = f;
-                }
-                w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
-                w->removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-                w->listener = hypervisor_add_listener(w->hv, on_hypervisor_event, w);
-                g_ptr_array_add(m->watched, w);
-                refresh(w);
-        }
-}
-
-char **manager_uris(Manager *m)
-{
-        GPtrArray *a = g_ptr_array_new();
-
-        for (guint i = 0; i < m->watched->len; i++)
-                g_ptr_array_add(a, hypervisor_get_uri(((Watched *) m->watched->pdata[i])->hv));
-        g_ptr_array_add(a, NULL);
-        return (char **) g_ptr_array_free(a, FALSE);
-}
+/* ---- ListGuests, Plan: from the guest cache, never asked on demand ---- */
 
 static void row_free(gpointer p)
 {
@@ -908,31 +589,32 @@ static const char *outcome_of(Manager *m, const char *uri, const char *uuid)
         return outcome_to_string(GPOINTER_TO_INT(v));
 }
 
+typedef struct ListGuests {
+        Manager *m;
+        GPtrArray *rows;
+        GHashTable *seen; /* "uri\nuuid" */
+} ListGuests;
+
+static void list_guest(const char *uri, bool reachable, const CachedGuest *g, void *userdata)
+{
+        ListGuests *l = userdata;
+        GuestRow *r = g_new0(GuestRow, 1);
+
+        r->uri = g_strdup(uri);
+        r->uuid = g_strdup(g->uuid);
+        r->name = g_strdup(g->name);
+        r->state = reachable ? guest_state_to_string(g->state) : "unreachable";
+        r->outcome = outcome_of(l->m, uri, g->uuid);
+        g_ptr_array_add(l->rows, r);
+        g_hash_table_add(l->seen, g_strconcat(uri, "\n", g->uuid, NULL));
+}
+
 GPtrArray *manager_list_guests(Manager *m)
 {
         GPtrArray *rows = g_ptr_array_new_with_free_func(row_free);
         g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
-        for (guint i = 0; i < m->watched->len; i++) {
-                Watched *w = m->watched->pdata[i];
-                g_autofree char *uri = hypervisor_get_uri(w->hv);
-                GHashTableIter it;
-                gpointer v;
-
-                g_hash_table_iter_init(&it, w->guests);
-                while (g_hash_table_iter_next(&it, NULL, &v)) {
-                        CachedGuest *g = v;
-                        GuestRow *r = g_new0(GuestRow, 1);
-
-                        r->uri = g_strdup(uri);
-                        r->uuid = g_strdup(g->uuid);
-                        r->name = g_strdup(g->name);
-                        r->state = w->reachable ? guest_state_to_string(g->state) : "unreachable";
-                        r->outcome = outcome_of(m, uri, g->uuid);
-                        g_ptr_array_add(rows, r);
-                        g_hash_table_add(seen, g_strconcat(uri, "\n", g->uuid, NULL));
-                }
-        }
+        guest_cache_foreach(m->cache, list_guest, &(ListGuests){m, rows, seen});
         /* The record's guests libvirt does not know now: transient guests saved or stopped. */
         for (guint i = 0; i < m->record->guests->len; i++) {
                 RecordGuest *rg = m->record->guests->pdata[i];
@@ -964,41 +646,48 @@ static void plan_row_free(gpointer p)
         g_free(r);
 }
 
+typedef struct Plan {
+        Manager *m;
+        GPtrArray *rows;
+} Plan;
+
+static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, void *userdata)
+{
+        Plan *p = userdata;
+        GuestPolicy policy;
+        PlanRow *r;
+
+        if (!guest_state_is_active(g->state))
+                return;
+        policy_for_guest(p->m->config, g->name, g->persistent, NULL, &policy);
+        r = g_new0(PlanRow, 1);
+        r->uri = g_strdup(uri);
+        r->uuid = g_strdup(g->uuid);
+        r->name = g_strdup(g->name);
+        r->persistent = g->persistent;
+        r->steps = steps_to_string(policy.steps);
+        guest_policy_clear(&policy);
+        g_ptr_array_add(p->rows, r);
+}
+
 GPtrArray *manager_plan(Manager *m)
 {
         GPtrArray *rows = g_ptr_array_new_with_free_func(plan_row_free);
 
-        for (guint i = 0; i < m->watched->len; i++) {
-                Watched *w = m->watched->pdata[i];
-                g_autofree char *uri = hypervisor_get_uri(w->hv);
-                GHashTableIter it;
-                gpointer v;
-
-                g_hash_table_iter_init(&it, w->guests);
-                while (g_hash_table_iter_next(&it, NULL, &v)) {
-                        CachedGuest *g = v;
-                        PlanRow *r;
-
-                        if (!guest_state_is_active(g->state))
-                                continue;
-                        r = g_new0(PlanRow, 1);
-                        r->uri = g_strdup(uri);
-                        r->uuid = g_strdup(g->uuid);
-                        r->name = g_strdup(g->name);
-                        r->persistent = g->persistent;
-                        {
-                                GuestPolicy p;
-                                policy_for_guest(m->config, g->name, g->persistent, NULL, &p);
-                                r->steps = steps_to_string(p.steps);
-                                guest_policy_clear(&p);
-                        }
-                        g_ptr_array_add(rows, r);
-                }
-        }
+        guest_cache_foreach(m->cache, plan_guest, &(Plan){m, rows});
         return rows;
 }
 
 /* ---- life cycle ---- */
+
+static void on_cache_changed(GuestCache *c, void *userdata)
+{
+        schedule_flush(userdata);
+}
+
+static const GuestCacheCallbacks cache_callbacks = {
+        .changed = on_cache_changed,
+};
 
 int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
 {
@@ -1010,8 +699,8 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->config_explicit = o->config_explicit;
         m->state_dir = g_strdup(o->state_dir);
         m->state = MANAGER_STARTING;
-        m->watched = g_ptr_array_new_with_free_func(watched_drop);
         m->workers = workers_new(NULL, 32);
+        m->cache = guest_cache_new(m->workers, &cache_callbacks, m);
         m->outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
         /* Neither a missing state directory nor an unreadable record stops the daemon: it
@@ -1056,7 +745,7 @@ Manager *manager_free(Manager *m)
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */
         g_clear_pointer(&m->workers, workers_abandon);
-        g_ptr_array_unref(m->watched);
+        guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);
         run_summary_free(m->last);
         if (m->conflicts)
@@ -1120,7 +809,7 @@ int manager_start(Manager *m, char **ret_error)
                 return r;
         }
         logind_want_inhibitor(m->logind, true);
-        watch_uris(m);
+        guest_cache_set_uris(m->cache, m->config->uris);
 
         check_conflicts(m);
 
@@ -1151,7 +840,7 @@ int manager_reload(Manager *m, char **ret_error)
         if (uris_changed) {
                 if (m->run)
                         log_warning("Reload: URIs= changed; the run under way keeps the old URIs");
-                watch_uris(m);
+                guest_cache_set_uris(m->cache, m->config->uris);
         }
         check_conflicts(m);
         log_info("Reloaded %s", m->config_path);

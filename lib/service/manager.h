@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The daemon's core: owns the state, the hypervisors, the record, the current run, logind
+/* The daemon's core: owns the state, the guest cache, the record, the current run, logind
  * and the bus; decides when to preserve and restore (guestkeeperd(8), "Stopping"). Main thread
  * only. The D-Bus glue (bus-manager.c) reads the fields below. */
 
@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "guest-cache.h"
 #include "logind.h"
 #include "record.h"
 #include "worker.h"
@@ -30,8 +31,6 @@ typedef enum ManagerState {
 const char *manager_state_to_string(ManagerState s);
 ManagerState manager_state_from_string(const char *s);
 
-typedef struct Watched Watched;
-
 typedef struct ManagerOptions {
         const char *config_path;
         bool config_explicit; /* --config given: the file must exist */
@@ -45,8 +44,8 @@ typedef struct Manager {
         char *state_dir;
 
         ManagerState state;
-        GPtrArray *watched; /* Watched*, one per configured URI */
         Workers *workers;
+        GuestCache *cache; /* the guests of the configured URIs */
         Record *record;
         GHashTable *outcomes; /* "uri\nuuid" → Outcome of the last run that touched the guest */
 
@@ -95,8 +94,7 @@ int manager_reload(Manager *m, char **ret_error);
 int manager_preserve(Manager *m);
 int manager_restore(Manager *m);
 
-/* For the bus: the resolved URIs, the rows of ListGuests(). */
-char **manager_uris(Manager *m);
+/* For the bus: the rows of ListGuests(). */
 typedef struct GuestRow {
         char *uri, *uuid, *name;
         const char *state, *outcome;
