@@ -129,10 +129,11 @@ int main(int argc, char **argv)
         g_unix_signal_add(SIGINT, on_sigterm, m);
         g_unix_signal_add(SIGHUP, on_sighup, m);
 
-        if (manager_start(m, &error) < 0) {
+        if (manager_connect_bus(m, &error) < 0) {
                 log_error("%s", error);
                 return 1;
         }
+        manager_start(m);
         g_main_loop_run(loop);
         g_main_loop_unref(loop);
         log_info("Exiting with status %d", exit_code);

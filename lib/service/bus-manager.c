@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* org.guestkeeper1.Manager at /org/guestkeeper1: the D-Bus glue, nothing else. Main thread
- * only. Every answer comes from state the manager keeps: no method waits on libvirt. */
+/* org.guestkeeper1.Manager at /org/guestkeeper1: the bus set-up and the D-Bus glue, nothing
+ * else. Main thread only. Every answer comes from state the manager keeps: no method waits on
+ * libvirt. */
 #include "gk-build-config.h"
 
 #include <errno.h>
 
 #include "bus-util.h"
+#include "event-glue.h"
 #include "log.h"
 #include "manager.h"
 
@@ -212,9 +214,68 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-int bus_manager_register(Manager *m)
+static int name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
-        return sd_bus_add_object_vtable(m->bus, NULL, OBJECT_PATH, INTERFACE, manager_vtable, m);
+        const sd_bus_error *e;
+
+        if (!sd_bus_message_is_method_error(reply, NULL)) {
+                manager_name_acquired(userdata, NULL);
+                return 0;
+        }
+        /* An error reply may carry no message; it always has a name. */
+        e = sd_bus_message_get_error(reply);
+        manager_name_acquired(userdata, e->message ?: e->name);
+        return 0;
+}
+
+int manager_connect_bus(Manager *m, char **ret_error)
+{
+        int r;
+
+        r = sd_event_new(&m->event);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot create the event loop: %s", g_strerror(-r));
+                return r;
+        }
+        m->event_source = event_glue_attach(m->event, NULL);
+        r = sd_bus_open_system(&m->bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot connect to the system bus: %s", g_strerror(-r));
+                return r;
+        }
+        r = sd_bus_add_object_vtable(m->bus, NULL, OBJECT_PATH, INTERFACE, manager_vtable, m);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
+                return r;
+        }
+        r = sd_bus_request_name_async(m->bus, NULL, "org.guestkeeper1", 0, name_acquired, m);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
+                return r;
+        }
+        r = logind_new(m->bus, &manager_logind_callbacks, m, &m->logind);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("Cannot watch logind: %s", g_strerror(-r));
+                return r;
+        }
+        logind_want_inhibitor(m->logind, true);
+        return 0;
+}
+
+void manager_disconnect_bus(Manager *m)
+{
+        g_clear_pointer(&m->logind, logind_free);
+        if (m->bus) {
+                sd_bus_flush_close_unref(m->bus);
+                m->bus = NULL;
+        }
+        if (m->event_source) {
+                g_source_destroy(m->event_source);
+                g_clear_pointer(&m->event_source, g_source_unref);
+        }
+        m->event = sd_event_unref(m->event);
 }
 
 void bus_manager_emit(Manager *m, const char *const *properties)

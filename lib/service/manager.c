@@ -6,7 +6,6 @@
 
 #include "bus-util.h"
 #include "conflicts.h"
-#include "event-glue.h"
 #include "hypervisor.h"
 #include "log.h"
 #include "macro.h"
@@ -267,10 +266,10 @@ static void on_unit_state(const char *unit, const char *unit_file_state, const c
 }
 
 /* At start-up, on Reload and before each run: systemd's view of libvirt-guests.service (over
- * the bus), libvirt's own auto-shutdown (qemu.conf). */
+ * the bus, if there is one), libvirt's own auto-shutdown (qemu.conf). */
 static void check_conflicts(Manager *m)
 {
-        if (unit_state_query(m->bus, "libvirt-guests.service", on_unit_state, m) < 0)
+        if (!m->bus || unit_state_query(m->bus, "libvirt-guests.service", on_unit_state, m) < 0)
                 on_unit_state("libvirt-guests.service", NULL, NULL, m);
 }
 
@@ -281,6 +280,13 @@ static void do_exit(Manager *m, int code)
         set_state(m, MANAGER_STOPPING);
         if (m->on_exit)
                 m->on_exit(m, code, m->on_exit_userdata);
+}
+
+/* Without a bus there is no logind either (unit tests): nothing to take or release. */
+static void want_inhibitor(Manager *m, bool want)
+{
+        if (m->logind)
+                logind_want_inhibitor(m->logind, want);
 }
 
 /* ---- runs ---- */
@@ -343,14 +349,14 @@ static void on_finished(Engine *e, void *userdata)
                 /* Every guest has an outcome and the record is on disk: let logind go on. A
                  * rehearsal keeps the lock. */
                 if (m->run_is_shutdown && !m->cancel_after_run)
-                        logind_want_inhibitor(m->logind, false);
+                        want_inhibitor(m, false);
                 if (m->exit_after_run) {
                         do_exit(m, 0);
                         return;
                 }
                 if (m->cancel_after_run) {
                         m->cancel_after_run = false;
-                        logind_want_inhibitor(m->logind, true);
+                        want_inhibitor(m, true);
                         start_run(m, RUN_RESTORE, false);
                 }
                 guest_cache_refresh_all(m->cache);
@@ -420,18 +426,20 @@ int manager_restore(Manager *m)
 {
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
-        logind_want_inhibitor(m->logind, true);
+        want_inhibitor(m, true);
         start_run(m, RUN_RESTORE, false);
         return 0;
 }
 
 /* ---- logind ---- */
 
+/* With a bus: once the name is ours and the inhibitor is held or known unavailable. Without
+ * one (unit tests): at once. */
 static void maybe_ready(Manager *m)
 {
         guint n_uris = guest_cache_n_uris(m->cache);
 
-        if (m->ready || !m->name_owned || !logind_settled(m->logind))
+        if (m->ready || (m->bus && !m->name_owned) || (m->logind && !logind_settled(m->logind)))
                 return;
         m->ready = true;
         notify("READY=1");
@@ -480,7 +488,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
                 engine_cancel(m->run);
                 break;
         case MANAGER_PRESERVED:
-                logind_want_inhibitor(m->logind, true);
+                want_inhibitor(m, true);
                 start_run(m, RUN_RESTORE, false);
                 break;
         case MANAGER_RESTORING:
@@ -509,7 +517,7 @@ static void on_logind_settled(Logind *l, const char *error, void *userdata)
         maybe_ready(m);
 }
 
-static const LogindCallbacks logind_callbacks = {
+const LogindCallbacks manager_logind_callbacks = {
         .prepare_for_shutdown = on_prepare_for_shutdown,
         .inhibitor_changed = on_inhibitor_changed,
         .settled = on_logind_settled,
@@ -732,16 +740,7 @@ Manager *manager_free(Manager *m)
                 g_source_remove(m->watchdog_source);
         if (m->flush_source)
                 g_source_remove(m->flush_source);
-        g_clear_pointer(&m->logind, logind_free);
-        if (m->bus) {
-                sd_bus_flush_close_unref(m->bus);
-                m->bus = NULL;
-        }
-        if (m->event_source) {
-                g_source_destroy(m->event_source);
-                g_source_unref(m->event_source);
-        }
-        sd_event_unref(m->event);
+        manager_disconnect_bus(m);
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */
         g_clear_pointer(&m->workers, workers_abandon);
@@ -759,56 +758,22 @@ Manager *manager_free(Manager *m)
         return NULL;
 }
 
-static int name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+void manager_name_acquired(Manager *m, const char *error)
 {
-        Manager *m = userdata;
-
-        if (sd_bus_message_is_method_error(reply, NULL)) {
-                log_error("Cannot own the bus name org.guestkeeper1: %s",
-                          sd_bus_message_get_error(reply)->message);
+        if (error) {
+                log_error("Cannot own the bus name org.guestkeeper1: %s", error);
                 do_exit(m, 1);
-                return 0;
+                return;
         }
         m->name_owned = true;
         maybe_ready(m);
-        return 0;
 }
 
-int manager_start(Manager *m, char **ret_error)
+void manager_start(Manager *m)
 {
         guint64 wd = 0;
-        int r;
 
         hypervisor_libvirt_global_init();
-        r = sd_event_new(&m->event);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("Cannot create the event loop: %s", g_strerror(-r));
-                return r;
-        }
-        m->event_source = event_glue_attach(m->event, NULL);
-        r = sd_bus_open_system(&m->bus);
-        if (r >= 0)
-                r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("Cannot connect to the system bus: %s", g_strerror(-r));
-                return r;
-        }
-        r = bus_manager_register(m);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
-                return r;
-        }
-        r = sd_bus_request_name_async(m->bus, NULL, "org.guestkeeper1", 0, name_acquired, m);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
-                return r;
-        }
-        r = logind_new(m->bus, &logind_callbacks, m, &m->logind);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("Cannot watch logind: %s", g_strerror(-r));
-                return r;
-        }
-        logind_want_inhibitor(m->logind, true);
         guest_cache_set_uris(m->cache, m->config->uris);
 
         check_conflicts(m);
@@ -816,7 +781,7 @@ int manager_start(Manager *m, char **ret_error)
         if (sd_watchdog_enabled(0, &wd) > 0 && wd > 0)
                 m->watchdog_source = g_timeout_add((guint) MAX(1, wd / USEC_PER_MSEC / 2), watchdog_cb, m);
         notify("STATUS=Starting");
-        return 0;
+        maybe_ready(m);
 }
 
 int manager_reload(Manager *m, char **ret_error)

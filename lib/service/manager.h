@@ -3,7 +3,8 @@
 
 /* The daemon's core: owns the state, the guest cache, the record, the current run, logind
  * and the bus; decides when to preserve and restore (guestkeeperd(8), "Stopping"). Main thread
- * only. The D-Bus glue (bus-manager.c) reads the fields below. */
+ * only. The D-Bus glue and the bus set-up (bus-manager.c) read the fields below. The manager
+ * also works with no bus at all (unit tests): then it has no logind either. */
 
 #include <stdbool.h>
 #include <glib.h>
@@ -58,11 +59,12 @@ typedef struct Manager {
         bool exit_after_run;     /* SIGTERM came during a run */
         guint64 run_started;
 
+        /* Set by manager_connect_bus(); NULL without a bus. */
         sd_event *event;
         GSource *event_source;
         sd_bus *bus;
-        bool name_owned;
         Logind *logind;
+        bool name_owned;
         bool ready;
         bool querying_shutdown;
 
@@ -83,8 +85,10 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret);
 Manager *manager_free(Manager *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Manager, manager_free);
 
-/* Connects to the bus and libvirt, takes the inhibitor; READY=1 follows. */
-int manager_start(Manager *m, char **ret_error);
+/* Watches the configured URIs. Called after manager_connect_bus(), or without a bus at all:
+ * READY=1 follows once the bus name is owned and the inhibitor settled, or at once without a
+ * bus. */
+void manager_start(Manager *m);
 
 /* SIGTERM/SIGINT: exit at once, or preserve first when the host is going down. */
 void manager_terminate(Manager *m);
@@ -111,7 +115,15 @@ void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigne
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);
 
-/* bus-manager.c */
-int bus_manager_register(Manager *m);
+/* bus-manager.c: opens the system bus on an sd-event embedded in GLib, registers the object,
+ * asks for the name (asynchronously) and logind for the inhibitor. */
+int manager_connect_bus(Manager *m, char **ret_error);
+/* Undoes manager_connect_bus(); nothing to do without a bus. */
+void manager_disconnect_bus(Manager *m);
 void bus_manager_emit(Manager *m, const char *const *properties);
 void bus_manager_emit_run_finished(Manager *m, const char *kind, unsigned done, unsigned failed);
+
+/* manager.c, for manager_connect_bus(): what logind reports, and the answer to the request
+ * for the bus name (@error NULL: it is ours). */
+extern const LogindCallbacks manager_logind_callbacks;
+void manager_name_acquired(Manager *m, const char *error);
