@@ -8,15 +8,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "bus-names.h"
 #include "bus-util.h"
 #include "config.h"
 #include "import.h"
 #include "takeover.h"
 #include "macro.h"
 
-#define NAME  "org.guestkeeper1"
-#define PATH  "/org/guestkeeper1"
-#define IFACE "org.guestkeeper1.Manager"
+#define NAME  GK_BUS_NAME
+#define PATH  GK_OBJECT_PATH
+#define IFACE GK_INTERFACE
 
 static bool arg_json;
 static bool arg_takeover;
@@ -312,6 +313,19 @@ static int cmd_list(sd_bus *bus)
                            arg_full ? 5 : 4, "guests");
 }
 
+/* A value for the plan table: "-" for none, its source in brackets unless it is the default. */
+static char *plan_cell(const char *value, const char *source)
+{
+        const char *v = value && *value ? value : "-";
+
+        if (!source || g_str_equal(source, "default"))
+                return g_strdup(v);
+        return g_strdup_printf("%s [%s]", v, source);
+}
+
+/* The keys of Plan()'s settings, in the table's order after the steps. */
+static const char *const plan_keys[] = {"order", "shutdown-timeout", "shutdown-mode", "start-delay"};
+
 static int cmd_plan(sd_bus *bus)
 {
         g_autoptr(sd_bus_message) reply = NULL;
@@ -322,41 +336,73 @@ static int cmd_plan(sd_bus *bus)
 
         if (call(bus, "Plan", &reply))
                 return 1;
-        r = sd_bus_message_enter_container(reply, 'a', "(ssssb)");
-        while (r >= 0 &&
-               (r = sd_bus_message_read(reply, "(ssssb)", &uri, &uuid, &name, &steps, &persistent)) > 0) {
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssba(sss))");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssssba(sss)")) > 0) {
+                g_autoptr(GHashTable) value = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+                g_autoptr(GHashTable) source =
+                        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+                g_autoptr(GString) settings = g_string_new("{");
+                const char *k, *v, *src;
+
+                r = sd_bus_message_read(reply, "ssssb", &uri, &uuid, &name, &steps, &persistent);
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+                while (r >= 0 && (r = sd_bus_message_read(reply, "(sss)", &k, &v, &src)) > 0) {
+                        g_hash_table_replace(value, g_strdup(k), g_strdup(v));
+                        g_hash_table_replace(source, g_strdup(k), g_strdup(src));
+                        if (settings->len > 1)
+                                g_string_append_c(settings, ',');
+                        json_string(settings, k);
+                        g_string_append(settings, ":{\"value\":");
+                        json_string(settings, v);
+                        g_string_append(settings, ",\"source\":");
+                        json_string(settings, src);
+                        g_string_append_c(settings, '}');
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
                 if (arg_json) {
                         g_auto(GStrv) parts = *steps ? g_strsplit(steps, ",", -1) : g_new0(char *, 1);
                         json_guest_begin(o, uri, uuid, name);
                         g_string_append_printf(
                                 o, ",\"persistent\":%s,\"steps\":", persistent ? "true" : "false");
                         json_string_array(o, parts, -1);
-                        g_string_append_c(o, '}');
+                        g_string_append_printf(o, ",\"settings\":%s}}", settings->str);
                 } else {
-                        g_autofree char *arrows = NULL;
-                        char **row = g_new0(char *, 5);
                         g_auto(GStrv) parts = g_strsplit(steps, ",", -1);
+                        const char *action = g_hash_table_lookup(value, "action");
+                        const char *error = g_hash_table_lookup(value, "metadata-error");
+                        char **row = g_new0(char *, 9);
+                        g_autofree char *what = NULL;
 
-                        arrows = *steps ? g_strjoinv(" → ", parts)
-                                        : g_strdup("NOTHING: left running, dies with the host");
+                        if (streq_ptr(action, "skip"))
+                                what = g_strdup_printf("skipped [%s]",
+                                                       (char *) g_hash_table_lookup(source, "action"));
+                        else if (*steps) {
+                                g_autofree char *arrows = g_strjoinv(" → ", parts);
+                                what = plan_cell(arrows, g_hash_table_lookup(source, "action"));
+                        } else
+                                what = g_strdup("NOTHING: left running, dies with the host");
+                        if (error)
+                                fprintf(stderr, "guestkeeperctl: %s: %s\n", name, error);
                         row[0] = g_strdup(name);
                         row[1] = g_strdup(persistent ? "persistent" : "transient");
-                        row[2] = g_steal_pointer(&arrows);
-                        row[3] = g_strdup(uri);
+                        row[2] = g_steal_pointer(&what);
+                        for (guint c = 0; c < G_N_ELEMENTS(plan_keys); c++)
+                                row[3 + c] = plan_cell(g_hash_table_lookup(value, plan_keys[c]),
+                                                       g_hash_table_lookup(source, plan_keys[c]));
+                        row[7] = g_strdup(uri);
                         g_ptr_array_add(rows, row);
                 }
         }
-        if (r < 0) {
-                g_string_free(o, TRUE);
-                return fail("cannot parse Plan(): %s", g_strerror(-r));
-        }
-        if (arg_json)
-                printf("%s]\n", o->str);
-        else
-                table((const char *const[]){"NAME", "KIND", "AT SHUTDOWN", "URI"}, rows, 4,
-                      "running guests");
-        g_string_free(o, TRUE);
-        return 0;
+        return finish_rows(o, r, "Plan",
+                           (const char *const[]){"NAME", "KIND", "AT SHUTDOWN", "ORDER", "TIMEOUT", "MODE",
+                                                 "START DELAY", "URI"},
+                           rows, 8, "running guests");
 }
 
 typedef struct Follow {

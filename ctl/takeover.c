@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "bus-names.h"
 #include "bus-util.h"
 
 #define SYSTEMD_NAME  "org.freedesktop.systemd1"
@@ -235,8 +236,7 @@ int takeover_libvirt_guests(const char *config, const char *config_path)
         printf("Disabled %s.\n", OLD_UNIT);
 
         /* 5. guestkeeperd re-reads its configuration and sees the conflict gone. */
-        r = sd_bus_call_method(bus, "org.guestkeeper1", "/org/guestkeeper1", "org.guestkeeper1.Manager",
-                               "Reload", NULL, NULL, NULL);
+        r = sd_bus_call_method(bus, GK_BUS_NAME, GK_OBJECT_PATH, GK_INTERFACE, "Reload", NULL, NULL, NULL);
         if (r < 0)
                 return say_error("Reload of guestkeeperd", r, NULL);
         printf("guestkeeper now keeps the guests at shutdown.\n");

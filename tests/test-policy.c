@@ -104,7 +104,7 @@ START_TEST(test_precedence)
         g_autoptr(Config) c = config_from("[Shutdown]\nShutdownTimeoutSec=300\nShutdownMode=acpi\n"
                                           "[Guest web-*]\nShutdownTimeoutSec=60\nOrder=20\n"
                                           "[Guest web-1]\nOrder=30\nShutdownMode=agent,acpi\n"
-                                          "[Guest db]\nAction=skip\n");
+                                          "[Guest db  cache-?]\nAction=skip\n");
         GuestPolicy p;
 
         /* Globals only. */
@@ -140,7 +140,13 @@ START_TEST(test_precedence)
         policy_for_guest(c, "db", true, NULL, &p);
         ck_assert(p.skip);
         ck_assert_uint_eq(p.steps, 0);
-        ck_assert_str_eq(p.source[GUEST_KEY_ACTION], "Guest db");
+        ck_assert_str_eq(p.source[GUEST_KEY_ACTION], "Guest db  cache-?");
+        guest_policy_clear(&p);
+        policy_for_guest(c, "cache-1", true, NULL, &p);
+        ck_assert(p.skip);
+        guest_policy_clear(&p);
+        policy_for_guest(c, "cache-10", true, NULL, &p);
+        ck_assert(!p.skip);
         guest_policy_clear(&p);
 
         /* ... unless the metadata says otherwise. */

@@ -52,7 +52,7 @@ char *guest_settings_format(const GuestSettings *s, GuestKey key);
 
 typedef struct GuestSection {
         char *name; /* "Guest web-*", as written */
-        char *glob; /* fnmatch(3) pattern on the guest name */
+        char *glob; /* fnmatch(3) patterns on the guest name, separated by blanks */
         GuestSettings settings;
 } GuestSection;
 

@@ -76,6 +76,7 @@ static const char *const outcome_table[_OUTCOME_MAX] = {
         [OUTCOME_FAILED] = "failed",
         [OUTCOME_RESTORING] = "restoring",
         [OUTCOME_RESTORED] = "restored",
+        [OUTCOME_SKIPPED] = "skipped",
 };
 DEFINE_STRING_TABLE(outcome, Outcome, _OUTCOME_MAX);
 

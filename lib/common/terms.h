@@ -51,6 +51,7 @@ typedef enum Outcome {
         OUTCOME_FAILED,
         OUTCOME_RESTORING,
         OUTCOME_RESTORED,
+        OUTCOME_SKIPPED, /* ListGuests() only: Action=skip, deliberately left alone */
         _OUTCOME_MAX,
         _OUTCOME_INVALID = -EINVAL,
 } Outcome;

@@ -159,6 +159,20 @@ static void take(GuestSettings *into, const GuestSettings *from, GuestKey k)
         into->set |= 1u << k;
 }
 
+/* The section's name holds one or more patterns, separated by blanks: any may match. */
+static bool section_matches(const GuestSection *s, const char *name)
+{
+        g_auto(GStrv) globs = NULL;
+
+        if (!name)
+                return false;
+        globs = g_strsplit_set(s->glob, " \t", -1);
+        for (char **g = globs; *g; g++)
+                if (**g && fnmatch(*g, name, 0) == 0)
+                        return true;
+        return false;
+}
+
 void policy_for_guest(const Config *c, const char *name, bool persistent, const char *metadata,
                       GuestPolicy *ret)
 {
@@ -183,7 +197,7 @@ void policy_for_guest(const Config *c, const char *name, bool persistent, const 
                 for (guint i = c->guest_sections->len; i > 0; i--) {
                         const GuestSection *s = c->guest_sections->pdata[i - 1];
 
-                        if ((s->settings.set & (1u << k)) && name && fnmatch(s->glob, name, 0) == 0) {
+                        if ((s->settings.set & (1u << k)) && section_matches(s, name)) {
                                 take(e, &s->settings, k);
                                 set_source(ret, k, s->name);
                                 break;
@@ -195,12 +209,15 @@ void policy_for_guest(const Config *c, const char *name, bool persistent, const 
                 switch (k) {
                 case GUEST_KEY_SHUTDOWN_TIMEOUT:
                         e->shutdown_timeout_usec = c->shutdown_timeout_usec;
+                        e->set |= 1u << k;
                         break;
                 case GUEST_KEY_SHUTDOWN_MODE:
                         e->shutdown_mode = c->shutdown_mode;
+                        e->set |= 1u << k;
                         break;
                 case GUEST_KEY_START_DELAY:
                         e->start_delay_usec = c->start_delay_usec;
+                        e->set |= 1u << k;
                         break;
                 default:
                         break; /* action and order: unset means "from the scopes" and "none" */

@@ -6,13 +6,14 @@
 
 #include <errno.h>
 
+#include "bus-names.h"
 #include "bus-util.h"
 #include "event-glue.h"
 #include "log.h"
 #include "manager.h"
 
-#define OBJECT_PATH "/org/guestkeeper1"
-#define INTERFACE   "org.guestkeeper1.Manager"
+#define OBJECT_PATH GK_OBJECT_PATH
+#define INTERFACE   GK_INTERFACE
 
 /* The daemon checks the caller itself (org.guestkeeper1(5)): a permissive bus policy is not enough
  * to change anything. Root only. */
@@ -37,7 +38,7 @@ static int check_root(sd_bus_message *msg, sd_bus_error *error)
 
 static int busy(sd_bus_error *error, Manager *m)
 {
-        return sd_bus_error_setf(error, "org.guestkeeper1.Error.Busy", "A run is under way (state %s)",
+        return sd_bus_error_setf(error, GK_ERROR_BUSY, "A run is under way (state %s)",
                                  manager_state_to_string(m->state));
 }
 
@@ -79,7 +80,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return r;
         if (manager_reload(m, &why) < 0)
-                return sd_bus_error_set(error, "org.guestkeeper1.Error.InvalidConfig", why);
+                return sd_bus_error_set(error, GK_ERROR_INVALID_CONFIG, why);
         bus_manager_emit(m, (const char *const[]){"URIs", NULL});
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -112,11 +113,23 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(ssssb)");
+                r = sd_bus_message_open_container(reply, 'a', "(ssssba(sss))");
         for (guint i = 0; r >= 0 && i < rows->len; i++) {
                 PlanRow *p = rows->pdata[i];
-                r = sd_bus_message_append(reply, "(ssssb)", p->uri, p->uuid, p->name, p->steps,
-                                          p->persistent);
+
+                r = sd_bus_message_open_container(reply, 'r', "ssssba(sss)");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "ssssb", p->uri, p->uuid, p->name, p->steps,
+                                                  p->persistent);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "(sss)");
+                for (guint k = 0; r >= 0 && k + 2 < p->settings->len; k += 3)
+                        r = sd_bus_message_append(reply, "(sss)", p->settings->pdata[k],
+                                                  p->settings->pdata[k + 1], p->settings->pdata[k + 2]);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
         }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
@@ -205,7 +218,7 @@ static const sd_bus_vtable manager_vtable[] = {
          * check_root() does the check, with a message that says what was refused. */
         SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),
                                 method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssb)", guests), method_plan,
+        SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssba(sss))", guests), method_plan,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RestoreGuests", "", "", method_restore, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -250,7 +263,7 @@ int manager_connect_bus(Manager *m, char **ret_error)
                 *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
                 return r;
         }
-        r = sd_bus_request_name_async(m->bus, NULL, "org.guestkeeper1", 0, name_acquired, m);
+        r = sd_bus_request_name_async(m->bus, NULL, GK_BUS_NAME, 0, name_acquired, m);
         if (r < 0) {
                 *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
                 return r;

@@ -36,7 +36,8 @@ typedef struct Watched {
 
 static void refresh(Watched *w);
 
-static CachedGuest *cached_guest_new(const char *uuid, const char *name, bool persistent, GuestState state)
+static CachedGuest *cached_guest_new(const char *uuid, const char *name, bool persistent, GuestState state,
+                                     const char *metadata)
 {
         CachedGuest *g = g_new0(CachedGuest, 1);
 
@@ -44,6 +45,7 @@ static CachedGuest *cached_guest_new(const char *uuid, const char *name, bool pe
         g->name = g_strdup(name);
         g->persistent = persistent;
         g->state = state;
+        g->metadata = g_strdup(metadata);
         return g;
 }
 
@@ -53,6 +55,7 @@ static void cached_guest_free(gpointer p)
 
         g_free(g->uuid);
         g_free(g->name);
+        g_free(g->metadata);
         g_free(g);
 }
 
@@ -149,7 +152,8 @@ static void refresh_done(gpointer p)
                         if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
                                       g_hash_table_contains(w->removed, info->uuid)))
                                 continue; /* known, or gone since the list was taken */
-                        g = cached_guest_new(info->uuid, info->name, info->persistent, info->state);
+                        g = cached_guest_new(info->uuid, info->name, info->persistent, info->state,
+                                             info->metadata);
                         g_hash_table_replace(w->guests, g->uuid, g);
                 }
         }
@@ -242,6 +246,9 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
         case GUEST_EVENT_DEFINED:
                 g->persistent = true;
                 break;
+        case GUEST_EVENT_METADATA:
+                refresh(w); /* the event does not carry the new value */
+                return;
         default:
                 break;
         }
@@ -355,7 +362,7 @@ void guest_cache_note_running(GuestCache *c, const char *uri, const char *uuid, 
                 g->state = GUEST_STATE_RUNNING;
                 return;
         }
-        g = cached_guest_new(uuid, name, persistent, GUEST_STATE_RUNNING);
+        g = cached_guest_new(uuid, name, persistent, GUEST_STATE_RUNNING, NULL);
         g_hash_table_replace(w->guests, g->uuid, g);
 }
 

@@ -20,6 +20,7 @@ typedef struct CachedGuest {
         char *name;
         bool persistent;
         GuestState state;
+        char *metadata; /* guestkeeper's element of its libvirt metadata, NULL if none */
 } CachedGuest;
 
 typedef struct GuestCacheCallbacks {

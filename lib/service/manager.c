@@ -613,6 +613,14 @@ static void list_guest(const char *uri, bool reachable, const CachedGuest *g, vo
         r->name = g_strdup(g->name);
         r->state = reachable ? guest_state_to_string(g->state) : "unreachable";
         r->outcome = outcome_of(l->m, uri, g->uuid);
+        if (!*r->outcome) {
+                GuestPolicy policy;
+
+                policy_for_guest(l->m->config, g->name, g->persistent, g->metadata, &policy);
+                if (policy.skip)
+                        r->outcome = outcome_to_string(OUTCOME_SKIPPED);
+                guest_policy_clear(&policy);
+        }
         g_ptr_array_add(l->rows, r);
         g_hash_table_add(l->seen, g_strconcat(uri, "\n", g->uuid, NULL));
 }
@@ -651,6 +659,7 @@ static void plan_row_free(gpointer p)
         g_free(r->uuid);
         g_free(r->name);
         g_free(r->steps);
+        g_ptr_array_unref(r->settings);
         g_free(r);
 }
 
@@ -667,13 +676,34 @@ static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, vo
 
         if (!guest_state_is_active(g->state))
                 return;
-        policy_for_guest(p->m->config, g->name, g->persistent, NULL, &policy);
+        policy_for_guest(p->m->config, g->name, g->persistent, g->metadata, &policy);
         r = g_new0(PlanRow, 1);
         r->uri = g_strdup(uri);
         r->uuid = g_strdup(g->uuid);
         r->name = g_strdup(g->name);
         r->persistent = g->persistent;
         r->steps = steps_to_string(policy.steps);
+        r->settings = g_ptr_array_new_with_free_func(g_free);
+        for (GuestKey k = 0; k < _GUEST_KEY_MAX; k++) {
+                char *value;
+
+                if (policy.effective.set & (1u << k))
+                        value = guest_settings_format(&policy.effective, k);
+                else if (k == GUEST_KEY_ACTION)
+                        /* From the scopes: the first step they give, if any. */
+                        value = g_strdup(policy.steps ? step_to_string(__builtin_ctz(policy.steps))
+                                                      : "none");
+                else
+                        value = g_strdup(""); /* no order */
+                g_ptr_array_add(r->settings, g_strdup(guest_key_to_string(k)));
+                g_ptr_array_add(r->settings, value);
+                g_ptr_array_add(r->settings, g_strdup(policy.source[k]));
+        }
+        if (policy.error) {
+                g_ptr_array_add(r->settings, g_strdup("metadata-error"));
+                g_ptr_array_add(r->settings, g_strdup(policy.error));
+                g_ptr_array_add(r->settings, g_strdup("metadata"));
+        }
         guest_policy_clear(&policy);
         g_ptr_array_add(p->rows, r);
 }

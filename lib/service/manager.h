@@ -107,7 +107,8 @@ GPtrArray *manager_list_guests(Manager *m); /* GuestRow*, owned by the array */
 typedef struct PlanRow {
         char *uri, *uuid, *name;
         bool persistent;
-        char *steps; /* "save,shutdown,poweroff"; "" = nothing: it would be left running */
+        char *steps;         /* "save,shutdown,poweroff"; "" = nothing: left running, or skipped */
+        GPtrArray *settings; /* char*: key, value, source, key, value, source, … */
 } PlanRow;
 /* What a host shutdown would do now to each running or paused guest. */
 GPtrArray *manager_plan(Manager *m); /* PlanRow*, owned by the array */

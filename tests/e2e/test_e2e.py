@@ -72,7 +72,7 @@ class E2E(unittest.TestCase):
     def state(self, name):
         return harness.guest_state(self.conn, name)
 
-    def start_daemon(self, extra='', uris=None):
+    def start_daemon(self, extra='', uris=None, wait_idle=True):
         cfg = os.path.join(self.wd.path, 'guestkeeper.conf')
         with open(cfg, 'w') as f:
             f.write(f'[Guests]\nURIs={uris or self.uri}\n{extra}')
@@ -80,7 +80,8 @@ class E2E(unittest.TestCase):
         self.addCleanup(self.daemon.kill)
         self.daemon.start()
         self.client = harness.Client(self.bus)
-        self.client.wait_state('idle', timeout=30)
+        if wait_idle:
+            self.client.wait_state('idle', timeout=30)
         return self.daemon
 
     def record(self):
@@ -288,6 +289,134 @@ class GuestFaultsE2E(E2E):
             self.assertIn(rec[n]['Outcome'], ('saved', 'poweroff'), rec[n])
             self.assertNotEqual(self.state(n), 'running')
         self.assertIn('poweroff', [rec[n]['Outcome'] for n in ('big1', 'big2')])
+
+
+NS = 'https://guestkeeper.org/xmlns/guest/1'
+
+
+class PolicyE2E(E2E):
+    """Per-guest policy on real guests: order groups both ways (the guest agent answering
+    between groups at boot), skip, metadata over a config section, a guest that misses the
+    first ACPI press, and a shutdown through the guest agent."""
+
+    test_host_shutdown_then_next_boot = None
+    test_stuck_guest_powered_off_after_timeout = None
+    test_rehearsal_preserve_then_restore = None
+    test_plain_sigterm_leaves_guests_running = None
+    test_progress_and_bus_during_a_real_save = None
+    test_hung_uri_next_to_real_guests = None
+
+    def set_metadata(self, name, body):
+        d = self.conn.lookupByName(name)
+        d.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f'<guest>{body}</guest>', 'gk', NS,
+                      libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def boot_with_agent(self, name):
+        console = os.path.join(self.wd.path, f'{name}.console')
+        self.consoles[name] = guests.Console(console)
+        self.conn.defineXML(guests.domain_xml(name, self.image, console, 'cooperative', agent=True)).create()
+
+    def watch_run(self, kind, groups, timeout=180):
+        """Polls ListGuests until the run ends. Returns (snapshots, first active, last done):
+        every snapshot is checked for the barrier: no guest of a later group has begun while a
+        guest of an earlier group has not finished."""
+        final = {'preserve': ('saved', 'shutdown', 'poweroff', 'failed'), 'restore': ('restored', 'failed')}[kind]
+        t0 = time.monotonic()
+        began, finished, snapshots = {}, {}, []
+        count = len([r for r in self.client.run_finished if r[0] == kind])
+        while len([r for r in self.client.run_finished if r[0] == kind]) <= count:
+            rows = self.client.list_guests()
+            now = time.monotonic() - t0
+            out = {n: rows[n][4] for g in groups for n in g if n in rows}
+            snapshots.append((now, out))
+            for n, o in out.items():
+                if o and o not in ('skipped',) and (kind == 'preserve' or o in ('restoring', 'restored')):
+                    began.setdefault(n, now)
+                if o in final:
+                    finished.setdefault(n, now)
+            for i, later in enumerate(groups[1:], 1):
+                for n in later:
+                    if n in began and began[n] == now:
+                        for m in (m for g in groups[:i] for m in g):
+                            self.assertIn(out.get(m), final, f'{kind}: {n} began at {now:.1f} s while {m} was '
+                                                             f'{out.get(m)!r}: {snapshots[-3:]}')
+            self.assertLess(now, timeout, f'{kind} run too long')
+            harness.iterate(0.05)
+        return snapshots, began, finished
+
+    def test_groups_policy_and_modes(self):
+        self.boot(('front', 'press-twice', 128, 0, True), ('app', 'cooperative', 128, 0, True),
+                  ('meta', 'cooperative', 128, 0, True), ('skipme', 'cooperative', 128, 0, True))
+        self.boot_with_agent('infra')
+        self.consoles['infra'].wait_for('GK-AGENT-READY', timeout=180)
+        self.set_metadata('infra', '<order>1</order><action>shutdown</action><shutdown-mode>agent</shutdown-mode>')
+        self.set_metadata('skipme', '<action>skip</action>')
+        self.start_daemon('[Shutdown]\nSave=all\nShutdownTimeoutSec=60\nShutdownRepeatSec=4\n'
+                          '[Guest app*]\nOrder=10\n'
+                          '[Guest front]\nAction=shutdown\n'
+                          '[Guest me*]\nAction=poweroff\n')
+        # Set while the daemon runs: libvirt's metadata-change event brings it in.
+        self.set_metadata('meta', '<action>save</action>')
+        plan = wait_until(lambda: (p := {r[2]: r for r in self.client.call('Plan')[0]})['meta'][3] == 'save'
+                          and p, 20, "meta's metadata in Plan()")
+        settings = {n: {k: (v, src) for k, v, src in r[5]} for n, r in plan.items()}
+        self.assertEqual(settings['meta']['action'], ('save', 'metadata'))  # metadata beats [Guest me*]
+        self.assertEqual(settings['app']['order'], ('10', 'Guest app*'))
+        self.assertEqual(settings['infra']['order'], ('1', 'metadata'))
+        self.assertEqual(settings['infra']['shutdown-mode'], ('agent', 'metadata'))
+        self.assertEqual(settings['front']['shutdown-timeout'], ('60', 'default'))
+        self.assertEqual(settings['skipme']['action'], ('skip', 'metadata'))
+        self.assertEqual(plan['skipme'][3], '')
+        self.assertEqual(self.client.list_guests()['skipme'][4], 'skipped')
+        ticks = {n: c.last_tick() for n, c in self.consoles.items()}
+
+        groups = [['front', 'meta'], ['app'], ['infra']]
+        self.logind.emit_prepare_for_shutdown(True)
+        snaps, began, finished = self.watch_run('preserve', groups)
+        kind, done, failed = self.client.run_finished[-1]
+        self.assertEqual((done, failed), (4, 0))
+        rec = self.record()
+        self.assertEqual({n: g['Outcome'] for n, g in rec.items()},
+                         {'front': 'shutdown', 'meta': 'saved', 'app': 'saved', 'infra': 'shutdown'})
+        # The guest that missed the first press heard a repeated one: shut down, not forced.
+        self.assertIn('GK-IGNORED-PRESS', self.consoles['front'].text())
+        self.assertIn('GK-POWEROFF', self.consoles['front'].text())
+        self.assertIn('front is still running: shutdown request 2', self.daemon.log_text())
+        # Through the guest agent, not the button.
+        self.assertIn('GK-AGENT-SHUTDOWN', self.consoles['infra'].text())
+        self.assertNotIn('GK-POWEROFF', self.consoles['infra'].text())
+        # skip: untouched, not recorded, still alive.
+        self.assertEqual(self.state('skipme'), 'running')
+        self.consoles['skipme'].wait_tick_after(ticks['skipme'])
+        log = self.daemon.log_text()
+        order = [log.index(s) for s in ('front: shutdown', 'meta: saved', 'Shutdown: the guests order 10 begin',
+                                        'app: saved', 'Shutdown: the guests order 1 begin', 'infra: shutdown')]
+        self.assertEqual(order, sorted(order), log)
+        self.assertGreaterEqual(began['app'], max(finished['front'], finished['meta']))
+        self.assertGreaterEqual(began['infra'], finished['app'])
+        print(f'\npreserve: began {began}\n          finished {finished}', file=sys.stderr)
+        self.assertEqual(self.daemon.stop(), 0)
+
+        # Next boot: the other way round, infra's agent answering before group 10 starts.
+        self.start_daemon('[Guest app*]\nOrder=10\n', wait_idle=False)
+        snaps, began, finished = self.watch_run('restore', list(reversed(groups)))
+        self.assertEqual(self.client.run_finished[-1][1:], (4, 0))
+        log = self.daemon.log_text()
+        order = [log.index(s) for s in ('Start-up: the guests order 1 begin', 'infra: restored',
+                                        'infra: its guest agent answers', 'Start-up: the guests order 10 begin',
+                                        'app: restored', 'Start-up: the guests without an order begin')]
+        self.assertEqual(order, sorted(order), log)
+        self.assertIn('GK-AGENT-READY', self.consoles['infra'].text())
+        # infra booted afresh (it was shut down): its agent needs seconds, app waited for it.
+        self.assertGreater(began['app'] - finished['infra'], 2.0)
+        print(f'restore:  began {began}\n          finished {finished}', file=sys.stderr)
+        for n in ('front', 'meta', 'app', 'infra', 'skipme'):
+            self.assertEqual(self.state(n), 'running', n)
+        for n in ('meta', 'app'):  # resumed, not booted
+            self.consoles[n].wait_tick_after(ticks[n])
+            self.assertEqual(self.consoles[n].count('GK-INIT'), 1, n)
+        self.assertEqual(self.consoles['skipme'].count('GK-INIT'), 1)
+        self.assertEqual(self.record(), {})
 
 
 class LibvirtdCrashE2E(E2E):

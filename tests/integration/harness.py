@@ -50,6 +50,16 @@ def wait_until(cond, timeout=15.0, what='condition', ctx=None):
         time.sleep(0.005)
 
 
+def iterate(seconds):
+    """Lets signals arrive for about @seconds (a poll's pace, not a wait for a condition)."""
+    ctx = GLib.MainContext.default()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        while ctx.iteration(False):
+            pass
+        time.sleep(0.005)
+
+
 class NotifyListener:
     """Receives sd_notify datagrams on a socket whose path goes in NOTIFY_SOCKET."""
 

@@ -85,6 +85,48 @@ class CtlTest(Base):
         # plan does nothing
         self.assertEqual(self.state('web1'), 'running')
 
+    def test_plan_per_guest_policy(self):
+        """Per-guest values and their sources: metadata over a [Guest] section over the
+        defaults; skip shown as skipped (plan and list); metadata set while the daemon runs
+        is seen through libvirt's metadata event; malformed metadata is reported."""
+        import libvirt
+        ns = 'https://guestkeeper.org/xmlns/guest/1'
+        for n in ('web1', 'web2', 'keep', 'odd'):
+            self.define(n)
+        self.conn.lookupByName('web2').setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                                   '<guest><order>3</order></guest>', 'gk', ns, 0)
+        self.start_daemon(self.write_config('[Shutdown]\nShutdownMode=agent,acpi\n'
+                                            '[Guest web*]\nOrder=10\nShutdownTimeoutSec=2min\n'
+                                            '[Guest keep]\nAction=skip\n'))
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 4, 10, 'guests listed')
+        self.conn.lookupByName('odd').setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                                  '<guest><order>first</order></guest>', 'gk', ns, 0)
+        js = harness.wait_until(
+            lambda: (p := {g['name']: g for g in json.loads(self.ctl('--json', 'plan').stdout)})
+            and 'metadata-error' in p['odd']['settings'] and p, 10, 'the metadata event')
+        self.assertEqual(js['web1']['settings']['order'], {'value': '10', 'source': 'Guest web*'})
+        self.assertEqual(js['web2']['settings']['order'], {'value': '3', 'source': 'metadata'})
+        self.assertEqual(js['web2']['settings']['shutdown-timeout'], {'value': '120', 'source': 'Guest web*'})
+        self.assertEqual(js['web2']['settings']['shutdown-mode'], {'value': 'agent,acpi', 'source': 'default'})
+        self.assertEqual(js['keep']['settings']['action'], {'value': 'skip', 'source': 'Guest keep'})
+        self.assertEqual(js['keep']['steps'], [])
+        self.assertIn('<order>: "first" is not an integer', js['odd']['settings']['metadata-error']['value'])
+        r = self.ctl('plan')
+        self.assertRegex(r.stdout, r'web2 +persistent +save → shutdown → poweroff +3 \[metadata\] +120 \[Guest web\*\]'
+                                   r' +agent,acpi +0 ')
+        self.assertRegex(r.stdout, r'keep +persistent +skipped \[Guest keep\]')
+        self.assertIn('odd: malformed guestkeeper metadata, ignored', r.stderr)
+        self.assertEqual(self.guests()['keep'][4], 'skipped')
+        self.assertRegex(self.ctl('list').stdout, r'keep +running +skipped')
+        # The order reaches the run: web2 (3) after web1 (10) after the others.
+        self.client.call('PreserveGuests')
+        self.client.wait_run_finished('preserve', timeout=30)
+        log = self.daemon.log_text()
+        self.assertLess(log.index('Shutdown: the guests order 10 begin'), log.index('web1: saved'))
+        self.assertLess(log.index('web1: saved'), log.index('Shutdown: the guests order 3 begin'))
+        self.assertEqual(self.state('keep'), 'running')
+
     def test_preserve_restore_follow(self):
         self.define('web1')
         self.define('web2')

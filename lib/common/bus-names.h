@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The names of guestkeeper's D-Bus API (org.guestkeeper1(5)): one place for the daemon and
+ * guestkeeperctl. */
+
+#define GK_BUS_NAME    "org.guestkeeper1"
+#define GK_OBJECT_PATH "/org/guestkeeper1"
+#define GK_INTERFACE   "org.guestkeeper1.Manager"
+
+#define GK_ERROR_BUSY           "org.guestkeeper1.Error.Busy"
+#define GK_ERROR_INVALID_CONFIG "org.guestkeeper1.Error.InvalidConfig"
