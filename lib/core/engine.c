@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "engine.h"
+
+/* One run, the parts both kinds share: the object, the lists of the URIs, the scheduler's
+ * steps, the jobs and their results, lifecycle events, the deadline and progress. What a step
+ * does is in engine-preserve.c (the escalation) and engine-restore.c (the starts). */
 
 #include <errno.h>
-#include <unistd.h>
 
-#include "job.h"
-#include "macro.h"
-#include "policy.h"
-#include "record-writer.h"
-#include "scheduler.h"
+#include "engine-private.h"
 #include "util.h"
 
 static const char *const run_kind_table[_RUN_KIND_MAX] = {
@@ -17,136 +15,17 @@ static const char *const run_kind_table[_RUN_KIND_MAX] = {
 };
 DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
 
-/* After a cancel, a graceful shutdown already requested is still awaited for the guest's whole
- * ShutdownTimeoutSec: a guest that heard the button may power off any moment, and it must be
- * started again when it does. With no timeout at all, a cancel waits this long at most. */
-#define CANCEL_WAIT_MAX_USEC (300 * USEC_PER_SEC)
-
 /* A call that failed because the connection is down (libvirtd restarting) is retried, the
  * same step, while the backend reconnects: 0.5 s, 1 s, 2 s, then every 4 s, about 40 s in
  * all. The deadline still applies. */
 #define CONN_RETRY_MAX 12
 
-typedef struct Guest Guest;
-typedef struct HvSlot HvSlot;
-
-typedef enum Phase {
-        PHASE_NEW,
-        PHASE_LISTING,
-        PHASE_RECORDING, /* the first record write: no action before it is on disk */
-        PHASE_RUNNING,
-        PHASE_FLUSHING, /* every guest has an outcome; waiting for the record write */
-        PHASE_DONE,
-} Phase;
-
-struct HvSlot {
-        Engine *engine;
-        Hypervisor *hv;
-        guint listener;
-        GHashTable *guests; /* uuid → Guest* */
-        char *uri;          /* resolved once listed */
-        GPtrArray *listed;  /* GuestInfo*, from the list job */
-        bool reachable;
-        bool list_done;        /* the list came back, or was given up on */
-        GSource *list_timeout; /* gives up on a list that does not come back */
-};
-
-struct Guest {
-        EngineGuest pub;
-        Engine *engine;
-        HvSlot *slot;
-        int last_step;     /* index of the last step attempted, -1 before the first */
-        int step;          /* step under way, -1 if none */
-        guint64 gen;       /* bumps at every step start; stale job results are ignored */
-        unsigned jobs;     /* jobs in flight for this guest */
-        bool stopped_seen; /* a lifecycle event said it stopped, not by our save */
-        bool late_save_ok; /* a save superseded by the deadline succeeded after all */
-        bool progress_supported;
-        bool progress_query;
-        unsigned conn_retries;
-        bool retry_pending; /* a step waits to be retried after a lost connection */
-        GSource *timeout;
-        guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
-        GSource *repeat;    /* re-sends the graceful request (ShutdownRepeatSec) */
-        unsigned requests;  /* graceful requests sent in this step */
-        GuestPolicy policy;
-        /* restore: waiting for the guest agent before the next order group starts */
-        bool awaiting_agent;
-        guint64 agent_until;
-        GSource *ping_source;
-        RecordGuest *rec;
-        /* restore */
-        Outcome prior;
-        char *save_file;
-        char *xml;
-};
-
-struct Engine {
-        int ref;
-        RunKind kind;
-        Config *config; /* a copy: a Reload during the run does not change it */
-        char *save_dir;
-        guint64 connect_retry_usec;
-        guint64 list_timeout_usec;
-        guint64 progress_interval_usec;
-        Workers *workers;
-        RecordWriter *writer;
-        Record *record;
-        const EngineCallbacks *cb;
-        EngineCallbacks cb_copy;
-        void *userdata;
-
-        HvSlot *slots;
-        guint n_slots;
-        guint lists_pending;
-
-        Phase phase;
-        bool cancelled;
-        bool deadline_passed;
-        GPtrArray *guests; /* Guest*, run order */
-        Scheduler *sched;
-        unsigned awaiting_agent; /* restored guests whose agent has not answered yet */
-        bool group_known;
-        bool group_has_order;
-        int group_order;
-        unsigned finished, done, failed;
-        GPtrArray *unreachable;
-        guint64 last_progress;
-
-        GSource *deadline_source;
-        GSource *progress_source;
-        GSource *wake_source; /* the scheduler's next delay (StartDelaySec) ends */
-};
-
-/* Why a JOB_STATE was asked. */
-typedef enum Check {
-        CHECK_AFTER_REQUEST, /* right after a shutdown request: did it stop before we listened? */
-        CHECK_AFTER_TIMEOUT, /* the shutdown timeout fired: was the event lost? */
-        CHECK_AFTER_FAILURE, /* a step failed: did the guest stop anyway? */
-} Check;
-
-typedef struct EngineJob {
-        Job job; /* first */
-        Check check;
-        Engine *engine;
-        Guest *guest; /* NULL for JOB_LIST */
-        HvSlot *slot;
-        guint64 gen;
-        bool repeat; /* a repeated graceful request: its result changes nothing */
-} EngineJob;
-
-static void schedule(Engine *e);
 static void engine_begin(Engine *e);
 static void engine_go(Engine *e);
-static void advance(Guest *g);
-static void guest_finish(Guest *g, Outcome o);
-static void maybe_finish_run(Engine *e);
 
 /* ---- callbacks to the owner ---- */
 
-static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
-        G_GNUC_PRINTF(5, 6);
-static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
+void engine_say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
 {
         g_autofree char *text = NULL;
         va_list ap;
@@ -159,14 +38,14 @@ static void say(Engine *e, EngineLevel level, Guest *g, const char *uri, const c
         e->cb->message(e, level, g ? &g->pub : NULL, uri ? uri : (g ? g->pub.uri : NULL), text, e->userdata);
 }
 
-static void note_progress(Engine *e)
+void engine_note_progress(Engine *e)
 {
         e->last_progress = now_usec();
         if (e->cb && e->cb->progress)
                 e->cb->progress(e, e->userdata);
 }
 
-static void set_outcome(Guest *g, Outcome o)
+void guest_set_outcome(Guest *g, Outcome o)
 {
         Engine *e = g->engine;
 
@@ -193,12 +72,13 @@ static void on_record_written(RecordWriter *w, int r, bool more, void *userdata)
         if (e->phase == PHASE_NEW)
                 return; /* detached */
         if (r < 0)
-                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s", e->record->path,
-                    g_strerror(-r));
+                engine_say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s",
+                           e->record->path, g_strerror(-r));
         if (e->phase == PHASE_RECORDING) {
                 if (r < 0)
-                        say(e, ENGINE_LEVEL_ERR, NULL, NULL,
-                            "Preserving the guests anyway, but they will not be restored automatically");
+                        engine_say(
+                                e, ENGINE_LEVEL_ERR, NULL, NULL,
+                                "Preserving the guests anyway, but they will not be restored automatically");
                 engine_go(e);
                 return;
         }
@@ -206,7 +86,7 @@ static void on_record_written(RecordWriter *w, int r, bool more, void *userdata)
                 finish_run(e);
 }
 
-static void record_touch(Engine *e)
+void engine_record_touch(Engine *e)
 {
         record_writer_touch(e->writer);
 }
@@ -224,7 +104,7 @@ static void job_free(gpointer p)
 
 static void job_done(gpointer p);
 
-static EngineJob *job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
+EngineJob *engine_job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
 {
         EngineJob *j = g_new0(EngineJob, 1);
 
@@ -239,42 +119,19 @@ static EngineJob *job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
         return j;
 }
 
-static void job_submit(EngineJob *j)
+void engine_job_submit(EngineJob *j)
 {
         workers_submit(j->engine->workers, j, job_run, job_done, job_free);
 }
 
-static void submit_guest_job(Guest *g, JobKind kind)
+void guest_submit_job(Guest *g, JobKind kind)
 {
-        job_submit(job_new(g->engine, kind, g, NULL));
+        engine_job_submit(engine_job_new(g->engine, kind, g, NULL));
 }
 
-static void submit_shutdown(Guest *g, bool repeat)
-{
-        EngineJob *j = job_new(g->engine, JOB_SHUTDOWN, g, NULL);
+/* ---- guests ---- */
 
-        j->job.mode = g->policy.shutdown_mode;
-        j->repeat = repeat;
-        g->requests++;
-        job_submit(j);
-}
-
-static void submit_ping(Guest *g)
-{
-        job_submit(job_new(g->engine, JOB_AGENT_PING, g, NULL));
-}
-
-static void submit_check(Guest *g, Check check)
-{
-        EngineJob *j = job_new(g->engine, JOB_STATE, g, NULL);
-
-        j->check = check;
-        job_submit(j);
-}
-
-/* ---- preserve: the escalation ---- */
-
-static void cancel_timeout(Guest *g)
+void guest_cancel_timeout(Guest *g)
 {
         if (g->timeout) {
                 g_source_destroy(g->timeout);
@@ -283,7 +140,7 @@ static void cancel_timeout(Guest *g)
         }
 }
 
-static void stop_source(GSource **s)
+void engine_drop_source(GSource **s)
 {
         if (*s) {
                 g_source_destroy(*s);
@@ -291,87 +148,20 @@ static void stop_source(GSource **s)
         }
 }
 
-static void release_slots(Guest *g)
+void guest_release_slots(Guest *g)
 {
         scheduler_release(g->engine->sched, g, now_usec());
 }
 
-static void agent_ready(Guest *g)
-{
-        Engine *e = g->engine;
-
-        if (!g->awaiting_agent)
-                return;
-        g->awaiting_agent = false;
-        stop_source(&g->ping_source);
-        e->awaiting_agent--;
-        scheduler_finish(e->sched, g, now_usec());
-        schedule(e);
-        maybe_finish_run(e);
-}
-
-static void submit_ping(Guest *g);
-
-static gboolean ping_again_cb(gpointer p)
-{
-        Guest *g = p;
-
-        g_clear_pointer(&g->ping_source, g_source_unref);
-        submit_ping(g);
-        return G_SOURCE_REMOVE;
-}
-
-static void on_ping_done(Guest *g, EngineJob *j)
-{
-        Engine *e = g->engine;
-
-        if (!g->awaiting_agent)
-                return;
-        if (j->job.r >= 0 || j->job.r == -EOPNOTSUPP) {
-                if (j->job.r >= 0)
-                        say(e, ENGINE_LEVEL_INFO, g, NULL, "%s: its guest agent answers", g->pub.name);
-                else
-                        say(e, ENGINE_LEVEL_WARNING, g, NULL,
-                            "%s: cannot ask its guest agent (%s); going on", g->pub.name, j->job.error);
-                agent_ready(g);
-                return;
-        }
-        if (e->cancelled || now_usec() >= g->agent_until) {
-                say(e, ENGINE_LEVEL_WARNING, g, NULL,
-                    "%s: its guest agent did not answer within %g s (%s); going on", g->pub.name,
-                    (double) e->config->agent_timeout_usec / (double) USEC_PER_SEC, j->job.error);
-                agent_ready(g);
-                return;
-        }
-        g->ping_source = g_timeout_source_new(1000);
-        g_source_set_callback(g->ping_source, ping_again_cb, g, NULL);
-        g_source_attach(g->ping_source, NULL);
-}
-
-/* A restored guest in agent mode holds the next order group back until its agent answers
- * (bounded by AgentTimeoutSec). */
-static bool await_agent(Guest *g)
-{
-        Engine *e = g->engine;
-
-        if (e->kind != RUN_RESTORE || !(g->policy.shutdown_mode & SHUTDOWN_MODE_AGENT) || e->cancelled)
-                return false;
-        g->awaiting_agent = true;
-        g->agent_until = now_usec() + e->config->agent_timeout_usec;
-        e->awaiting_agent++;
-        submit_ping(g);
-        return true;
-}
-
-static void guest_finish(Guest *g, Outcome o)
+void guest_finish(Guest *g, Outcome o)
 {
         Engine *e = g->engine;
 
         if (g->pub.finished)
                 return;
-        cancel_timeout(g);
-        stop_source(&g->repeat);
-        if (o != OUTCOME_RESTORED || !await_agent(g))
+        guest_cancel_timeout(g);
+        engine_drop_source(&g->repeat);
+        if (o != OUTCOME_RESTORED || !guest_await_agent(g))
                 scheduler_finish(e->sched, g, now_usec());
         g->pub.finished = true;
         g->step = -1;
@@ -391,336 +181,18 @@ static void guest_finish(Guest *g, Outcome o)
                         g->rec = NULL;
                 } else
                         record_guest_set_error(g->rec, g->pub.error);
-                record_touch(e);
+                engine_record_touch(e);
         }
-        set_outcome(g, o);
-        note_progress(e);
-        maybe_finish_run(e);
-        schedule(e);
+        guest_set_outcome(g, o);
+        engine_note_progress(e);
+        engine_maybe_finish_run(e);
+        engine_schedule(e);
 }
 
-static void guest_set_error(Guest *g, const char *what, const char *error)
+void guest_set_error(Guest *g, const char *what, const char *error)
 {
         g_free(g->pub.error);
         g->pub.error = error ? g_strdup_printf("%s: %s", what, error) : g_strdup(what);
-}
-
-static void start_step(Guest *g, Step s)
-{
-        Engine *e = g->engine;
-
-        g->step = s;
-        g->last_step = s;
-        g->gen++;
-        switch (s) {
-        case STEP_SAVE:
-                g->progress_supported = true;
-                set_outcome(g, OUTCOME_SAVING);
-                {
-                        EngineJob *j = job_new(e, JOB_SAVE, g, NULL);
-                        j->job.flag = e->config->bypass_cache;
-                        if (!g->pub.persistent) {
-                                g_free(g->save_file);
-                                g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
-                                j->job.file = g_strdup(g->save_file);
-                        }
-                        job_submit(j);
-                }
-                break;
-        case STEP_SHUTDOWN:
-                set_outcome(g, OUTCOME_SHUTTING_DOWN);
-                g->requests = 0;
-                submit_shutdown(g, false);
-                break;
-        case STEP_POWEROFF:
-                set_outcome(g, OUTCOME_SHUTTING_DOWN);
-                say(e, ENGINE_LEVEL_NOTICE, g, NULL, "Powering off %s", g->pub.name);
-                submit_guest_job(g, JOB_DESTROY);
-                break;
-        default:
-                g_assert_not_reached();
-        }
-        note_progress(e);
-}
-
-/* Picks the guest's next step, or finishes it when none is left. */
-static void advance(Guest *g)
-{
-        Engine *e = g->engine;
-        int next = -1;
-
-        if (g->pub.finished)
-                return;
-        g->step = -1;
-        if (g->stopped_seen) {
-                guest_finish(g, OUTCOME_SHUTDOWN);
-                return;
-        }
-        if (e->cancelled) {
-                /* Untouched from here on: the guest keeps running. */
-                guest_finish(g, OUTCOME_NONE);
-                return;
-        }
-        if (e->deadline_passed) {
-                if ((g->pub.steps & STEP_MASK(STEP_POWEROFF)) && g->last_step < STEP_POWEROFF)
-                        next = STEP_POWEROFF;
-        } else
-                for (int s = g->last_step + 1; s < _STEP_MAX; s++)
-                        if (g->pub.steps & STEP_MASK(s)) {
-                                next = s;
-                                break;
-                        }
-
-        if (next < 0) {
-                say(e, ENGINE_LEVEL_ERR, g, NULL,
-                    "%s is STILL RUNNING: no step left to try (last error: %s)", g->pub.name,
-                    g->pub.error ? g->pub.error : "none");
-                guest_finish(g, OUTCOME_FAILED);
-                return;
-        }
-
-        g->last_step = next - 1; /* the step is chosen, it starts when a slot is free */
-        scheduler_push(e->sched, g,
-                       next == STEP_SAVE       ? SCHED_SAVE
-                       : next == STEP_SHUTDOWN ? SCHED_SHUTDOWN
-                                               : SCHED_POWEROFF,
-                       0);
-        schedule(e);
-}
-
-static gboolean shutdown_timeout_cb(gpointer p)
-{
-        Guest *g = p;
-
-        cancel_timeout(g);
-        /* The event may have been lost (reconnect): ask once before escalating. */
-        g_free(g->pub.error);
-        g->pub.error = g_strdup_printf("did not shut down within %" G_GUINT64_FORMAT " s",
-                                       g->policy.shutdown_timeout_usec / USEC_PER_SEC);
-        submit_check(g, CHECK_AFTER_TIMEOUT);
-        return G_SOURCE_REMOVE;
-}
-
-static void arm_timeout(Guest *g, guint64 t)
-{
-        g->timeout_at = now_usec() + t;
-        g->timeout = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
-        g_source_set_callback(g->timeout, shutdown_timeout_cb, g, NULL);
-        g_source_attach(g->timeout, NULL);
-}
-
-static void arm_shutdown_timeout(Guest *g)
-{
-        guint64 t = g->policy.shutdown_timeout_usec;
-
-        if (g->timeout)
-                return;
-        if (t == 0) {
-                /* No limit, except after a cancel. */
-                if (g->engine->cancelled)
-                        arm_timeout(g, CANCEL_WAIT_MAX_USEC);
-                return;
-        }
-        arm_timeout(g, t);
-}
-
-/* A step failed: did the guest stop anyway? The state job's result decides. */
-static void check_after_failure(Guest *g)
-{
-        submit_check(g, CHECK_AFTER_FAILURE);
-}
-
-static void on_save_done(Guest *g, EngineJob *j)
-{
-        Engine *e = g->engine;
-
-        if (scheduler_holds(e->sched, g, SCHED_SAVE))
-                release_slots(g);
-        if (g->pub.finished)
-                return;
-        if (j->gen != g->gen) {
-                /* Superseded by the deadline's poweroff, which is in flight. */
-                if (j->job.r >= 0)
-                        g->late_save_ok = true;
-                return;
-        }
-        if (j->job.r >= 0) {
-                if (g->rec && g->save_file) {
-                        g_free(g->rec->save_file);
-                        g->rec->save_file = g_strdup(g->save_file);
-                }
-                guest_finish(g, OUTCOME_SAVED);
-                return;
-        }
-        guest_set_error(g, "save failed", j->job.error);
-        say(e, ENGINE_LEVEL_WARNING, g, NULL, "Save of %s failed: %s", g->pub.name, j->job.error);
-        if (g->save_file)
-                (void) unlink(g->save_file);
-        check_after_failure(g);
-}
-
-static gboolean repeat_cb(gpointer p)
-{
-        Guest *g = p;
-
-        g_clear_pointer(&g->repeat, g_source_unref);
-        if (g->pub.finished || g->step != STEP_SHUTDOWN)
-                return G_SOURCE_REMOVE;
-        say(g->engine, ENGINE_LEVEL_INFO, g, NULL, "%s is still running: shutdown request %u", g->pub.name,
-            g->requests + 1);
-        submit_shutdown(g, true);
-        return G_SOURCE_REMOVE;
-}
-
-/* Guests that miss a request (still booting, a screensaver) hear the next one. */
-static void arm_repeat(Guest *g)
-{
-        guint64 t = g->engine->config->shutdown_repeat_usec;
-
-        if (t == 0 || g->repeat || g->pub.finished || g->step != STEP_SHUTDOWN)
-                return;
-        g->repeat = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
-        g_source_set_callback(g->repeat, repeat_cb, g, NULL);
-        g_source_attach(g->repeat, NULL);
-}
-
-static void on_shutdown_done(Guest *g, EngineJob *j)
-{
-        if (g->pub.finished || j->gen != g->gen)
-                return;
-        if (j->repeat) {
-                if (j->job.r < 0 && j->job.r != -ENOENT && j->job.r != -EINVAL)
-                        say(g->engine, ENGINE_LEVEL_INFO, g, NULL,
-                            "Repeated shutdown request for %s failed: %s", g->pub.name, j->job.error);
-                arm_repeat(g);
-                return;
-        }
-        if (j->job.r < 0) {
-                guest_set_error(g, "shutdown request failed", j->job.error);
-                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s",
-                    g->pub.name, j->job.error);
-                release_slots(g);
-                check_after_failure(g);
-                return;
-        }
-        if (g->stopped_seen) {
-                guest_finish(g, OUTCOME_SHUTDOWN);
-                return;
-        }
-        arm_shutdown_timeout(g);
-        arm_repeat(g);
-        /* Covers a stop that happened before we listened (no event will come). */
-        submit_check(g, CHECK_AFTER_REQUEST);
-}
-
-static void on_destroy_done(Guest *g, EngineJob *j)
-{
-        if (g->pub.finished)
-                return;
-        if (j->job.r >= 0) {
-                guest_finish(g, OUTCOME_POWEROFF);
-                return;
-        }
-        guest_set_error(g, "poweroff failed", j->job.error);
-        say(g->engine, ENGINE_LEVEL_ERR, g, NULL, "Poweroff of %s failed: %s", g->pub.name, j->job.error);
-        check_after_failure(g);
-}
-
-static void on_state_done(Guest *g, EngineJob *j)
-{
-        bool gone = j->job.r == -ENOENT || (j->job.r >= 0 && !guest_state_is_active(j->job.state));
-
-        if (g->pub.finished || j->gen != g->gen)
-                return;
-
-        if (g->engine->kind == RUN_RESTORE) {
-                /* After a failed start: maybe it is running after all (autostart, a race). */
-                if (j->job.r >= 0 && guest_state_is_active(j->job.state)) {
-                        g_clear_pointer(&g->pub.error, g_free);
-                        guest_finish(g, OUTCOME_RESTORED);
-                } else
-                        guest_finish(g, OUTCOME_FAILED);
-                return;
-        }
-
-        if (gone) {
-                if (g->late_save_ok || (j->job.r >= 0 && j->job.state == GUEST_STATE_SAVED))
-                        guest_finish(g, OUTCOME_SAVED);
-                else
-                        guest_finish(g, OUTCOME_SHUTDOWN);
-                return;
-        }
-
-        switch (j->check) {
-        case CHECK_AFTER_REQUEST:
-                return; /* still running: the event or the timeout will tell */
-        case CHECK_AFTER_TIMEOUT:
-                say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "%s %s", g->pub.name, g->pub.error);
-                break;
-        case CHECK_AFTER_FAILURE:
-                break;
-        }
-        release_slots(g);
-        stop_source(&g->repeat);
-        if (g->engine->cancelled) {
-                guest_finish(g, OUTCOME_NONE);
-                return;
-        }
-        advance(g);
-}
-
-/* ---- restore ---- */
-
-static void start_restore(Guest *g)
-{
-        Engine *e = g->engine;
-        EngineJob *j;
-
-        g->gen++;
-        g->step = 0;
-        set_outcome(g, OUTCOME_RESTORING);
-
-        if (g->pub.persistent) {
-                j = job_new(e, JOB_START, g, NULL);
-                j->job.flag = e->config->bypass_cache;
-        } else if (g->save_file &&
-                   (g->prior == OUTCOME_SAVED || g_file_test(g->save_file, G_FILE_TEST_EXISTS))) {
-                j = job_new(e, JOB_RESTORE, g, NULL);
-                j->job.file = g_strdup(g->save_file);
-                j->job.flag = e->config->bypass_cache;
-        } else if (g->xml) {
-                j = job_new(e, JOB_CREATE, g, NULL);
-                j->job.xml = g_strdup(g->xml);
-        } else {
-                scheduler_release(e->sched, g, 0); /* never started: no delay after it */
-                guest_set_error(g, "transient guest without save file or XML: cannot be re-created", NULL);
-                say(e, ENGINE_LEVEL_ERR, g, NULL, "%s: %s", g->pub.name, g->pub.error);
-                guest_finish(g, OUTCOME_FAILED);
-                return;
-        }
-        job_submit(j);
-        note_progress(e);
-}
-
-static void on_start_done(Guest *g, EngineJob *j)
-{
-        Engine *e = g->engine;
-
-        release_slots(g); /* a StartDelaySec starts now */
-        if (g->pub.finished)
-                return;
-        if (j->job.r >= 0) {
-                if (j->job.kind == JOB_RESTORE && g->save_file)
-                        (void) unlink(g->save_file);
-                if (e->config->sync_time && (g->prior == OUTCOME_SAVED || j->job.kind == JOB_RESTORE))
-                        submit_guest_job(g, JOB_SYNC_TIME);
-                g_clear_pointer(&g->pub.error, g_free);
-                guest_finish(g, OUTCOME_RESTORED);
-                return;
-        }
-        guest_set_error(g, "start failed", j->job.error);
-        say(e, ENGINE_LEVEL_ERR, g, NULL, "Failed to start %s: %s", g->pub.name, j->job.error);
-        check_after_failure(g);
 }
 
 /* ---- run ---- */
@@ -730,7 +202,7 @@ static gboolean wake_cb(gpointer p)
         Engine *e = p;
 
         g_clear_pointer(&e->wake_source, g_source_unref);
-        schedule(e);
+        engine_schedule(e);
         return G_SOURCE_REMOVE;
 }
 
@@ -747,8 +219,8 @@ static void say_group(Engine *e)
                 g_autofree char *which =
                         has_order ? g_strdup_printf("order %d", order) : g_strdup("without an order");
 
-                say(e, ENGINE_LEVEL_INFO, NULL, NULL, "%s: the guests %s begin",
-                    e->kind == RUN_PRESERVE ? "Shutdown" : "Start-up", which);
+                engine_say(e, ENGINE_LEVEL_INFO, NULL, NULL, "%s: the guests %s begin",
+                           e->kind == RUN_PRESERVE ? "Shutdown" : "Start-up", which);
         }
         e->group_known = true;
         e->group_has_order = has_order;
@@ -756,7 +228,7 @@ static void say_group(Engine *e)
 }
 
 /* Starts every step the scheduler allows now; wakes up when a delay ends. */
-static void schedule(Engine *e)
+void engine_schedule(Engine *e)
 {
         guint64 now, at;
         SchedKind k;
@@ -768,16 +240,16 @@ static void schedule(Engine *e)
         while ((g = scheduler_pop(e->sched, now_usec(), &k)))
                 switch (k) {
                 case SCHED_SAVE:
-                        start_step(g, STEP_SAVE);
+                        guest_start_step(g, STEP_SAVE);
                         break;
                 case SCHED_SHUTDOWN:
-                        start_step(g, STEP_SHUTDOWN);
+                        guest_start_step(g, STEP_SHUTDOWN);
                         break;
                 case SCHED_POWEROFF:
-                        start_step(g, STEP_POWEROFF);
+                        guest_start_step(g, STEP_POWEROFF);
                         break;
                 case SCHED_START:
-                        start_restore(g);
+                        guest_start_restore(g);
                         break;
                 default:
                         g_assert_not_reached();
@@ -791,13 +263,13 @@ static void schedule(Engine *e)
         }
 }
 
-static void maybe_finish_run(Engine *e)
+void engine_maybe_finish_run(Engine *e)
 {
         if (e->phase != PHASE_RUNNING || e->finished < e->guests->len || e->awaiting_agent > 0)
                 return;
         e->phase = PHASE_FLUSHING;
         /* Always pass through a write: the finished callback comes after the record. */
-        record_touch(e);
+        engine_record_touch(e);
 }
 
 static gboolean deadline_cb(gpointer p)
@@ -808,9 +280,9 @@ static gboolean deadline_cb(gpointer p)
         e->deadline_source = NULL;
         e->deadline_passed = true;
         scheduler_open_all(e->sched);
-        say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
-            "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
-            e->config->deadline_usec / USEC_PER_SEC);
+        engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
+                   "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
+                   e->config->deadline_usec / USEC_PER_SEC);
 
         for (guint i = 0; i < snapshot->len; i++) {
                 Guest *g = snapshot->pdata[i];
@@ -819,19 +291,19 @@ static gboolean deadline_cb(gpointer p)
                         continue;
                 if (g->step == STEP_SAVE && !(g->pub.steps & STEP_MASK(STEP_POWEROFF)))
                         continue; /* nothing better to do than let the save finish */
-                cancel_timeout(g);
-                release_slots(g);
+                guest_cancel_timeout(g);
+                guest_release_slots(g);
                 if (!(g->pub.steps & STEP_MASK(STEP_POWEROFF)) || g->last_step >= STEP_POWEROFF) {
                         /* Waiting for a slot or for a graceful shutdown, and no poweroff
                          * allowed: the run ends here with the guest still running. */
                         guest_set_error(g, "deadline spent before it stopped", NULL);
-                        say(e, ENGINE_LEVEL_ERR, g, NULL,
-                            "%s is STILL RUNNING: deadline spent and PowerOff= does not cover it",
-                            g->pub.name);
+                        engine_say(e, ENGINE_LEVEL_ERR, g, NULL,
+                                   "%s is STILL RUNNING: deadline spent and PowerOff= does not cover it",
+                                   g->pub.name);
                         guest_finish(g, OUTCOME_FAILED);
                         continue;
                 }
-                start_step(g, STEP_POWEROFF);
+                guest_start_step(g, STEP_POWEROFF);
         }
         return G_SOURCE_REMOVE;
 }
@@ -848,8 +320,8 @@ static gboolean progress_tick_cb(gpointer p)
                 g->progress_query = true;
                 {
                         /* Not a step: carries no generation change. */
-                        EngineJob *j = job_new(e, JOB_PROGRESS, g, NULL);
-                        job_submit(j);
+                        EngineJob *j = engine_job_new(e, JOB_PROGRESS, g, NULL);
+                        engine_job_submit(j);
                 }
         }
         return G_SOURCE_CONTINUE;
@@ -869,8 +341,8 @@ static void on_progress_done(Guest *g, EngineJob *j)
         f = MIN(1.0, (double) j->job.processed / (double) j->job.total);
         if (f > g->pub.fraction) {
                 g->pub.fraction = f;
-                set_outcome(g, g->pub.outcome);
-                note_progress(g->engine);
+                guest_set_outcome(g, g->pub.outcome);
+                engine_note_progress(g->engine);
         }
 }
 
@@ -903,7 +375,7 @@ static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int deta
                 guest_finish(g, OUTCOME_SHUTDOWN);
         } else if (g->step < 0) {
                 /* Waiting for a slot: it stopped by itself. */
-                say(e, ENGINE_LEVEL_INFO, g, NULL, "%s stopped by itself", g->pub.name);
+                engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s stopped by itself", g->pub.name);
                 guest_finish(g, OUTCOME_SHUTDOWN);
         }
         /* During a save or poweroff the job's result (and the state check) decides. */
@@ -929,8 +401,9 @@ static void slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *l
         else if (!list) {
                 slot->reachable = false;
                 g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, error));
-                say(e, ENGINE_LEVEL_ERR, NULL, slot->uri, "Cannot reach %s: %s; its guests are not %s",
-                    slot->uri, error, e->kind == RUN_PRESERVE ? "preserved" : "restored");
+                engine_say(e, ENGINE_LEVEL_ERR, NULL, slot->uri,
+                           "Cannot reach %s: %s; its guests are not %s", slot->uri, error,
+                           e->kind == RUN_PRESERVE ? "preserved" : "restored");
         } else {
                 slot->reachable = true;
                 slot->listed = list;
@@ -957,7 +430,7 @@ static gboolean retry_cb(gpointer p)
         EngineJob *j = p;
 
         j->guest->retry_pending = false;
-        job_submit(j);
+        engine_job_submit(j);
         return G_SOURCE_REMOVE;
 }
 
@@ -974,9 +447,9 @@ static bool retry_on_disconnect(EngineJob *j)
                 return false;
         ms = backoff_ms(g->conn_retries, 500, 4000);
         if (g->conn_retries == 0)
-                say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
-                    "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
-                    j->job.kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->job.error);
+                engine_say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
+                           "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
+                           j->job.kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->job.error);
         g->conn_retries++;
         g->retry_pending = true;
         again = g_new0(EngineJob, 1);
@@ -1009,16 +482,16 @@ static void job_done(gpointer p)
         case JOB_LIST:
                 break;
         case JOB_SAVE:
-                on_save_done(g, j);
+                guest_on_save_done(g, j);
                 return;
         case JOB_SHUTDOWN:
-                on_shutdown_done(g, j);
+                guest_on_shutdown_done(g, j);
                 return;
         case JOB_DESTROY:
-                on_destroy_done(g, j);
+                guest_on_destroy_done(g, j);
                 return;
         case JOB_STATE:
-                on_state_done(g, j);
+                guest_on_state_done(g, j);
                 return;
         case JOB_PROGRESS:
                 on_progress_done(g, j);
@@ -1026,15 +499,15 @@ static void job_done(gpointer p)
         case JOB_START:
         case JOB_RESTORE:
         case JOB_CREATE:
-                on_start_done(g, j);
+                guest_on_start_done(g, j);
                 return;
         case JOB_AGENT_PING:
-                on_ping_done(g, j);
+                guest_on_ping_done(g, j);
                 return;
         case JOB_SYNC_TIME:
                 if (j->job.r < 0)
-                        say(j->engine, ENGINE_LEVEL_WARNING, g, NULL, "Could not set the clock of %s: %s",
-                            g->pub.name, j->job.error);
+                        engine_say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
+                                   "Could not set the clock of %s: %s", g->pub.name, j->job.error);
                 return;
         }
 
@@ -1045,7 +518,7 @@ static void job_done(gpointer p)
                 slot_listed(j->engine, j->slot, NULL, g_steal_pointer(&j->job.list));
 }
 
-static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
+Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
 {
         Guest *g = g_new0(Guest, 1);
 
@@ -1062,143 +535,18 @@ static Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *n
         return g;
 }
 
-static HvSlot *slot_for_uri(Engine *e, const char *uri)
-{
-        for (guint i = 0; i < e->n_slots; i++)
-                if (streq_ptr(e->slots[i].uri, uri) || streq_ptr(e->slots[i].hv->uri, uri))
-                        return &e->slots[i];
-        return NULL;
-}
-
-static void begin_preserve(Engine *e)
-{
-        for (guint i = 0; i < e->n_slots; i++) {
-                HvSlot *slot = &e->slots[i];
-
-                if (!slot->listed)
-                        continue;
-                for (guint k = 0; k < slot->listed->len; k++) {
-                        GuestInfo *info = slot->listed->pdata[k];
-                        GuestPolicy policy;
-                        Guest *g;
-
-                        if (!guest_state_is_active(info->state) ||
-                            g_hash_table_contains(slot->guests, info->uuid))
-                                continue;
-                        policy_for_guest(e->config, info->name, info->persistent, info->metadata, &policy);
-                        if (policy.error)
-                                say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri, "%s: %s", info->name,
-                                    policy.error);
-                        if (policy.skip) {
-                                say(e, ENGINE_LEVEL_INFO, NULL, slot->uri,
-                                    "%s: skipped (Action=skip, from %s)", info->name,
-                                    policy.source[GUEST_KEY_ACTION]);
-                                guest_policy_clear(&policy);
-                                continue;
-                        }
-                        g = guest_new(e, slot, info->uuid, info->name, info->persistent);
-                        g->pub.memory_kib = info->memory_kib;
-                        g->policy = policy;
-                        g->pub.steps = g->policy.steps;
-                        scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
-                        /* A guest enters the record before anything is done to it. */
-                        g->rec = record_put(e->record, slot->uri, info->uuid, info->name, info->persistent);
-                        g->rec->steps = g->pub.steps;
-                        if (!info->persistent)
-                                g->rec->xml = g_strdup(info->xml);
-                }
-        }
-
-        if (e->guests->len > 0 && g_mkdir_with_parents(e->save_dir, 0700) < 0)
-                say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir, g_strerror(errno));
-}
-
-/* The guest's metadata as the restore's list saw it (inactive guests included). */
-static const char *listed_metadata(HvSlot *slot, const char *uuid)
-{
-        for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
-                GuestInfo *info = slot->listed->pdata[k];
-                if (streq_ptr(info->uuid, uuid))
-                        return info->metadata;
-        }
-        return NULL;
-}
-
-static void begin_restore(Engine *e)
-{
-        g_autoptr(GPtrArray) snapshot = g_ptr_array_copy(e->record->guests, NULL, NULL);
-
-        /* The copy inherits the record's free function: it must not free the entries. */
-        g_ptr_array_set_free_func(snapshot, NULL);
-        for (guint i = 0; i < snapshot->len; i++) {
-                RecordGuest *rg = snapshot->pdata[i];
-                HvSlot *slot = slot_for_uri(e, rg->uri);
-                GuestPolicy policy;
-                Guest *g;
-
-                /* "" is a guest that was running when its run began and has no outcome on
-                 * disk: the daemon died before writing it (outcomes are group-committed), so
-                 * it may have been stopped by us. Like a step in flight: started again if it
-                 * is not running, counted if it is. */
-                if (!outcome_is_stopped(rg->outcome) && !outcome_is_in_flight(rg->outcome) &&
-                    rg->outcome != OUTCOME_NONE) {
-                        /* Never stopped by us: failed (still running), or already restored. */
-                        record_remove(e->record, rg->uri, rg->uuid);
-                        record_touch(e);
-                        continue;
-                }
-                if (!slot) {
-                        say(e, ENGINE_LEVEL_WARNING, NULL, rg->uri,
-                            "%s is in the record but its URI %s is not configured; kept for later", rg->name,
-                            rg->uri);
-                        continue;
-                }
-                if (!slot->reachable)
-                        continue; /* reported once for the URI; stays in the record */
-                if (g_hash_table_contains(slot->guests, rg->uuid))
-                        continue;
-                policy_for_guest(e->config, rg->name, rg->persistent, listed_metadata(slot, rg->uuid),
-                                 &policy);
-                if (policy.skip) {
-                        say(e, ENGINE_LEVEL_NOTICE, NULL, rg->uri,
-                            "%s: not started (Action=skip, from %s); dropped from the record", rg->name,
-                            policy.source[GUEST_KEY_ACTION]);
-                        guest_policy_clear(&policy);
-                        record_remove(e->record, rg->uri, rg->uuid);
-                        record_touch(e);
-                        continue;
-                }
-                g = guest_new(e, slot, rg->uuid, rg->name, rg->persistent);
-                g->policy = policy;
-                scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
-                g->rec = rg;
-                g->prior = rg->outcome;
-                g->pub.steps = rg->steps;
-                g->save_file = g_strdup(rg->save_file);
-                /* A save that completed before its outcome reached the record left its file
-                 * at the usual place. */
-                if (!g->save_file && !rg->persistent) {
-                        g_autofree char *p = g_strdup_printf("%s/%s.save", e->save_dir, rg->uuid);
-                        if (g_file_test(p, G_FILE_TEST_IS_REGULAR))
-                                g->save_file = g_steal_pointer(&p);
-                }
-                g->xml = g_strdup(rg->xml);
-                g->pub.error = g_strdup(rg->error);
-        }
-}
-
 static void engine_begin(Engine *e)
 {
         e->failed += e->unreachable->len;
 
         if (e->kind == RUN_PRESERVE) {
-                begin_preserve(e);
+                engine_begin_preserve(e);
                 /* No action before the list of guests is on disk. */
                 e->phase = PHASE_RECORDING;
                 record_writer_write_now(e->writer);
                 return;
         }
-        begin_restore(e);
+        engine_begin_restore(e);
         engine_go(e);
 }
 
@@ -1221,21 +569,22 @@ static void engine_go(Engine *e)
                 g_source_attach(e->progress_source, NULL);
                 g_source_unref(e->progress_source);
         }
-        note_progress(e);
+        engine_note_progress(e);
 
         for (guint i = 0; i < e->guests->len; i++) {
                 Guest *g = e->guests->pdata[i];
                 HvSlot *slot = g->slot;
 
                 if (e->kind == RUN_PRESERVE) {
-                        advance(g);
+                        guest_advance(g);
                         continue;
                 }
                 /* Restore: one list per URI told us what is running already. */
                 for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
                         GuestInfo *info = slot->listed->pdata[k];
                         if (streq_ptr(info->uuid, g->pub.uuid) && guest_state_is_active(info->state)) {
-                                say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running", g->pub.name);
+                                engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running",
+                                           g->pub.name);
                                 g_clear_pointer(&g->pub.error, g_free);
                                 guest_finish(g, OUTCOME_RESTORED);
                                 break;
@@ -1248,8 +597,8 @@ static void engine_go(Engine *e)
                 else
                         scheduler_push(e->sched, g, SCHED_START, g->policy.start_delay_usec);
         }
-        schedule(e);
-        maybe_finish_run(e);
+        engine_schedule(e);
+        engine_maybe_finish_run(e);
 }
 
 /* ---- object ---- */
@@ -1299,9 +648,9 @@ Engine *engine_ref(Engine *e)
 
 static void guest_free(Guest *g)
 {
-        cancel_timeout(g);
-        stop_source(&g->repeat);
-        stop_source(&g->ping_source);
+        guest_cancel_timeout(g);
+        engine_drop_source(&g->repeat);
+        engine_drop_source(&g->ping_source);
         guest_policy_clear(&g->policy);
         g_free(g->pub.uri);
         g_free(g->pub.uuid);
@@ -1321,7 +670,7 @@ static void engine_stop_sources(Engine *e)
                 g_clear_pointer(&e->wake_source, g_source_unref);
         }
         for (guint i = 0; i < e->guests->len; i++)
-                cancel_timeout(e->guests->pdata[i]);
+                guest_cancel_timeout(e->guests->pdata[i]);
         for (guint i = 0; i < e->n_slots; i++)
                 if (e->slots[i].list_timeout) {
                         g_source_destroy(e->slots[i].list_timeout);
@@ -1376,7 +725,7 @@ void engine_start(Engine *e)
                 EngineJob *j;
 
                 e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, on_event, e);
-                j = job_new(e, JOB_LIST, NULL, &e->slots[i]);
+                j = engine_job_new(e, JOB_LIST, NULL, &e->slots[i]);
                 /* A restore needs to know which recorded guests run already. */
                 j->job.flag = e->kind == RUN_RESTORE;
                 j->job.retry_usec = e->connect_retry_usec;
@@ -1387,7 +736,7 @@ void engine_start(Engine *e)
                         g_source_set_callback(e->slots[i].list_timeout, list_timeout_cb, &e->slots[i], NULL);
                         g_source_attach(e->slots[i].list_timeout, NULL);
                 }
-                job_submit(j);
+                engine_job_submit(j);
         }
         if (e->n_slots == 0)
                 engine_begin(e);
@@ -1414,13 +763,13 @@ void engine_cancel(Engine *e)
         for (guint i = 0; i < snapshot->len; i++) {
                 Guest *g = snapshot->pdata[i];
 
-                agent_ready(g); /* a cancel waits for no agent */
+                guest_agent_ready(g); /* a cancel waits for no agent */
                 if (!g->pub.finished && g->step < 0)
                         cancel_guest(g);
                 else if (g->step == STEP_SHUTDOWN && !g->timeout && g->policy.shutdown_timeout_usec == 0)
-                        arm_timeout(g, CANCEL_WAIT_MAX_USEC);
+                        guest_arm_timeout(g, CANCEL_WAIT_MAX_USEC);
         }
-        maybe_finish_run(e);
+        engine_maybe_finish_run(e);
 }
 
 void engine_detach(Engine *e)

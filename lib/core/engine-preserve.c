@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* A preserve run's escalation: each guest's steps (save, graceful shutdown, poweroff) in the
+ * order of its policy, with the shutdown's timeout and repeated requests, and the results of
+ * those steps. engine.c decides when a step may start (the scheduler) and hands the results
+ * back. */
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "engine-private.h"
+#include "util.h"
+
+static void submit_shutdown(Guest *g, bool repeat)
+{
+        EngineJob *j = engine_job_new(g->engine, JOB_SHUTDOWN, g, NULL);
+
+        j->job.mode = g->policy.shutdown_mode;
+        j->repeat = repeat;
+        g->requests++;
+        engine_job_submit(j);
+}
+
+static void submit_check(Guest *g, Check check)
+{
+        EngineJob *j = engine_job_new(g->engine, JOB_STATE, g, NULL);
+
+        j->check = check;
+        engine_job_submit(j);
+}
+
+void guest_start_step(Guest *g, Step s)
+{
+        Engine *e = g->engine;
+
+        g->step = s;
+        g->last_step = s;
+        g->gen++;
+        switch (s) {
+        case STEP_SAVE:
+                g->progress_supported = true;
+                guest_set_outcome(g, OUTCOME_SAVING);
+                {
+                        EngineJob *j = engine_job_new(e, JOB_SAVE, g, NULL);
+                        j->job.flag = e->config->bypass_cache;
+                        if (!g->pub.persistent) {
+                                g_free(g->save_file);
+                                g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
+                                j->job.file = g_strdup(g->save_file);
+                        }
+                        engine_job_submit(j);
+                }
+                break;
+        case STEP_SHUTDOWN:
+                guest_set_outcome(g, OUTCOME_SHUTTING_DOWN);
+                g->requests = 0;
+                submit_shutdown(g, false);
+                break;
+        case STEP_POWEROFF:
+                guest_set_outcome(g, OUTCOME_SHUTTING_DOWN);
+                engine_say(e, ENGINE_LEVEL_NOTICE, g, NULL, "Powering off %s", g->pub.name);
+                guest_submit_job(g, JOB_DESTROY);
+                break;
+        default:
+                g_assert_not_reached();
+        }
+        engine_note_progress(e);
+}
+
+/* Picks the guest's next step, or finishes it when none is left. */
+void guest_advance(Guest *g)
+{
+        Engine *e = g->engine;
+        int next = -1;
+
+        if (g->pub.finished)
+                return;
+        g->step = -1;
+        if (g->stopped_seen) {
+                guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+        if (e->cancelled) {
+                /* Untouched from here on: the guest keeps running. */
+                guest_finish(g, OUTCOME_NONE);
+                return;
+        }
+        if (e->deadline_passed) {
+                if ((g->pub.steps & STEP_MASK(STEP_POWEROFF)) && g->last_step < STEP_POWEROFF)
+                        next = STEP_POWEROFF;
+        } else
+                for (int s = g->last_step + 1; s < _STEP_MAX; s++)
+                        if (g->pub.steps & STEP_MASK(s)) {
+                                next = s;
+                                break;
+                        }
+
+        if (next < 0) {
+                engine_say(e, ENGINE_LEVEL_ERR, g, NULL,
+                           "%s is STILL RUNNING: no step left to try (last error: %s)", g->pub.name,
+                           g->pub.error ? g->pub.error : "none");
+                guest_finish(g, OUTCOME_FAILED);
+                return;
+        }
+
+        g->last_step = next - 1; /* the step is chosen, it starts when a slot is free */
+        scheduler_push(e->sched, g,
+                       next == STEP_SAVE       ? SCHED_SAVE
+                       : next == STEP_SHUTDOWN ? SCHED_SHUTDOWN
+                                               : SCHED_POWEROFF,
+                       0);
+        engine_schedule(e);
+}
+
+static gboolean shutdown_timeout_cb(gpointer p)
+{
+        Guest *g = p;
+
+        guest_cancel_timeout(g);
+        /* The event may have been lost (reconnect): ask once before escalating. */
+        g_free(g->pub.error);
+        g->pub.error = g_strdup_printf("did not shut down within %" G_GUINT64_FORMAT " s",
+                                       g->policy.shutdown_timeout_usec / USEC_PER_SEC);
+        submit_check(g, CHECK_AFTER_TIMEOUT);
+        return G_SOURCE_REMOVE;
+}
+
+void guest_arm_timeout(Guest *g, guint64 t)
+{
+        g->timeout_at = now_usec() + t;
+        g->timeout = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
+        g_source_set_callback(g->timeout, shutdown_timeout_cb, g, NULL);
+        g_source_attach(g->timeout, NULL);
+}
+
+static void arm_shutdown_timeout(Guest *g)
+{
+        guint64 t = g->policy.shutdown_timeout_usec;
+
+        if (g->timeout)
+                return;
+        if (t == 0) {
+                /* No limit, except after a cancel. */
+                if (g->engine->cancelled)
+                        guest_arm_timeout(g, CANCEL_WAIT_MAX_USEC);
+                return;
+        }
+        guest_arm_timeout(g, t);
+}
+
+/* A step failed: did the guest stop anyway? The state job's result decides. */
+void guest_check_after_failure(Guest *g)
+{
+        submit_check(g, CHECK_AFTER_FAILURE);
+}
+
+void guest_on_save_done(Guest *g, EngineJob *j)
+{
+        Engine *e = g->engine;
+
+        if (scheduler_holds(e->sched, g, SCHED_SAVE))
+                guest_release_slots(g);
+        if (g->pub.finished)
+                return;
+        if (j->gen != g->gen) {
+                /* Superseded by the deadline's poweroff, which is in flight. */
+                if (j->job.r >= 0)
+                        g->late_save_ok = true;
+                return;
+        }
+        if (j->job.r >= 0) {
+                if (g->rec && g->save_file) {
+                        g_free(g->rec->save_file);
+                        g->rec->save_file = g_strdup(g->save_file);
+                }
+                guest_finish(g, OUTCOME_SAVED);
+                return;
+        }
+        guest_set_error(g, "save failed", j->job.error);
+        engine_say(e, ENGINE_LEVEL_WARNING, g, NULL, "Save of %s failed: %s", g->pub.name, j->job.error);
+        if (g->save_file)
+                (void) unlink(g->save_file);
+        guest_check_after_failure(g);
+}
+
+static gboolean repeat_cb(gpointer p)
+{
+        Guest *g = p;
+
+        g_clear_pointer(&g->repeat, g_source_unref);
+        if (g->pub.finished || g->step != STEP_SHUTDOWN)
+                return G_SOURCE_REMOVE;
+        engine_say(g->engine, ENGINE_LEVEL_INFO, g, NULL, "%s is still running: shutdown request %u",
+                   g->pub.name, g->requests + 1);
+        submit_shutdown(g, true);
+        return G_SOURCE_REMOVE;
+}
+
+/* Guests that miss a request (still booting, a screensaver) hear the next one. */
+static void arm_repeat(Guest *g)
+{
+        guint64 t = g->engine->config->shutdown_repeat_usec;
+
+        if (t == 0 || g->repeat || g->pub.finished || g->step != STEP_SHUTDOWN)
+                return;
+        g->repeat = g_timeout_source_new((guint) MAX(1, t / USEC_PER_MSEC));
+        g_source_set_callback(g->repeat, repeat_cb, g, NULL);
+        g_source_attach(g->repeat, NULL);
+}
+
+void guest_on_shutdown_done(Guest *g, EngineJob *j)
+{
+        if (g->pub.finished || j->gen != g->gen)
+                return;
+        if (j->repeat) {
+                if (j->job.r < 0 && j->job.r != -ENOENT && j->job.r != -EINVAL)
+                        engine_say(g->engine, ENGINE_LEVEL_INFO, g, NULL,
+                                   "Repeated shutdown request for %s failed: %s", g->pub.name, j->job.error);
+                arm_repeat(g);
+                return;
+        }
+        if (j->job.r < 0) {
+                guest_set_error(g, "shutdown request failed", j->job.error);
+                engine_say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "Shutdown request for %s failed: %s",
+                           g->pub.name, j->job.error);
+                guest_release_slots(g);
+                guest_check_after_failure(g);
+                return;
+        }
+        if (g->stopped_seen) {
+                guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+        arm_shutdown_timeout(g);
+        arm_repeat(g);
+        /* Covers a stop that happened before we listened (no event will come). */
+        submit_check(g, CHECK_AFTER_REQUEST);
+}
+
+void guest_on_destroy_done(Guest *g, EngineJob *j)
+{
+        if (g->pub.finished)
+                return;
+        if (j->job.r >= 0) {
+                guest_finish(g, OUTCOME_POWEROFF);
+                return;
+        }
+        guest_set_error(g, "poweroff failed", j->job.error);
+        engine_say(g->engine, ENGINE_LEVEL_ERR, g, NULL, "Poweroff of %s failed: %s", g->pub.name,
+                   j->job.error);
+        guest_check_after_failure(g);
+}
+
+void guest_on_state_done(Guest *g, EngineJob *j)
+{
+        bool gone = j->job.r == -ENOENT || (j->job.r >= 0 && !guest_state_is_active(j->job.state));
+
+        if (g->pub.finished || j->gen != g->gen)
+                return;
+
+        if (g->engine->kind == RUN_RESTORE) {
+                /* After a failed start: maybe it is running after all (autostart, a race). */
+                if (j->job.r >= 0 && guest_state_is_active(j->job.state)) {
+                        g_clear_pointer(&g->pub.error, g_free);
+                        guest_finish(g, OUTCOME_RESTORED);
+                } else
+                        guest_finish(g, OUTCOME_FAILED);
+                return;
+        }
+
+        if (gone) {
+                if (g->late_save_ok || (j->job.r >= 0 && j->job.state == GUEST_STATE_SAVED))
+                        guest_finish(g, OUTCOME_SAVED);
+                else
+                        guest_finish(g, OUTCOME_SHUTDOWN);
+                return;
+        }
+
+        switch (j->check) {
+        case CHECK_AFTER_REQUEST:
+                return; /* still running: the event or the timeout will tell */
+        case CHECK_AFTER_TIMEOUT:
+                engine_say(g->engine, ENGINE_LEVEL_WARNING, g, NULL, "%s %s", g->pub.name, g->pub.error);
+                break;
+        case CHECK_AFTER_FAILURE:
+                break;
+        }
+        guest_release_slots(g);
+        engine_drop_source(&g->repeat);
+        if (g->engine->cancelled) {
+                guest_finish(g, OUTCOME_NONE);
+                return;
+        }
+        guest_advance(g);
+}
+
+void engine_begin_preserve(Engine *e)
+{
+        for (guint i = 0; i < e->n_slots; i++) {
+                HvSlot *slot = &e->slots[i];
+
+                if (!slot->listed)
+                        continue;
+                for (guint k = 0; k < slot->listed->len; k++) {
+                        GuestInfo *info = slot->listed->pdata[k];
+                        GuestPolicy policy;
+                        Guest *g;
+
+                        if (!guest_state_is_active(info->state) ||
+                            g_hash_table_contains(slot->guests, info->uuid))
+                                continue;
+                        policy_for_guest(e->config, info->name, info->persistent, info->metadata, &policy);
+                        if (policy.error)
+                                engine_say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri, "%s: %s", info->name,
+                                           policy.error);
+                        if (policy.skip) {
+                                engine_say(e, ENGINE_LEVEL_INFO, NULL, slot->uri,
+                                           "%s: skipped (Action=skip, from %s)", info->name,
+                                           policy.source[GUEST_KEY_ACTION]);
+                                guest_policy_clear(&policy);
+                                continue;
+                        }
+                        g = guest_new(e, slot, info->uuid, info->name, info->persistent);
+                        g->pub.memory_kib = info->memory_kib;
+                        g->policy = policy;
+                        g->pub.steps = g->policy.steps;
+                        scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
+                        /* A guest enters the record before anything is done to it. */
+                        g->rec = record_put(e->record, slot->uri, info->uuid, info->name, info->persistent);
+                        g->rec->steps = g->pub.steps;
+                        if (!info->persistent)
+                                g->rec->xml = g_strdup(info->xml);
+                }
+        }
+
+        if (e->guests->len > 0 && g_mkdir_with_parents(e->save_dir, 0700) < 0)
+                engine_say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir,
+                           g_strerror(errno));
+}

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What the engine's three files share, and nothing else includes: the run's state
+ * (engine.c: the object, listing, scheduling, jobs, events, deadline; engine-preserve.c: the
+ * escalation; engine-restore.c: the restore) and the functions one of them calls in another.
+ * engine.h stays the only interface the rest of the tree sees. */
+
+#include "engine.h"
+#include "job.h"
+#include "macro.h"
+#include "policy.h"
+#include "record-writer.h"
+#include "scheduler.h"
+
+/* After a cancel, a graceful shutdown already requested is still awaited for the guest's whole
+ * ShutdownTimeoutSec: a guest that heard the button may power off any moment, and it must be
+ * started again when it does. With no timeout at all, a cancel waits this long at most. */
+#define CANCEL_WAIT_MAX_USEC (300 * USEC_PER_SEC)
+
+typedef struct Guest Guest;
+typedef struct HvSlot HvSlot;
+
+typedef enum Phase {
+        PHASE_NEW,
+        PHASE_LISTING,
+        PHASE_RECORDING, /* the first record write: no action before it is on disk */
+        PHASE_RUNNING,
+        PHASE_FLUSHING, /* every guest has an outcome; waiting for the record write */
+        PHASE_DONE,
+} Phase;
+
+struct HvSlot {
+        Engine *engine;
+        Hypervisor *hv;
+        guint listener;
+        GHashTable *guests; /* uuid → Guest* */
+        char *uri;          /* resolved once listed */
+        GPtrArray *listed;  /* GuestInfo*, from the list job */
+        bool reachable;
+        bool list_done;        /* the list came back, or was given up on */
+        GSource *list_timeout; /* gives up on a list that does not come back */
+};
+
+struct Guest {
+        EngineGuest pub;
+        Engine *engine;
+        HvSlot *slot;
+        int last_step;     /* index of the last step attempted, -1 before the first */
+        int step;          /* step under way, -1 if none */
+        guint64 gen;       /* bumps at every step start; stale job results are ignored */
+        unsigned jobs;     /* jobs in flight for this guest */
+        bool stopped_seen; /* a lifecycle event said it stopped, not by our save */
+        bool late_save_ok; /* a save superseded by the deadline succeeded after all */
+        bool progress_supported;
+        bool progress_query;
+        unsigned conn_retries;
+        bool retry_pending; /* a step waits to be retried after a lost connection */
+        GSource *timeout;
+        guint64 timeout_at; /* monotonic µs when the shutdown timeout fires */
+        GSource *repeat;    /* re-sends the graceful request (ShutdownRepeatSec) */
+        unsigned requests;  /* graceful requests sent in this step */
+        GuestPolicy policy;
+        /* restore: waiting for the guest agent before the next order group starts */
+        bool awaiting_agent;
+        guint64 agent_until;
+        GSource *ping_source;
+        RecordGuest *rec;
+        /* restore */
+        Outcome prior;
+        char *save_file;
+        char *xml;
+};
+
+struct Engine {
+        int ref;
+        RunKind kind;
+        Config *config; /* a copy: a Reload during the run does not change it */
+        char *save_dir;
+        guint64 connect_retry_usec;
+        guint64 list_timeout_usec;
+        guint64 progress_interval_usec;
+        Workers *workers;
+        RecordWriter *writer;
+        Record *record;
+        const EngineCallbacks *cb;
+        EngineCallbacks cb_copy;
+        void *userdata;
+
+        HvSlot *slots;
+        guint n_slots;
+        guint lists_pending;
+
+        Phase phase;
+        bool cancelled;
+        bool deadline_passed;
+        GPtrArray *guests; /* Guest*, run order */
+        Scheduler *sched;
+        unsigned awaiting_agent; /* restored guests whose agent has not answered yet */
+        bool group_known;
+        bool group_has_order;
+        int group_order;
+        unsigned finished, done, failed;
+        GPtrArray *unreachable;
+        guint64 last_progress;
+
+        GSource *deadline_source;
+        GSource *progress_source;
+        GSource *wake_source; /* the scheduler's next delay (StartDelaySec) ends */
+};
+
+/* Why a JOB_STATE was asked. */
+typedef enum Check {
+        CHECK_AFTER_REQUEST, /* right after a shutdown request: did it stop before we listened? */
+        CHECK_AFTER_TIMEOUT, /* the shutdown timeout fired: was the event lost? */
+        CHECK_AFTER_FAILURE, /* a step failed: did the guest stop anyway? */
+} Check;
+
+typedef struct EngineJob {
+        Job job; /* first */
+        Check check;
+        Engine *engine;
+        Guest *guest; /* NULL for JOB_LIST */
+        HvSlot *slot;
+        guint64 gen;
+        bool repeat; /* a repeated graceful request: its result changes nothing */
+} EngineJob;
+
+/* ---- engine.c ---- */
+
+void engine_say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
+        G_GNUC_PRINTF(5, 6);
+void engine_note_progress(Engine *e);
+void guest_set_outcome(Guest *g, Outcome o);
+void engine_record_touch(Engine *e);
+
+EngineJob *engine_job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot);
+void engine_job_submit(EngineJob *j);
+void guest_submit_job(Guest *g, JobKind kind);
+
+void guest_cancel_timeout(Guest *g);
+/* Destroys the source *s holds a reference to, and drops that reference. */
+void engine_drop_source(GSource **s);
+void guest_release_slots(Guest *g);
+void guest_finish(Guest *g, Outcome o);
+void guest_set_error(Guest *g, const char *what, const char *error);
+Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent);
+
+void engine_schedule(Engine *e);
+void engine_maybe_finish_run(Engine *e);
+
+/* ---- engine-preserve.c ---- */
+
+void engine_begin_preserve(Engine *e);
+void guest_advance(Guest *g);
+void guest_start_step(Guest *g, Step s);
+void guest_arm_timeout(Guest *g, guint64 t);
+void guest_check_after_failure(Guest *g);
+void guest_on_save_done(Guest *g, EngineJob *j);
+void guest_on_shutdown_done(Guest *g, EngineJob *j);
+void guest_on_destroy_done(Guest *g, EngineJob *j);
+void guest_on_state_done(Guest *g, EngineJob *j);
+
+/* ---- engine-restore.c ---- */
+
+void engine_begin_restore(Engine *e);
+void guest_start_restore(Guest *g);
+void guest_on_start_done(Guest *g, EngineJob *j);
+bool guest_await_agent(Guest *g);
+void guest_agent_ready(Guest *g);
+void guest_on_ping_done(Guest *g, EngineJob *j);
