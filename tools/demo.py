@@ -6,7 +6,7 @@ guests in libvirt's test driver served by a private libvirtd, a simulated host s
 Run by tools/demo, which installs and builds first."""
 
 import os
-import signal
+import subprocess
 import sys
 import threading
 import time
@@ -76,13 +76,21 @@ def main():
         conn.defineXML(harness.test_domain_xml(name, 2048)).create()
     conn.createXML(harness.test_domain_xml('scratch', 512), 0)
     conn.defineXML(harness.test_domain_xml('idle', 1024))
+    conn.defineXML(harness.test_domain_xml('pinned', 1024)).create()
+    # Per-guest policy in the guest's own libvirt metadata (virsh metadata does the same).
+    conn.lookupByName('pinned').setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                            '<guest><action>skip</action></guest>', 'gk',
+                                            'https://guestkeeper.org/xmlns/guest/1', 0)
     say(f'  libvirt URI: {uri}')
-    say('  guests: web1 web2 db1 (persistent), scratch (transient), legacy (persistent), idle (not running)')
+    say('  guests: web1 web2 db1 (persistent), scratch (transient), legacy (persistent), idle (not running),')
+    say('          pinned (its libvirt metadata says <action>skip</action>: never touched)')
     say('  injected faults (GUESTKEEPER_FAULTS): legacy\'s save fails (disk full) and it ignores ACPI')
 
     cfg = os.path.join(wd.path, 'guestkeeper.conf')
     with open(cfg, 'w') as f:
-        f.write(f'[Guests]\nURIs={uri}\n[Shutdown]\nSave=all\nShutdownTimeoutSec=3\n')
+        f.write(f'[Guests]\nURIs={uri}\n[Shutdown]\nSave=all\nShutdownTimeoutSec=3\n'
+                '# the database stops after the others and comes back before them\n'
+                '[Guest db*]\nOrder=10\n')
     say(f'  config {cfg}:')
     for line in open(cfg):
         say('    ' + line.rstrip())
@@ -97,7 +105,7 @@ def main():
         notify.wait_for('READY', '1')
         client = harness.Client(bus)
         client.wait_state('idle')
-        harness.wait_until(lambda: len(client.call('ListGuests')[0]) >= 6, 10, 'guests listed')
+        harness.wait_until(lambda: len(client.call('ListGuests')[0]) >= 7, 10, 'guests listed')
         say(f'  sd_notify: READY=1, STATUS={notify.values("STATUS")[-1]}')
         sh(bus, 'get-property', 'org.guestkeeper1', '/org/guestkeeper1', 'org.guestkeeper1.Manager',
            'State', 'InhibitorHeld')
@@ -106,6 +114,12 @@ def main():
             say(f'  {i[0]} {i[1]} "{i[2]}" {i[3]}')
         say(f'{DIM}$ busctl call org.guestkeeper1 /org/guestkeeper1 org.guestkeeper1.Manager ListGuests{OFF}')
         guests_table(client)
+        say(f'{DIM}$ guestkeeperctl plan{OFF}   (what a host shutdown would do now; [source] of each value)')
+        ctl = os.path.join(harness.BUILD_DIR, 'ctl', 'guestkeeperctl')
+        out = subprocess.run([ctl, 'plan'], capture_output=True, text=True,
+                             env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)).stdout
+        for line in out.rstrip().split('\n'):
+            say('  ' + line)
 
         head('The host shuts down: logind emits PrepareForShutdown(true)')
         logind.emit_prepare_for_shutdown(True)
