@@ -669,8 +669,14 @@ static void engine_stop_sources(Engine *e)
                 g_source_destroy(e->wake_source);
                 g_clear_pointer(&e->wake_source, g_source_unref);
         }
-        for (guint i = 0; i < e->guests->len; i++)
-                guest_cancel_timeout(e->guests->pdata[i]);
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+
+                /* A detached run sends no further request, ping included. */
+                guest_cancel_timeout(g);
+                engine_drop_source(&g->repeat);
+                engine_drop_source(&g->ping_source);
+        }
         for (guint i = 0; i < e->n_slots; i++)
                 if (e->slots[i].list_timeout) {
                         g_source_destroy(e->slots[i].list_timeout);
