@@ -134,10 +134,6 @@ void engine_note_progress(Engine *e);
 void guest_set_outcome(Guest *g, Outcome o);
 void engine_record_touch(Engine *e);
 
-EngineJob *engine_job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot);
-void engine_job_submit(EngineJob *j);
-void guest_submit_job(Guest *g, JobKind kind);
-
 void guest_cancel_timeout(Guest *g);
 /* Destroys the source *s holds a reference to, and drops that reference. */
 void engine_drop_source(GSource **s);
@@ -148,6 +144,17 @@ Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bo
 
 void engine_schedule(Engine *e);
 void engine_maybe_finish_run(Engine *e);
+/* A URI's list came back (@list), failed or timed out (@error), or was given up on by a cancel
+ * (neither): once every URI is accounted for, the run begins. */
+void engine_slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *list);
+
+/* ---- engine-results.c ---- */
+
+EngineJob *engine_job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot);
+void engine_job_submit(EngineJob *j);
+void guest_submit_job(Guest *g, JobKind kind);
+gboolean engine_progress_tick(gpointer engine); /* GSourceFunc: asks each save's progress */
+void engine_on_event(Hypervisor *h, const char *uuid, GuestEvent event, int detail, void *engine);
 
 /* ---- engine-preserve.c ---- */
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* One run, the parts both kinds share: the object, the lists of the URIs, the scheduler's
- * steps, the jobs and their results, lifecycle events, the deadline and progress. What a step
- * does is in engine-preserve.c (the escalation) and engine-restore.c (the starts). */
+ * steps and the deadline. What a step does is in engine-preserve.c (the escalation) and
+ * engine-restore.c (the starts); what the hypervisor says back (job results, lifecycle
+ * events, progress) in engine-results.c. */
 
 #include <errno.h>
 
@@ -14,11 +15,6 @@ static const char *const run_kind_table[_RUN_KIND_MAX] = {
         [RUN_RESTORE] = "restore",
 };
 DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
-
-/* A call that failed because the connection is down (libvirtd restarting) is retried, the
- * same step, while the backend reconnects: 0.5 s, 1 s, 2 s, then every 4 s, about 40 s in
- * all. The deadline still applies. */
-#define CONN_RETRY_MAX 12
 
 static void engine_begin(Engine *e);
 static void engine_go(Engine *e);
@@ -89,44 +85,6 @@ static void on_record_written(RecordWriter *w, int r, bool more, void *userdata)
 void engine_record_touch(Engine *e)
 {
         record_writer_touch(e->writer);
-}
-
-/* ---- jobs ---- */
-
-static void job_free(gpointer p)
-{
-        EngineJob *j = p;
-
-        job_clear(&j->job);
-        engine_unref(j->engine);
-        g_free(j);
-}
-
-static void job_done(gpointer p);
-
-EngineJob *engine_job_new(Engine *e, JobKind kind, Guest *g, HvSlot *slot)
-{
-        EngineJob *j = g_new0(EngineJob, 1);
-
-        j->engine = engine_ref(e);
-        j->guest = g;
-        j->slot = g ? g->slot : slot;
-        job_init(&j->job, kind, j->slot->hv, g ? g->pub.uuid : NULL);
-        if (g) {
-                j->gen = g->gen;
-                g->jobs++;
-        }
-        return j;
-}
-
-void engine_job_submit(EngineJob *j)
-{
-        workers_submit(j->engine->workers, j, job_run, job_done, job_free);
-}
-
-void guest_submit_job(Guest *g, JobKind kind)
-{
-        engine_job_submit(engine_job_new(g->engine, kind, g, NULL));
 }
 
 /* ---- guests ---- */
@@ -308,82 +266,9 @@ static gboolean deadline_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
-static gboolean progress_tick_cb(gpointer p)
-{
-        Engine *e = p;
-
-        for (guint i = 0; i < e->guests->len; i++) {
-                Guest *g = e->guests->pdata[i];
-
-                if (g->step != STEP_SAVE || !g->progress_supported || g->progress_query || g->pub.finished)
-                        continue;
-                g->progress_query = true;
-                {
-                        /* Not a step: carries no generation change. */
-                        EngineJob *j = engine_job_new(e, JOB_PROGRESS, g, NULL);
-                        engine_job_submit(j);
-                }
-        }
-        return G_SOURCE_CONTINUE;
-}
-
-static void on_progress_done(Guest *g, EngineJob *j)
-{
-        double f;
-
-        g->progress_query = false;
-        if (j->job.r == -EOPNOTSUPP) {
-                g->progress_supported = false;
-                return;
-        }
-        if (j->job.r < 0 || j->job.total == 0 || g->step != STEP_SAVE)
-                return;
-        f = MIN(1.0, (double) j->job.processed / (double) j->job.total);
-        if (f > g->pub.fraction) {
-                g->pub.fraction = f;
-                guest_set_outcome(g, g->pub.outcome);
-                engine_note_progress(g->engine);
-        }
-}
-
-static void on_event(Hypervisor *h, const char *uuid, GuestEvent event, int detail, void *userdata)
-{
-        HvSlot *slot = NULL;
-        Engine *e = userdata;
-        Guest *g;
-
-        if (!uuid || e->phase != PHASE_RUNNING)
-                return;
-        for (guint i = 0; i < e->n_slots; i++)
-                if (e->slots[i].hv == h)
-                        slot = &e->slots[i];
-        if (!slot || !(g = g_hash_table_lookup(slot->guests, uuid)) || g->pub.finished)
-                return;
-        if (e->kind != RUN_PRESERVE)
-                return;
-        if (event != GUEST_EVENT_STOPPED && event != GUEST_EVENT_UNDEFINED)
-                return;
-        if (detail == STOP_REASON_SAVED && g->step == STEP_SAVE)
-                return; /* our own save; its job's result decides */
-        if (detail == STOP_REASON_DESTROYED && g->step == STEP_POWEROFF)
-                return;
-        if (event == GUEST_EVENT_UNDEFINED && g->step >= 0)
-                return; /* a transient guest going away after its save/destroy: the job decides */
-
-        g->stopped_seen = true;
-        if (g->step == STEP_SHUTDOWN) {
-                guest_finish(g, OUTCOME_SHUTDOWN);
-        } else if (g->step < 0) {
-                /* Waiting for a slot: it stopped by itself. */
-                engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s stopped by itself", g->pub.name);
-                guest_finish(g, OUTCOME_SHUTDOWN);
-        }
-        /* During a save or poweroff the job's result (and the state check) decides. */
-}
-
 /* A URI's list came back (@list), failed or timed out (@error), or was given up on by a cancel
  * (neither): once every URI is accounted for, the run begins. */
-static void slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *list)
+void engine_slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *list)
 {
         if (slot->list_done) {
                 if (list)
@@ -421,101 +306,8 @@ static gboolean list_timeout_cb(gpointer p)
                                                e->list_timeout_usec / USEC_PER_SEC);
 
         /* The worker stays blocked in libvirt; its result is dropped when it comes. */
-        slot_listed(e, slot, why, NULL);
+        engine_slot_listed(e, slot, why, NULL);
         return G_SOURCE_REMOVE;
-}
-
-static gboolean retry_cb(gpointer p)
-{
-        EngineJob *j = p;
-
-        j->guest->retry_pending = false;
-        engine_job_submit(j);
-        return G_SOURCE_REMOVE;
-}
-
-/* The connection is down: run the same call again later, the step stays under way. */
-static bool retry_on_disconnect(EngineJob *j)
-{
-        Guest *g = j->guest;
-        EngineJob *again;
-        guint ms;
-
-        if (!g || j->job.r != -ENOTCONN || j->job.kind == JOB_PROGRESS || j->job.kind == JOB_SYNC_TIME ||
-            j->job.kind == JOB_AGENT_PING || j->repeat || g->pub.finished || j->gen != g->gen ||
-            g->conn_retries >= CONN_RETRY_MAX || j->engine->phase != PHASE_RUNNING)
-                return false;
-        ms = backoff_ms(g->conn_retries, 500, 4000);
-        if (g->conn_retries == 0)
-                engine_say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
-                           "Lost the connection to %s during %s of %s: %s; retrying", g->pub.uri,
-                           j->job.kind == JOB_SAVE ? "the save" : "a step", g->pub.name, j->job.error);
-        g->conn_retries++;
-        g->retry_pending = true;
-        again = g_new0(EngineJob, 1);
-        job_init_copy(&again->job, &j->job);
-        again->engine = engine_ref(j->engine);
-        again->guest = g;
-        again->slot = j->slot;
-        again->gen = g->gen;
-        again->check = j->check;
-        g->jobs++;
-        g_timeout_add_full(G_PRIORITY_DEFAULT, ms, retry_cb, again, NULL);
-        return true;
-}
-
-static void job_done(gpointer p)
-{
-        EngineJob *j = p;
-        Guest *g = j->guest;
-
-        if (g)
-                g->jobs--;
-        if (j->engine->phase == PHASE_NEW)
-                return; /* detached */
-        if (retry_on_disconnect(j))
-                return;
-        if (g && j->job.r != -ENOTCONN)
-                g->conn_retries = 0;
-
-        switch (j->job.kind) {
-        case JOB_LIST:
-                break;
-        case JOB_SAVE:
-                guest_on_save_done(g, j);
-                return;
-        case JOB_SHUTDOWN:
-                guest_on_shutdown_done(g, j);
-                return;
-        case JOB_DESTROY:
-                guest_on_destroy_done(g, j);
-                return;
-        case JOB_STATE:
-                guest_on_state_done(g, j);
-                return;
-        case JOB_PROGRESS:
-                on_progress_done(g, j);
-                return;
-        case JOB_START:
-        case JOB_RESTORE:
-        case JOB_CREATE:
-                guest_on_start_done(g, j);
-                return;
-        case JOB_AGENT_PING:
-                guest_on_ping_done(g, j);
-                return;
-        case JOB_SYNC_TIME:
-                if (j->job.r < 0)
-                        engine_say(j->engine, ENGINE_LEVEL_WARNING, g, NULL,
-                                   "Could not set the clock of %s: %s", g->pub.name, j->job.error);
-                return;
-        }
-
-        /* JOB_LIST */
-        if (j->job.r < 0)
-                slot_listed(j->engine, j->slot, j->job.error, NULL);
-        else
-                slot_listed(j->engine, j->slot, NULL, g_steal_pointer(&j->job.list));
 }
 
 Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
@@ -565,7 +357,7 @@ static void engine_go(Engine *e)
         if (e->kind == RUN_PRESERVE && e->progress_interval_usec > 0) {
                 e->progress_source =
                         g_timeout_source_new((guint) (e->progress_interval_usec / USEC_PER_MSEC));
-                g_source_set_callback(e->progress_source, progress_tick_cb, e, NULL);
+                g_source_set_callback(e->progress_source, engine_progress_tick, e, NULL);
                 g_source_attach(e->progress_source, NULL);
                 g_source_unref(e->progress_source);
         }
@@ -730,7 +522,7 @@ void engine_start(Engine *e)
         for (guint i = 0; i < e->n_slots; i++) {
                 EngineJob *j;
 
-                e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, on_event, e);
+                e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, engine_on_event, e);
                 j = engine_job_new(e, JOB_LIST, NULL, &e->slots[i]);
                 /* A restore needs to know which recorded guests run already. */
                 j->job.flag = e->kind == RUN_RESTORE;
@@ -760,8 +552,8 @@ void engine_cancel(Engine *e)
                  * run begins with what it has, and every guest finds it cancelled. */
                 for (guint i = 0; i < e->n_slots && e->phase == PHASE_LISTING; i++)
                         if (!e->slots[i].list_done)
-                                slot_listed(e, &e->slots[i], "the run was cancelled before it answered",
-                                            NULL);
+                                engine_slot_listed(e, &e->slots[i],
+                                                   "the run was cancelled before it answered", NULL);
         if (e->phase != PHASE_RUNNING)
                 return; /* recording: engine_go() finds every guest cancelled */
 
