@@ -2,8 +2,10 @@
 #include "guest-cache.h"
 
 #include "hypervisor-faults.h"
+#include "job.h"
 #include "log.h"
 #include "macro.h"
+#include "policy.h"
 
 #define RECONNECT_MAX_MSEC 30000
 
@@ -30,7 +32,7 @@ typedef struct Watched {
         guint64 epoch;       /* bumps at every event: a list taken before the last event is stale */
         GHashTable *removed; /* uuids events removed since the last refresh started */
         guint reconnect_source;
-        guint backoff_ms;
+        unsigned attempts; /* failed lists in a row: the reconnect backoff */
         char *error;
 } Watched;
 
@@ -110,10 +112,23 @@ static gboolean reconnect_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
+/* Said once per new or changed value, not at every list: a guest's metadata is written by
+ * whoever may edit the guest, and a typo must not wait for a host shutdown to be seen. */
+static void check_metadata(const char *uri, const GuestInfo *info)
+{
+        g_autofree char *why = NULL;
+        GuestSettings s;
+
+        if (info->metadata && policy_parse_metadata(info->metadata, &s, &why) < 0)
+                log_full(LOG_WARNING, 0, &(LogGuest){info->name, info->uuid, uri}, NULL,
+                         "%s: malformed guestkeeper metadata, ignored: %s", info->name, why);
+}
+
 static void refresh_done(gpointer p)
 {
         RefreshJob *j = p;
         Watched *w = j->w;
+        g_autoptr(GHashTable) old = NULL;
         g_autofree char *uri = NULL;
 
         w->refreshing = false;
@@ -128,30 +143,34 @@ static void refresh_done(gpointer p)
                 g_free(w->error);
                 w->error = g_strdup(j->error);
                 /* Reconnect with backoff: libvirtd may start after us or restart. */
-                w->backoff_ms = MIN(MAX(w->backoff_ms * 2, 1000u), (guint) RECONNECT_MAX_MSEC);
                 if (!w->reconnect_source)
-                        w->reconnect_source = g_timeout_add(w->backoff_ms, reconnect_cb, w);
+                        w->reconnect_source = g_timeout_add(
+                                backoff_ms(w->attempts++, 1000, RECONNECT_MAX_MSEC), reconnect_cb, w);
         } else {
                 if (!w->reachable)
                         log_info("Connected to %s", uri);
                 w->reachable = true;
                 bool stale = j->epoch != w->epoch;
 
-                w->backoff_ms = 0;
+                w->attempts = 0;
                 g_clear_pointer(&w->error, g_free);
                 /* Events came while listing: the list may predate them. Only learn new
                  * guests from it, and list again. */
                 if (stale)
                         w->refresh_again = true;
-                else
-                        g_hash_table_remove_all(w->guests);
+                else {
+                        old = g_steal_pointer(&w->guests);
+                        w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
+                }
                 for (guint i = 0; i < j->list->len; i++) {
                         GuestInfo *info = j->list->pdata[i];
-                        CachedGuest *g;
+                        CachedGuest *g, *before = old ? g_hash_table_lookup(old, info->uuid) : NULL;
 
                         if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
                                       g_hash_table_contains(w->removed, info->uuid)))
                                 continue; /* known, or gone since the list was taken */
+                        if (!before || !streq_ptr(before->metadata, info->metadata))
+                                check_metadata(uri, info);
                         g = cached_guest_new(info->uuid, info->name, info->persistent, info->state,
                                              info->metadata);
                         g_hash_table_replace(w->guests, g->uuid, g);

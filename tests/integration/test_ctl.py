@@ -117,6 +117,8 @@ class CtlTest(Base):
                                    r' +agent,acpi +0 ')
         self.assertRegex(r.stdout, r'keep +persistent +skipped \[Guest keep\]')
         self.assertIn('odd: malformed guestkeeper metadata, ignored', r.stderr)
+        # ... and in the journal as soon as the guest is listed with it, not at the next shutdown.
+        self.assertIn('warning: odd: malformed guestkeeper metadata, ignored: <order>', self.daemon.log_text())
         self.assertEqual(self.guests()['keep'][4], 'skipped')
         self.assertRegex(self.ctl('list').stdout, r'keep +running +skipped')
         # The order reaches the run: web2 (3) after web1 (10) after the others.
