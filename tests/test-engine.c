@@ -19,8 +19,9 @@ typedef struct Run {
         unsigned changes;
         GPtrArray *messages;
         GPtrArray *events; /* "name outcome" at each step start and outcome, in order */
-        /* cancel when this guest starts its save */
+        /* cancel when this guest starts its save, or its graceful shutdown */
         const char *cancel_on_saving;
+        const char *cancel_on_shutting_down;
 } Run;
 
 static void setup(void)
@@ -55,6 +56,9 @@ static void on_changed(Engine *e, const EngineGuest *g, void *ud)
                                 g_strdup_printf("%s %s", g->name, outcome_to_string(g->outcome)));
         if (run->cancel_on_saving && g->outcome == OUTCOME_SAVING &&
             streq_ptr(g->name, run->cancel_on_saving))
+                engine_cancel(e);
+        if (run->cancel_on_shutting_down && g->outcome == OUTCOME_SHUTTING_DOWN &&
+            streq_ptr(g->name, run->cancel_on_shutting_down))
                 engine_cancel(e);
 }
 
@@ -625,6 +629,25 @@ START_TEST(test_repeated_requests)
 }
 END_TEST
 
+/* A cancelled shutdown awaits the request already sent, and sends no more. */
+START_TEST(test_cancel_stops_repeats)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->save = SCOPE_NONE;
+        config->shutdown_timeout_usec = 500 * USEC_PER_MSEC;
+        config->shutdown_repeat_usec = 50 * USEC_PER_MSEC;
+        ADD(.name = "deaf-once", .persistent = true, .ignore_presses = 1, .shutdown_ms = 5);
+        run = run_new(RUN_PRESERVE, &hv, 1);
+        run->cancel_on_shutting_down = "deaf-once";
+        engine_start(run->e);
+        RUN_UNTIL(run->finished);
+        ck_assert_uint_eq(fake_calls(hv, "deaf-once", FAKE_SHUTDOWN), 1);
+        ck_assert_int_eq(guest(run, "deaf-once")->outcome, OUTCOME_NONE);
+        ck_assert_int_eq(fake_guest_state(hv, "deaf-once"), GUEST_STATE_RUNNING);
+}
+END_TEST
+
 START_TEST(test_no_repeat_powers_off)
 {
         g_autoptr(Run) run = NULL;
@@ -914,6 +937,7 @@ int main(void)
         tcase_add_test(tc, test_shutdown_modes);
         tcase_add_test(tc, test_repeated_requests);
         tcase_add_test(tc, test_no_repeat_powers_off);
+        tcase_add_test(tc, test_cancel_stops_repeats);
         tcase_add_test(tr, test_restore_order_and_agent_readiness);
         tcase_add_test(tr, test_restore_skips_skip);
         tcase_add_test(tr, test_restore_only_recorded_guests);

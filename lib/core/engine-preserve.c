@@ -188,7 +188,9 @@ static gboolean repeat_cb(gpointer p)
         Guest *g = p;
 
         g_clear_pointer(&g->repeat, g_source_unref);
-        if (g->pub.finished || g->step != STEP_SHUTDOWN)
+        /* After a cancel the request already sent is awaited, never repeated: the host is
+         * staying up. */
+        if (g->pub.finished || g->step != STEP_SHUTDOWN || g->engine->cancelled)
                 return G_SOURCE_REMOVE;
         engine_say(g->engine, ENGINE_LEVEL_INFO, g, NULL, "%s is still running: shutdown request %u",
                    g->pub.name, g->requests + 1);
