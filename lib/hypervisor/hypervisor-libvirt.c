@@ -164,7 +164,7 @@ static void metadata_cb(virConnectPtr conn, virDomainPtr dom, int type, const ch
 /* Called when the connection drops (libvirtd died, keepalive timeout) — on the main context,
  * or on the worker whose call was using the connection then (libvirt closes it from the
  * thread that holds the client's I/O): so the event is queued to the main context, never
- * dispatched here. Only reports it: the dead connection is dropped by the next get_conn() on
+ * dispatched here. Only reports it: the dead connection is dropped by the next shared_conn() on
  * a worker. @opaque is the hypervisor, not a reference: lv_free() unregisters the callback
  * first. (No per-connection allocation: drivers without close callbacks never free it.) */
 static void close_cb(virConnectPtr conn, int reason, void *opaque)
@@ -201,8 +201,9 @@ static void drop_conn(LibvirtHypervisor *lh)
         lh->metadata_id = -1;
 }
 
-/* Returns a new reference to a live connection, (re)connecting if needed. Worker only. */
-static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
+/* Returns a new reference to the live shared connection (events, keepalive, close callback),
+ * (re)connecting if needed. Worker only. */
+static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
 {
         LibvirtHypervisor *lh = LV(h);
         virConnectPtr c = NULL;
@@ -255,6 +256,46 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
         return c;
 }
 
+/* Drivers that run in our process (test:///…) have no RPC client, and their state is per
+ * connection: they must be shared. */
+static bool in_process(const char *uri)
+{
+        return uri && g_str_has_prefix(uri, "test:///");
+}
+
+/* The connection one call runs on: its own, opened for it and closed after it. libvirt 9.0's
+ * RPC client leaves a socket watch attached to the connection's private event context when a
+ * thread waiting for its reply is woken by another thread's call; once that thread has
+ * returned, the watch points into its dead stack frame, and the next thread that waits on the
+ * connection dispatches it (seen here: g_main_loop_quit() on freed memory, then SIGSEGV, in a
+ * hung-then-resumed libvirtd under a real systemd). A connection per call is never shared
+ * between our threads, and the watches die with it. The shared connection still carries the
+ * events, the keepalive and the close callback, and is opened first (so a down libvirtd is
+ * reported the same way). */
+static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
+{
+        virConnectPtr shared = shared_conn(h, ret_error, ret), c;
+        g_autofree char *uri = NULL;
+
+        if (!shared)
+                return NULL;
+        uri = hypervisor_get_uri(h); /* resolved by shared_conn() */
+        if (in_process(uri))
+                return shared;
+        virConnectClose(shared);
+        c = virConnectOpen(streq_ptr(uri, "default") ? NULL : uri);
+        if (!c) {
+                (void) error_from_libvirt(ret_error, "cannot connect");
+                *ret = -ENOTCONN;
+                return NULL;
+        }
+        /* Keepalive for the call too: a libvirtd that stops answering ends the call. */
+        (void) virConnectSetKeepAlive(c, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+        virResetLastError();
+        *ret = 0;
+        return c;
+}
+
 static int lookup(Hypervisor *h, const char *uuid, virConnectPtr *ret_conn, virDomainPtr *ret_dom,
                   char **ret_error)
 {
@@ -281,7 +322,7 @@ static int lv_connect(Hypervisor *h, char **ret_error)
         virConnectPtr c;
         int r;
 
-        c = get_conn(h, ret_error, &r);
+        c = shared_conn(h, ret_error, &r);
         if (!c)
                 return r;
         virConnectClose(c);
@@ -539,7 +580,7 @@ void *hypervisor_libvirt_dup_conn(Hypervisor *h)
 {
         char *error = NULL;
         int r;
-        virConnectPtr c = get_conn(h, &error, &r);
+        virConnectPtr c = shared_conn(h, &error, &r);
 
         g_free(error);
         return c;

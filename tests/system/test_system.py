@@ -191,6 +191,8 @@ class SystemTest(unittest.TestCase):
         with open(os.path.join(units, 'guestkeeper.service.d', 'test.conf'), 'w') as f:
             # Shorter than the saves take: only the keepalives can carry the stop.
             f.write(f'[Service]\nTimeoutStopSec={timeout_stop}\n')
+            if os.environ.get('GK_SYSTEM_CORES'):  # debugging aid: a crash leaves state/core
+                f.write('LimitCORE=infinity\nWorkingDirectory=/var/lib/guestkeeper\n')
         if libvirt_guests_conf is not None:
             os.makedirs(os.path.join(stage, 'etc/default'), exist_ok=True)
             with open(os.path.join(stage, 'etc/default/libvirt-guests'), 'w') as f:
