@@ -87,21 +87,12 @@ static void watched_unref(Watched *w)
 
 /* ---- lists ---- */
 
+/* A JOB_LIST (every guest, inactive ones too) with the watch it answers. */
 typedef struct RefreshJob {
+        Job job; /* first */
         Watched *w;
         guint64 epoch;
-        Hypervisor *hv;
-        GPtrArray *list;
-        char *error;
-        int r;
 } RefreshJob;
-
-static void refresh_run(gpointer p)
-{
-        RefreshJob *j = p;
-
-        j->r = j->hv->ops->list(j->hv, true, &j->list, &j->error);
-}
 
 static gboolean reconnect_cb(gpointer p)
 {
@@ -135,13 +126,13 @@ static void refresh_done(gpointer p)
         if (!w->cache)
                 return; /* dropped while listing */
         uri = hypervisor_get_uri(w->hv);
-        if (j->r < 0) {
+        if (j->job.r < 0) {
                 if (w->reachable || !w->error)
                         log_full(LOG_ERR, 0, &(LogGuest){.uri = uri}, NULL, "Cannot reach %s: %s", uri,
-                                 j->error);
+                                 j->job.error);
                 w->reachable = false;
                 g_free(w->error);
-                w->error = g_strdup(j->error);
+                w->error = g_strdup(j->job.error);
                 /* Reconnect with backoff: libvirtd may start after us or restart. */
                 if (!w->reconnect_source)
                         w->reconnect_source = g_timeout_add(
@@ -162,8 +153,8 @@ static void refresh_done(gpointer p)
                         old = g_steal_pointer(&w->guests);
                         w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
                 }
-                for (guint i = 0; i < j->list->len; i++) {
-                        GuestInfo *info = j->list->pdata[i];
+                for (guint i = 0; i < j->job.list->len; i++) {
+                        GuestInfo *info = j->job.list->pdata[i];
                         CachedGuest *g, *before = old ? g_hash_table_lookup(old, info->uuid) : NULL;
 
                         if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
@@ -188,10 +179,7 @@ static void refresh_free(gpointer p)
         RefreshJob *j = p;
 
         watched_unref(j->w);
-        hypervisor_unref(j->hv);
-        if (j->list)
-                g_ptr_array_unref(j->list);
-        g_free(j->error);
+        job_clear(&j->job);
         g_free(j);
 }
 
@@ -210,8 +198,9 @@ static void refresh(Watched *w)
         j = g_new0(RefreshJob, 1);
         j->w = watched_ref(w);
         j->epoch = w->epoch;
-        j->hv = hypervisor_ref(w->hv);
-        workers_submit(w->cache->workers, j, refresh_run, refresh_done, refresh_free);
+        job_init(&j->job, JOB_LIST, w->hv, NULL);
+        j->job.flag = true; /* inactive guests too */
+        workers_submit(w->cache->workers, j, job_run, refresh_done, refresh_free);
 }
 
 /* ---- events ---- */
