@@ -37,6 +37,7 @@ struct HvSlot {
         GHashTable *guests; /* uuid → Guest* */
         char *uri;          /* resolved once listed */
         GPtrArray *listed;  /* GuestInfo*, from the list job */
+        GPtrArray *preset;  /* GuestInfo*, given before the start: no list job */
         bool reachable;
         bool list_done;        /* the list came back, or was given up on */
         GSource *list_timeout; /* gives up on a list that does not come back */

@@ -492,6 +492,8 @@ Engine *engine_unref(Engine *e)
                 g_free(e->slots[i].uri);
                 if (e->slots[i].listed)
                         g_ptr_array_unref(e->slots[i].listed);
+                if (e->slots[i].preset)
+                        g_ptr_array_unref(e->slots[i].preset);
         }
         g_free(e->slots);
         for (guint i = 0; i < e->guests->len; i++)
@@ -519,10 +521,16 @@ void engine_start(Engine *e)
                 g_source_attach(e->deadline_source, NULL);
                 g_source_unref(e->deadline_source);
         }
-        for (guint i = 0; i < e->n_slots; i++) {
+        for (guint i = 0; i < e->n_slots; i++)
+                e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, engine_on_event, e);
+        for (guint i = 0; i < e->n_slots && e->phase == PHASE_LISTING; i++) {
                 EngineJob *j;
 
-                e->slots[i].listener = hypervisor_add_listener(e->slots[i].hv, engine_on_event, e);
+                if (e->slots[i].preset) {
+                        /* Known already (the guest cache): no round trip before the first step. */
+                        engine_slot_listed(e, &e->slots[i], NULL, g_steal_pointer(&e->slots[i].preset));
+                        continue;
+                }
                 j = engine_job_new(e, JOB_LIST, NULL, &e->slots[i]);
                 /* A restore needs to know which recorded guests run already. */
                 j->job.flag = e->kind == RUN_RESTORE;
@@ -538,6 +546,14 @@ void engine_start(Engine *e)
         }
         if (e->n_slots == 0)
                 engine_begin(e);
+}
+
+void engine_set_listed(Engine *e, guint slot, GPtrArray *list)
+{
+        g_return_if_fail(e->phase == PHASE_NEW && slot < e->n_slots);
+        if (e->slots[slot].preset)
+                g_ptr_array_unref(e->slots[slot].preset);
+        e->slots[slot].preset = list;
 }
 
 void engine_cancel(Engine *e)

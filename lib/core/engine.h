@@ -82,6 +82,9 @@ Engine *engine_ref(Engine *e);
 Engine *engine_unref(Engine *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Engine, engine_unref);
 
+/* Before engine_start(): what the @slot-th hypervisor runs now (GuestInfo*, every guest, inactive
+ * ones too; taken), so the run needs no list of its own. */
+void engine_set_listed(Engine *e, guint slot, GPtrArray *list);
 void engine_start(Engine *e);
 /* Start no further step; steps under way finish (a graceful shutdown already requested is
  * still awaited) and the run ends. */

@@ -33,6 +33,17 @@ void guest_info_destroy(gpointer g)
         guest_info_free(g);
 }
 
+GuestInfo *guest_info_copy(const GuestInfo *g)
+{
+        GuestInfo *c = g_memdup2(g, sizeof(GuestInfo));
+
+        c->uuid = g_strdup(g->uuid);
+        c->name = g_strdup(g->name);
+        c->xml = g_strdup(g->xml);
+        c->metadata = g_strdup(g->metadata);
+        return c;
+}
+
 void hypervisor_init_base(Hypervisor *h, const HypervisorOps *ops, const char *uri, GMainContext *ctx)
 {
         h->ops = ops;

@@ -54,6 +54,7 @@ typedef struct GuestInfo {
 
 GuestInfo *guest_info_free(GuestInfo *g);
 void guest_info_destroy(gpointer g); /* GDestroyNotify */
+GuestInfo *guest_info_copy(const GuestInfo *g);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GuestInfo, guest_info_free);
 
 typedef enum GuestEvent {

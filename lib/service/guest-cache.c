@@ -38,27 +38,15 @@ typedef struct Watched {
 
 static void refresh(Watched *w);
 
-static CachedGuest *cached_guest_new(const char *uuid, const char *name, bool persistent, GuestState state,
-                                     const char *metadata)
+static GuestInfo *cached_guest_new(const char *uuid, const char *name, bool persistent, GuestState state)
 {
-        CachedGuest *g = g_new0(CachedGuest, 1);
+        GuestInfo *g = g_new0(GuestInfo, 1);
 
         g->uuid = g_strdup(uuid);
         g->name = g_strdup(name);
         g->persistent = persistent;
         g->state = state;
-        g->metadata = g_strdup(metadata);
         return g;
-}
-
-static void cached_guest_free(gpointer p)
-{
-        CachedGuest *g = p;
-
-        g_free(g->uuid);
-        g_free(g->name);
-        g_free(g->metadata);
-        g_free(g);
 }
 
 static void changed(Watched *w)
@@ -151,24 +139,25 @@ static void refresh_done(gpointer p)
                         w->refresh_again = true;
                 else {
                         old = g_steal_pointer(&w->guests);
-                        w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
+                        w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, guest_info_destroy);
                 }
                 for (guint i = 0; i < j->job.list->len; i++) {
                         GuestInfo *info = j->job.list->pdata[i];
-                        CachedGuest *g, *before = old ? g_hash_table_lookup(old, info->uuid) : NULL;
+                        GuestInfo *g, *before = old ? g_hash_table_lookup(old, info->uuid) : NULL;
 
                         if (stale && (g_hash_table_contains(w->guests, info->uuid) ||
                                       g_hash_table_contains(w->removed, info->uuid)))
                                 continue; /* known, or gone since the list was taken */
                         if (!before || !streq_ptr(before->metadata, info->metadata))
                                 check_metadata(uri, info);
-                        g = cached_guest_new(info->uuid, info->name, info->persistent, info->state,
-                                             info->metadata);
+                        g = guest_info_copy(info);
                         g_hash_table_replace(w->guests, g->uuid, g);
                 }
         }
         changed(w);
-        if (w->refresh_again) {
+        if (j->job.r >= 0 && w->cache && w->cache->cb.listed)
+                w->cache->cb.listed(w->cache, uri, w->cache->userdata);
+        if (w->cache && w->refresh_again) {
                 w->refresh_again = false;
                 refresh(w);
         }
@@ -209,7 +198,7 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
                                 void *userdata)
 {
         Watched *w = userdata;
-        CachedGuest *g;
+        GuestInfo *g;
 
         w->epoch++;
         if (event == GUEST_EVENT_DISCONNECTED) {
@@ -283,7 +272,7 @@ static Watched *watched_new(GuestCache *c, const char *uri, const char *faults)
                 hypervisor_unref(w->hv);
                 w->hv = f;
         }
-        w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cached_guest_free);
+        w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, guest_info_destroy);
         w->removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         w->listener = hypervisor_add_listener(w->hv, on_hypervisor_event, w);
         return w;
@@ -360,7 +349,7 @@ void guest_cache_note_running(GuestCache *c, const char *uri, const char *uuid, 
                               bool persistent)
 {
         Watched *w = watched_for_uri(c, uri);
-        CachedGuest *g;
+        GuestInfo *g;
 
         if (!w)
                 return;
@@ -370,7 +359,7 @@ void guest_cache_note_running(GuestCache *c, const char *uri, const char *uuid, 
                 g->state = GUEST_STATE_RUNNING;
                 return;
         }
-        g = cached_guest_new(uuid, name, persistent, GUEST_STATE_RUNNING, NULL);
+        g = cached_guest_new(uuid, name, persistent, GUEST_STATE_RUNNING);
         g_hash_table_replace(w->guests, g->uuid, g);
 }
 
@@ -388,7 +377,7 @@ void guest_cache_foreach(GuestCache *c, GuestCacheFunc fn, void *userdata)
         }
 }
 
-static void count_one(const char *uri, bool reachable, const CachedGuest *g, void *userdata)
+static void count_one(const char *uri, bool reachable, const GuestInfo *g, void *userdata)
 {
         unsigned *n = userdata;
 
@@ -418,6 +407,33 @@ char **guest_cache_uris(GuestCache *c)
                 g_ptr_array_add(a, hypervisor_get_uri(((Watched *) c->watched->pdata[i])->hv));
         g_ptr_array_add(a, NULL);
         return (char **) g_ptr_array_free(a, FALSE);
+}
+
+GPtrArray *guest_cache_snapshot(GuestCache *c, guint index)
+{
+        Watched *w;
+        GPtrArray *a;
+        GHashTableIter it;
+        gpointer v;
+
+        g_return_val_if_fail(index < c->watched->len, NULL);
+        w = c->watched->pdata[index];
+        /* A list in flight may bring a guest an event announced but the cache does not know
+         * yet: only a settled cache is complete. */
+        if (!w->reachable || w->refreshing || w->reconnect_source)
+                return NULL;
+        a = g_ptr_array_new_full(g_hash_table_size(w->guests), guest_info_destroy);
+        g_hash_table_iter_init(&it, w->guests);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(a, guest_info_copy(v));
+        return a;
+}
+
+bool guest_cache_reachable(GuestCache *c, const char *uri)
+{
+        Watched *w = watched_for_uri(c, uri);
+
+        return w && w->reachable;
 }
 
 GPtrArray *guest_cache_hypervisors(GuestCache *c)

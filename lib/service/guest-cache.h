@@ -15,19 +15,18 @@
 
 typedef struct GuestCache GuestCache;
 
-typedef struct CachedGuest {
-        char *uuid;
-        char *name;
-        bool persistent;
-        GuestState state;
-        char *metadata; /* guestkeeper's element of its libvirt metadata, NULL if none */
-} CachedGuest;
+/* A guest as the last list said (its XML and memory, metadata…), its state kept current by
+ * events. */
+typedef GuestInfo CachedGuest;
 
 typedef struct GuestCacheCallbacks {
         /* A list came back or an event changed a guest. Never called for a watch that
          * guest_cache_set_uris() or guest_cache_free() dropped, nor from within a call into
          * the cache. */
         void (*changed)(GuestCache *c, void *userdata);
+        /* A list of @uri came back: the cache knows every guest of that URI now. After
+         * changed(); the same guarantees. */
+        void (*listed)(GuestCache *c, const char *uri, void *userdata);
 } GuestCacheCallbacks;
 
 /* @workers: borrowed, must outlive the cache's jobs (workers_abandon() is fine: a job holds
@@ -55,5 +54,10 @@ void guest_cache_count(GuestCache *c, unsigned *ret_guests, unsigned *ret_runnin
 guint guest_cache_n_uris(GuestCache *c);
 /* The watched URIs, resolved once connected. NULL-terminated, g_strfreev(). */
 char **guest_cache_uris(GuestCache *c);
+/* The guests of the @index-th watched URI (GuestInfo*, copies), or NULL when the cache cannot
+ * vouch for them: unreachable, or a list in flight that may bring guests it does not know. A
+ * run starts from this instead of listing again. */
+GPtrArray *guest_cache_snapshot(GuestCache *c, guint index);
+bool guest_cache_reachable(GuestCache *c, const char *uri);
 /* One per watched URI, in order; the array holds references. For a run. */
 GPtrArray *guest_cache_hypervisors(GuestCache *c);

@@ -397,6 +397,14 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
         /* The last run's outcomes stay visible until this run touches the guest. */
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
                             &engine_callbacks, m);
+        /* The cache is kept current by events: a run that starts from it needs no list, so the
+         * first save follows the signal by little more than the record's write. */
+        for (guint i = 0; i < hvs->len; i++) {
+                GPtrArray *known = guest_cache_snapshot(m->cache, i);
+
+                if (known)
+                        engine_set_listed(m->run, i, known);
+        }
         m->run_is_shutdown = host_shutdown;
         m->run_started = now_usec();
         m->last_keepalive = 0;
