@@ -21,6 +21,7 @@
 
 static bool arg_json;
 static bool arg_takeover;
+static bool arg_hold;
 static bool arg_legend = true;
 static bool arg_full;
 static const char *arg_defaults;
@@ -136,7 +137,8 @@ static int call(sd_bus *bus, const char *method, sd_bus_message **ret_reply)
 
 typedef struct Props {
         char *version, *state, *last_run;
-        int inhibitor;
+        int inhibitor, held;
+        GPtrArray *waiting; /* GStrv: uri, uuid, name, why */
         char **uris;
         char **conflicts;
         unsigned total, done, failed;
@@ -150,6 +152,8 @@ static void props_clear(Props *p)
         g_free(p->last_run);
         g_strfreev(p->uris);
         g_strfreev(p->conflicts);
+        if (p->waiting)
+                g_ptr_array_unref(p->waiting);
 }
 
 static int get_props(sd_bus *bus, Props *p)
@@ -180,7 +184,25 @@ static int get_props(sd_bus *bus, Props *p)
                         *dst = g_strdup(s);
                 } else if (g_str_equal(key, "InhibitorHeld"))
                         r = sd_bus_message_read(reply, "v", "b", &p->inhibitor);
-                else if (g_str_equal(key, "URIs") || g_str_equal(key, "Conflicts")) {
+                else if (g_str_equal(key, "Held"))
+                        r = sd_bus_message_read(reply, "v", "b", &p->held);
+                else if (g_str_equal(key, "RestoreWaiting")) {
+                        const char *uri, *uuid, *name, *why;
+
+                        p->waiting = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+                        r = sd_bus_message_enter_container(reply, 'v', "a(ssss)");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'a', "(ssss)");
+                        while (r >= 0 &&
+                               (r = sd_bus_message_read(reply, "(ssss)", &uri, &uuid, &name, &why)) > 0)
+                                g_ptr_array_add(p->waiting,
+                                                g_strdupv((char *[]){(char *) uri, (char *) uuid,
+                                                                     (char *) name, (char *) why, NULL}));
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                } else if (g_str_equal(key, "URIs") || g_str_equal(key, "Conflicts")) {
                         r = sd_bus_message_enter_container(reply, 'v', "as");
                         if (r >= 0)
                                 r = sd_bus_message_read_strv(
@@ -227,6 +249,18 @@ static int cmd_status(sd_bus *bus)
                 json_string_array(o, p.conflicts, -1);
                 g_string_append(o, ",\"last_run\":");
                 json_string(o, p.last_run);
+                g_string_append_printf(o, ",\"held\":%s,\"restore_waiting\":[", p.held ? "true" : "false");
+                for (guint i = 0; p.waiting && i < p.waiting->len; i++) {
+                        char **w = p.waiting->pdata[i];
+
+                        if (i > 0)
+                                g_string_append_c(o, ',');
+                        json_guest_begin(o, w[0], w[1], w[2]);
+                        g_string_append(o, ",\"why\":");
+                        json_string(o, w[3]);
+                        g_string_append_c(o, '}');
+                }
+                g_string_append_c(o, ']');
                 /* Not printf's %f: it follows LC_NUMERIC, and "0,500" is not JSON. */
                 g_string_append_printf(o,
                                        ",\"guests_total\":%u,\"guests_done\":%u,\"guests_failed\":%u,"
@@ -246,6 +280,15 @@ static int cmd_status(sd_bus *bus)
                                p.total, p.done, p.failed, p.progress * 100);
                 else
                         printf("     Last run: none since the daemon started\n");
+                if (p.held)
+                        printf("         HELD: maintenance: preserved guests stay down until "
+                               "'guestkeeperctl restore'\n");
+                for (guint i = 0; p.waiting && i < p.waiting->len; i++) {
+                        char **w = p.waiting->pdata[i];
+
+                        printf("%s %s (%s): %s\n", i == 0 ? "      Waiting:" : "              ", w[2], w[0],
+                               w[3]);
+                }
                 for (char **c = p.conflicts; c && *c; c++)
                         printf("%s %s\n", c == p.conflicts ? "    CONFLICTS:" : "              ", *c);
         }
@@ -435,8 +478,9 @@ static int on_owner(sd_bus_message *m, void *userdata, sd_bus_error *e)
         return 0;
 }
 
-/* Starts a run and follows it until RunFinished; exit status 0 only if nothing failed. */
-static int cmd_run(sd_bus *bus, const char *method, const char *kind)
+/* Starts a run and follows it until RunFinished; exit status 0 only if nothing failed. @flags: for
+ * PreserveGuestsWithFlags(). */
+static int cmd_run(sd_bus *bus, const char *method, const char *kind, uint64_t flags)
 {
         g_autoptr(sd_bus_slot) s1 = NULL, s2 = NULL;
         Follow f = {.kind = kind};
@@ -455,7 +499,13 @@ static int cmd_run(sd_bus *bus, const char *method, const char *kind)
                                      on_owner, &f);
         if (r < 0)
                 return fail("cannot subscribe to the daemon's signals: %s", g_strerror(-r));
-        if (call(bus, method, NULL))
+        if (g_str_equal(method, "PreserveGuestsWithFlags")) {
+                __attribute__((cleanup(sd_bus_error_free))) sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                r = sd_bus_call_method(bus, NAME, PATH, IFACE, method, &e, NULL, "t", flags);
+                if (r < 0)
+                        return fail("%s: %s", method, e.message ?: g_strerror(-r));
+        } else if (call(bus, method, NULL))
                 return 1;
         while (!f.finished && !f.gone) {
                 r = sd_bus_process(bus, NULL);
@@ -550,7 +600,10 @@ static void help(void)
                "  list                      every guest: state and last outcome\n"
                "  plan                      what a host shutdown would do to each running guest now\n"
                "  preserve                  preserve the guests now (a rehearsal) and follow the run\n"
-               "  restore                   restore the recorded guests now and follow the run\n"
+               "  preserve --hold           maintenance: preserve, and keep the guests down across\n"
+               "                            restarts and reboots until restore\n"
+               "  restore                   restore the recorded guests now (ends a hold) and follow\n"
+               "                            the run\n"
                "  reload                    re-read the configuration\n"
                "  import-libvirt-guests [FILE]  print the guestkeeper.conf equivalent to a\n"
                "                            libvirt-guests configuration\n"
@@ -569,15 +622,11 @@ static void help(void)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"no-legend", no_argument, NULL, 'L'},
-                {"no-pager", no_argument, NULL, 'P'},
-                {"full", no_argument, NULL, 'l'},
-                {"defaults", required_argument, NULL, 'D'},
-                {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},
-                {"takeover", no_argument, NULL, 'T'},
-                {},
+                {"json", no_argument, NULL, 'j'},           {"no-legend", no_argument, NULL, 'L'},
+                {"no-pager", no_argument, NULL, 'P'},       {"full", no_argument, NULL, 'l'},
+                {"defaults", required_argument, NULL, 'D'}, {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},           {"takeover", no_argument, NULL, 'T'},
+                {"hold", no_argument, NULL, 'H'},           {},
         };
         g_autoptr(sd_bus) bus = NULL;
         const char *cmd;
@@ -605,6 +654,9 @@ int main(int argc, char **argv)
                 case 'T':
                         arg_takeover = true;
                         break;
+                case 'H':
+                        arg_hold = true;
+                        break;
                 case 'V':
                         printf("guestkeeperctl %s\n", PACKAGE_VERSION);
                         return 0;
@@ -626,6 +678,8 @@ int main(int argc, char **argv)
                 return fail("--defaults is for import-libvirt-guests only"), 2;
         if (arg_takeover)
                 return fail("--takeover is for import-libvirt-guests only"), 2;
+        if (arg_hold && !g_str_equal(cmd, "preserve"))
+                return fail("--hold is for preserve only"), 2;
         if (!g_strv_contains(
                     (const char *const[]){"status", "list", "plan", "preserve", "restore", "reload", NULL},
                     cmd))
@@ -638,10 +692,12 @@ int main(int argc, char **argv)
                 return cmd_list(bus);
         if (g_str_equal(cmd, "plan"))
                 return cmd_plan(bus);
+        if (g_str_equal(cmd, "preserve") && arg_hold)
+                return cmd_run(bus, "PreserveGuestsWithFlags", "preserve", GK_PRESERVE_HOLD);
         if (g_str_equal(cmd, "preserve"))
-                return cmd_run(bus, "PreserveGuests", "preserve");
+                return cmd_run(bus, "PreserveGuests", "preserve", 0);
         if (g_str_equal(cmd, "restore"))
-                return cmd_run(bus, "RestoreGuests", "restore");
+                return cmd_run(bus, "RestoreGuests", "restore", 0);
         if (call(bus, "Reload", NULL))
                 return 1;
         puts(arg_json ? "{\"reloaded\":true}" : "configuration reloaded");

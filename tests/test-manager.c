@@ -29,7 +29,7 @@ static void teardown(void)
         g_clear_pointer(&uri, g_free);
 }
 
-static Manager *start(bool restore)
+static Manager *start_with(bool restore, bool after_crash)
 {
         Config *c = config_new_default();
         Manager *m = NULL;
@@ -37,6 +37,7 @@ static Manager *start(bool restore)
         g_strfreev(c->uris);
         c->uris = g_strdupv((char *[]){uri, NULL});
         c->restore = restore;
+        c->restore_after_crash = after_crash;
         ck_assert_int_eq(
                 manager_new(&(ManagerOptions){.config_path = config_path, .state_dir = state_dir}, c, &m),
                 0);
@@ -44,6 +45,11 @@ static Manager *start(bool restore)
         ck_assert_ptr_null(m->bus);
         ck_assert(m->ready); /* nothing to wait for without a bus */
         return m;
+}
+
+static Manager *start(bool restore)
+{
+        return start_with(restore, true);
 }
 
 static const GuestRow *row(GPtrArray *rows, const char *name)
@@ -117,9 +123,9 @@ static Record *record_on_disk(void)
 static void preserve(Manager *m)
 {
         RUN_UNTIL(n_rows(m) == 5);
-        ck_assert_int_eq(manager_preserve(m), 0);
+        ck_assert_int_eq(manager_preserve(m, false), 0);
         ck_assert_int_eq(m->state, MANAGER_PRESERVING);
-        ck_assert_int_eq(manager_preserve(m), -EBUSY);
+        ck_assert_int_eq(manager_preserve(m, false), -EBUSY);
         RUN_UNTIL(m->state == MANAGER_PRESERVED);
 }
 
@@ -130,6 +136,7 @@ START_TEST(test_start_idle_and_list)
         g_auto(GStrv) uris = NULL;
         const GuestRow *r;
 
+        RUN_UNTIL(m->state != MANAGER_STARTING);
         ck_assert_int_eq(m->state, MANAGER_IDLE); /* Restore=yes, but nothing recorded */
         RUN_UNTIL(n_rows(m) == 5);
         rows = manager_list_guests(m);
@@ -269,6 +276,8 @@ START_TEST(test_restore_at_start)
         g_autoptr(Manager) m = start_after_preserve(true);
         g_autoptr(Record) rec = NULL;
 
+        ck_assert_int_eq(m->state, MANAGER_STARTING); /* until the first list is back */
+        RUN_UNTIL(m->state != MANAGER_STARTING);
         ck_assert_int_eq(m->state, MANAGER_RESTORING);
         RUN_UNTIL(m->state == MANAGER_IDLE);
         ck_assert_int_eq(m->last->kind, RUN_RESTORE);
@@ -285,11 +294,158 @@ START_TEST(test_no_restore_at_start)
         g_autoptr(Manager) m = start_after_preserve(false);
         g_autoptr(Record) rec = NULL;
 
+        RUN_UNTIL(m->state != MANAGER_STARTING);
         ck_assert_int_eq(m->state, MANAGER_IDLE);
         ck_assert_ptr_null(m->last);
         ck_assert_uint_eq(m->record->guests->len, 4);
         rec = record_on_disk();
         ck_assert_uint_eq(rec->guests->len, 4);
+}
+END_TEST
+
+static Record *running_on_disk(void)
+{
+        g_autofree char *path = g_build_filename(state_dir, "running", NULL), *err = NULL;
+        Record *r = NULL;
+
+        if (record_load(path, &r, &err) == -ENOENT)
+                return NULL;
+        ck_assert_msg(r, "running set: %s", err);
+        return r;
+}
+
+static bool lists(Record *r, const char *name)
+{
+        for (guint i = 0; r && i < r->guests->len; i++)
+                if (streq_ptr(((RecordGuest *) r->guests->pdata[i])->name, name))
+                        return true;
+        return false;
+}
+
+static unsigned running_set_len(void)
+{
+        g_autoptr(Record) r = running_on_disk();
+
+        return r ? r->guests->len : 0;
+}
+
+/* The running set follows libvirt, a burst of events being one write. */
+START_TEST(test_running_set_kept)
+{
+        g_autoptr(Manager) m = start(true);
+        g_autoptr(Record) r = NULL;
+        virConnectPtr c;
+        virDomainPtr d;
+        unsigned writes;
+
+        RUN_UNTIL(running_set_len() == 4);
+        r = running_on_disk();
+        for (const char *const *n = (const char *const[]){"web1", "web2", "db1", "scratch", NULL}; *n; n++)
+                ck_assert_msg(lists(r, *n), "%s not in the running set", *n);
+        ck_assert(!lists(r, "idle"));
+        for (guint i = 0; i < r->guests->len; i++) {
+                RecordGuest *g = r->guests->pdata[i];
+                /* A transient guest keeps what re-creates it. */
+                ck_assert(g->persistent == (g->xml == NULL));
+        }
+        writes = running_set_writes(m->running);
+
+        c = conn_of(m);
+        d = virDomainLookupByName(c, "web1");
+        ck_assert_int_eq(virDomainDestroy(d), 0);
+        virDomainFree(d);
+        d = virDomainLookupByName(c, "web2");
+        ck_assert_int_eq(virDomainDestroy(d), 0);
+        virDomainFree(d);
+        virConnectClose(c);
+        RUN_UNTIL(running_set_len() == 2);
+        ck_assert_uint_eq(running_set_writes(m->running), writes + 1);
+}
+END_TEST
+
+/* A running set saying "idle" and "web1" ran, and no record: "idle" is off now, so it was lost
+ * while nobody watched (a power cut): started again, as "recovered". web1 runs: untouched. */
+static void write_running_set(void)
+{
+        g_autofree char *path = g_build_filename(state_dir, "running", NULL);
+        g_autoptr(Record) r = record_new(path);
+
+        g_assert(g_mkdir_with_parents(state_dir, 0700) == 0);
+        record_put(r, uri, "6695eb01-f6a4-8304-79aa-97f2502e0005", "idle", true);
+        record_put(r, uri, "6695eb01-f6a4-8304-79aa-97f2502e0001", "web1", true);
+        ck_assert_int_eq(record_save(r), 0);
+}
+
+START_TEST(test_lost_guest_started_again)
+{
+        g_autoptr(Manager) m = NULL;
+        g_autoptr(Record) rec = NULL;
+        virConnectPtr c;
+
+        write_running_set();
+        m = start(true);
+        RUN_UNTIL(m->last && m->state == MANAGER_IDLE);
+        ck_assert_int_eq(m->last->kind, RUN_RESTORE);
+        ck_assert_uint_eq(m->last->total, 1);
+        ck_assert_uint_eq(m->last->by_outcome[OUTCOME_RECOVERED], 1);
+        c = conn_of(m);
+        ck_assert_int_eq(libvirt_state(c, "idle", NULL), VIR_DOMAIN_RUNNING);
+        virConnectClose(c);
+        ck_assert_str_eq(listed_outcome(m, "idle"), "recovered");
+        ck_assert_str_eq(listed_outcome(m, "web1"), "");
+        rec = record_on_disk();
+        ck_assert_uint_eq(rec->guests->len, 0);
+        /* It runs now: it is in the running set like the others. */
+        RUN_UNTIL(running_set_len() == 5);
+}
+END_TEST
+
+START_TEST(test_lost_guest_left_with_restore_after_crash_no)
+{
+        g_autoptr(Manager) m = NULL;
+        virConnectPtr c;
+
+        write_running_set();
+        m = start_with(true, false);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        RUN_UNTIL(running_set_len() == 4); /* "idle" forgotten */
+        ck_assert_ptr_null(m->last);
+        c = conn_of(m);
+        ck_assert_int_eq(libvirt_state(c, "idle", NULL), VIR_DOMAIN_SHUTOFF);
+        virConnectClose(c);
+}
+END_TEST
+
+/* Maintenance: preserved guests stay down across a restart until an explicit restore. */
+START_TEST(test_hold)
+{
+        g_autoptr(Manager) first = start(true), m = NULL;
+        g_autoptr(Record) rec = NULL;
+
+        RUN_UNTIL(n_rows(first) == 5);
+        ck_assert_int_eq(manager_preserve(first, true), 0);
+        ck_assert(manager_held(first));
+        RUN_UNTIL(first->state == MANAGER_PRESERVED);
+        rec = record_on_disk();
+        ck_assert(rec->hold);
+        ck_assert_uint_eq(rec->guests->len, 4);
+        g_clear_pointer(&rec, record_free);
+        g_clear_pointer(&first, manager_free);
+
+        m = start(true);
+        RUN_UNTIL(m->state != MANAGER_STARTING);
+        ck_assert_int_eq(m->state, MANAGER_IDLE);
+        ck_assert_ptr_null(m->last); /* nothing started */
+        ck_assert(manager_held(m));
+        RUN_UNTIL(strstr(m->last_status ?: "", "HELD: 4 preserved guests stay down"));
+
+        ck_assert_int_eq(manager_restore(m), 0);
+        ck_assert(!manager_held(m));
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        ck_assert_uint_eq(m->last->done, 4);
+        rec = record_on_disk();
+        ck_assert(!rec->hold);
+        ck_assert_uint_eq(rec->guests->len, 0);
 }
 END_TEST
 
@@ -317,7 +473,7 @@ START_TEST(test_terminate)
         busy->on_exit_userdata = &code;
         code = -1;
         RUN_UNTIL(n_rows(busy) == 5);
-        ck_assert_int_eq(manager_preserve(busy), 0);
+        ck_assert_int_eq(manager_preserve(busy, false), 0);
         manager_terminate(busy);
         ck_assert_int_eq(code, -1);
         RUN_UNTIL(code == 0);
@@ -342,6 +498,10 @@ int main(void)
         tcase_add_test(tc, test_restore_at_start);
         tcase_add_test(tc, test_no_restore_at_start);
         tcase_add_test(tc, test_terminate);
+        tcase_add_test(tc, test_running_set_kept);
+        tcase_add_test(tc, test_lost_guest_started_again);
+        tcase_add_test(tc, test_lost_guest_left_with_restore_after_crash_no);
+        tcase_add_test(tc, test_hold);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdint.h>
+
 /* The names of guestkeeper's D-Bus API (org.guestkeeper1(5)): one place for the daemon and
  * guestkeeperctl. */
 
@@ -10,3 +12,7 @@
 
 #define GK_ERROR_BUSY           "org.guestkeeper1.Error.Busy"
 #define GK_ERROR_INVALID_CONFIG "org.guestkeeper1.Error.InvalidConfig"
+
+/* PreserveGuestsWithFlags(): keep the preserved guests down, across restarts and reboots, until
+ * RestoreGuests() (maintenance). */
+#define GK_PRESERVE_HOLD (UINT64_C(1) << 0)

@@ -47,6 +47,8 @@ static const KeyDef keys[] = {
         KEY("Boot", "ParallelStarts", KEY_UNSIGNED, parallel_starts),
         KEY("Boot", "SyncTime", KEY_BOOL, sync_time),
         KEY("Boot", "AgentTimeoutSec", KEY_SECONDS, agent_timeout_usec),
+        KEY("Boot", "RestoreAfterCrash", KEY_BOOL, restore_after_crash),
+        KEY("Boot", "RestoreRetrySec", KEY_SECONDS, restore_retry_usec),
 };
 
 static const char *const guest_key_table[_GUEST_KEY_MAX] = {
@@ -96,6 +98,10 @@ Config *config_new_default(void)
          * next one; 5 s is well inside the shortest sensible ShutdownTimeoutSec. */
         c->shutdown_repeat_usec = 5 * USEC_PER_SEC;
         c->agent_timeout_usec = 60 * USEC_PER_SEC;
+        c->restore_after_crash = true;
+        /* libvirtd socket-activated late, a remote host still booting, NFS/iSCSI storage not
+         * mounted yet: minutes, not seconds. */
+        c->restore_retry_usec = 5 * 60 * USEC_PER_SEC;
         c->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
         return c;
 }

@@ -78,6 +78,8 @@ typedef struct Config {
         unsigned shutdown_mode;       /* SHUTDOWN_MODE_* */
         guint64 shutdown_repeat_usec; /* re-send a graceful request this often; 0 = once */
         guint64 agent_timeout_usec;   /* at boot, how long a group waits for guest agents */
+        bool restore_after_crash;     /* start guests lost while nobody watched (power cut, crash) */
+        guint64 restore_retry_usec;   /* how long failed starts are retried after a restore began */
         GPtrArray *guest_sections;    /* GuestSection*, in the order read (later wins) */
 } Config;
 

@@ -37,3 +37,4 @@ int log_full(int level, int error, const LogGuest *g, const char *message_id, co
 #define MESSAGE_ID_RUN_FINISHED "7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f"
 #define MESSAGE_ID_GUEST_FAILED "c4e8a2f6b0d3e5a7c9f1b2d4e6a8c0f3"
 #define MESSAGE_ID_CONFLICT     "9d2f4b6e8a0c1e3f5b7d9f2a4c6e8b1d"
+#define MESSAGE_ID_LOST         "259ca821103a4471854d06f8e72ac399" /* stopped while nobody watched */

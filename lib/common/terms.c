@@ -77,12 +77,20 @@ static const char *const outcome_table[_OUTCOME_MAX] = {
         [OUTCOME_RESTORING] = "restoring",
         [OUTCOME_RESTORED] = "restored",
         [OUTCOME_SKIPPED] = "skipped",
+        [OUTCOME_LOST] = "lost",
+        [OUTCOME_RECOVERED] = "recovered",
+        [OUTCOME_WAITING] = "waiting",
 };
 DEFINE_STRING_TABLE(outcome, Outcome, _OUTCOME_MAX);
 
 bool outcome_is_stopped(Outcome o)
 {
         return o == OUTCOME_SAVED || o == OUTCOME_SHUTDOWN || o == OUTCOME_POWEROFF;
+}
+
+bool outcome_is_restored(Outcome o)
+{
+        return o == OUTCOME_RESTORED || o == OUTCOME_RECOVERED;
 }
 
 bool outcome_is_in_flight(Outcome o)

@@ -51,7 +51,10 @@ typedef enum Outcome {
         OUTCOME_FAILED,
         OUTCOME_RESTORING,
         OUTCOME_RESTORED,
-        OUTCOME_SKIPPED, /* ListGuests() only: Action=skip, deliberately left alone */
+        OUTCOME_SKIPPED,   /* ListGuests() only: Action=skip, deliberately left alone */
+        OUTCOME_LOST,      /* was running, and stopped while nobody watched (power cut, crash) */
+        OUTCOME_RECOVERED, /* a lost guest started again: restored after an unclean stop */
+        OUTCOME_WAITING,   /* ListGuests() only: its restore is retried later */
         _OUTCOME_MAX,
         _OUTCOME_INVALID = -EINVAL,
 } Outcome;
@@ -60,6 +63,8 @@ const char *outcome_to_string(Outcome o);
 Outcome outcome_from_string(const char *s);
 /* A final preserve outcome that left the guest stopped by us: restore starts it again. */
 bool outcome_is_stopped(Outcome o);
+/* Running again through a restore: restored, or recovered after an unclean stop. */
+bool outcome_is_restored(Outcome o);
 /* Step under way: the guest may or may not have stopped (daemon died in the middle). */
 bool outcome_is_in_flight(Outcome o);
 

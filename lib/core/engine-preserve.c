@@ -264,7 +264,7 @@ void guest_on_state_done(Guest *g, EngineJob *j)
                 /* After a failed start: maybe it is running after all (autostart, a race). */
                 if (j->job.r >= 0 && guest_state_is_active(j->job.state)) {
                         g_clear_pointer(&g->pub.error, g_free);
-                        guest_finish(g, OUTCOME_RESTORED);
+                        guest_finish(g, guest_restored_outcome(g));
                 } else
                         guest_finish(g, OUTCOME_FAILED);
                 return;

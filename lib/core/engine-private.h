@@ -81,6 +81,7 @@ struct Engine {
         guint64 connect_retry_usec;
         guint64 list_timeout_usec;
         guint64 progress_interval_usec;
+        GHashTable *restore_only; /* "uri\nuuid", NULL = all */
         Workers *workers;
         RecordWriter *writer;
         Record *record;
@@ -173,6 +174,8 @@ void guest_on_state_done(Guest *g, EngineJob *j);
 
 void engine_begin_restore(Engine *e);
 void guest_start_restore(Guest *g);
+/* What a started guest's outcome is: recovered after an unclean stop, or restored. */
+Outcome guest_restored_outcome(Guest *g);
 void guest_on_start_done(Guest *g, EngineJob *j);
 bool guest_await_agent(Guest *g);
 void guest_agent_ready(Guest *g);

@@ -82,6 +82,11 @@ bool guest_await_agent(Guest *g)
         return true;
 }
 
+Outcome guest_restored_outcome(Guest *g)
+{
+        return g->prior == OUTCOME_LOST ? OUTCOME_RECOVERED : OUTCOME_RESTORED;
+}
+
 void guest_start_restore(Guest *g)
 {
         Engine *e = g->engine;
@@ -126,7 +131,7 @@ void guest_on_start_done(Guest *g, EngineJob *j)
                 if (e->config->sync_time && (g->prior == OUTCOME_SAVED || j->job.kind == JOB_RESTORE))
                         guest_submit_job(g, JOB_SYNC_TIME);
                 g_clear_pointer(&g->pub.error, g_free);
-                guest_finish(g, OUTCOME_RESTORED);
+                guest_finish(g, guest_restored_outcome(g));
                 return;
         }
         guest_set_error(g, "start failed", j->job.error);
@@ -170,11 +175,17 @@ void engine_begin_restore(Engine *e)
                  * it may have been stopped by us. Like a step in flight: started again if it
                  * is not running, counted if it is. */
                 if (!outcome_is_stopped(rg->outcome) && !outcome_is_in_flight(rg->outcome) &&
-                    rg->outcome != OUTCOME_NONE) {
+                    rg->outcome != OUTCOME_NONE && rg->outcome != OUTCOME_LOST) {
                         /* Never stopped by us: failed (still running), or already restored. */
                         record_remove(e->record, rg->uri, rg->uuid);
                         engine_record_touch(e);
                         continue;
+                }
+                if (e->restore_only) {
+                        g_autofree char *k = g_strconcat(rg->uri, "\n", rg->uuid, NULL);
+
+                        if (!g_hash_table_contains(e->restore_only, k))
+                                continue; /* not this run's: stays in the record as it is */
                 }
                 if (!slot) {
                         engine_say(e, ENGINE_LEVEL_WARNING, NULL, rg->uri,

@@ -119,7 +119,7 @@ void guest_finish(Guest *g, Outcome o)
                 return;
         guest_cancel_timeout(g);
         engine_drop_source(&g->repeat);
-        if (o != OUTCOME_RESTORED || !guest_await_agent(g))
+        if (!outcome_is_restored(o) || !guest_await_agent(g))
                 scheduler_finish(e->sched, g, now_usec());
         g->pub.finished = true;
         g->step = -1;
@@ -134,7 +134,7 @@ void guest_finish(Guest *g, Outcome o)
                 if (e->kind == RUN_PRESERVE) {
                         g->rec->outcome = o;
                         record_guest_set_error(g->rec, g->pub.error);
-                } else if (o == OUTCOME_RESTORED) {
+                } else if (outcome_is_restored(o)) {
                         record_remove(e->record, g->pub.uri, g->pub.uuid);
                         g->rec = NULL;
                 } else
@@ -378,7 +378,7 @@ static void engine_go(Engine *e)
                                 engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running",
                                            g->pub.name);
                                 g_clear_pointer(&g->pub.error, g_free);
-                                guest_finish(g, OUTCOME_RESTORED);
+                                guest_finish(g, guest_restored_outcome(g));
                                 break;
                         }
                 }
@@ -407,6 +407,15 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->connect_retry_usec = opts->connect_retry_usec;
         e->list_timeout_usec = opts->list_timeout_usec;
         e->progress_interval_usec = opts->progress_interval_usec;
+        if (opts->restore_only) {
+                GHashTableIter it;
+                gpointer k;
+
+                e->restore_only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+                g_hash_table_iter_init(&it, opts->restore_only);
+                while (g_hash_table_iter_next(&it, &k, NULL))
+                        g_hash_table_add(e->restore_only, g_strdup(k));
+        }
         e->workers = workers;
         e->writer = record_writer_new(record, on_record_written, e);
         e->record = record;
@@ -503,6 +512,8 @@ Engine *engine_unref(Engine *e)
         scheduler_free(e->sched);
         config_free(e->config);
         g_free(e->save_dir);
+        if (e->restore_only)
+                g_hash_table_unref(e->restore_only);
         g_free(e);
         return NULL;
 }

@@ -72,6 +72,8 @@ typedef struct EngineOptions {
         guint64 list_timeout_usec;      /* a URI whose list does not come back by then is unreachable
                                          * for this run (0 = no limit) */
         guint64 progress_interval_usec; /* how often a save's job stats are read */
+        GHashTable *restore_only;       /* a restore of these record guests ("uri\nuuid") only; NULL:
+                                         * every one (borrowed, copied) */
 } EngineOptions;
 
 /* @hvs: the hypervisors (referenced), @record: the run's record (borrowed; the caller keeps

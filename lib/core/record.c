@@ -91,6 +91,12 @@ void record_remove(Record *r, const char *uri, const char *uuid)
         g_ptr_array_remove(r->guests, g);
 }
 
+void record_clear(Record *r)
+{
+        g_hash_table_remove_all(r->index);
+        g_ptr_array_set_size(r->guests, 0);
+}
+
 void record_guest_set_error(RecordGuest *g, const char *error)
 {
         g_free(g->error);
@@ -159,6 +165,8 @@ char *record_serialize(Record *r, gsize *ret_len)
                         "guestkeeperd runs.\n");
         g_string_append_printf(out, "[Record]\nVersion=%d\nUpdated=%s\nGuests=%u\n", RECORD_VERSION, stamp,
                                r->guests->len);
+        if (r->hold)
+                g_string_append(out, "Hold=true\n");
         for (guint i = 0; i < r->guests->len; i++) {
                 RecordGuest *g = r->guests->pdata[i];
                 g_autofree char *steps = steps_to_string(g->steps);
@@ -227,6 +235,11 @@ int record_parse(const char *data, gsize len, const char *path, Record **ret, ch
         count = g_key_file_get_int64(kf, "Record", "Guests", &error);
         if (error)
                 return BAD("%s: [Record] Guests: missing or not a number", path);
+        if (g_key_file_has_key(kf, "Record", "Hold", NULL)) {
+                r->hold = g_key_file_get_boolean(kf, "Record", "Hold", &error);
+                if (error)
+                        return BAD("%s: [Record] Hold: not a boolean", path);
+        }
         end_count = g_key_file_get_int64(kf, "End", "Guests", &error);
         if (error || end_count != count || count != (gint64) ngroups - 2)
                 return BAD("%s: guest count mismatch (header %" G_GINT64_FORMAT

@@ -27,6 +27,7 @@ typedef struct Record {
         char *path;
         GPtrArray *guests; /* RecordGuest*, in insertion order */
         GHashTable *index; /* "uri\nuuid" → RecordGuest* */
+        bool hold;         /* maintenance: nothing is started until an explicit restore */
 } Record;
 
 Record *record_new(const char *path);
@@ -37,6 +38,7 @@ RecordGuest *record_find(Record *r, const char *uri, const char *uuid);
 /* Adds or replaces the entry for uri+uuid; returns the entry (owned by @r). */
 RecordGuest *record_put(Record *r, const char *uri, const char *uuid, const char *name, bool persistent);
 void record_remove(Record *r, const char *uri, const char *uuid);
+void record_clear(Record *r); /* every guest */
 void record_guest_set_error(RecordGuest *g, const char *error);
 
 char *record_serialize(Record *r, gsize *ret_len);

@@ -5,6 +5,7 @@
 #include "gk-build-config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 
 #include "bus-names.h"
 #include "bus-util.h"
@@ -50,9 +51,31 @@ static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *er
         r = check_root(msg, error);
         if (r < 0)
                 return r;
-        if (manager_preserve(m) == -EBUSY)
+        if (manager_preserve(m, false) == -EBUSY)
                 return busy(error, m);
         log_notice("PreserveGuests() called: rehearsal");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        uint64_t flags;
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &flags);
+        if (r < 0)
+                return r;
+        if (flags & ~(uint64_t) GK_PRESERVE_HOLD)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64,
+                                         flags & ~(uint64_t) GK_PRESERVE_HOLD);
+        r = check_root(msg, error);
+        if (r < 0)
+                return r;
+        if (manager_preserve(m, flags & GK_PRESERVE_HOLD) == -EBUSY)
+                return busy(error, m);
+        log_notice("PreserveGuestsWithFlags(0x%" PRIx64 ") called: %s", flags,
+                   flags & GK_PRESERVE_HOLD ? "maintenance hold" : "rehearsal");
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -179,6 +202,29 @@ static int get_inhibitor(sd_bus *bus, const char *path, const char *interface, c
         return sd_bus_message_append(reply, "b", manager_inhibitor_held(userdata));
 }
 
+static int get_held(sd_bus *bus, const char *path, const char *interface, const char *property,
+                    sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "b", manager_held(userdata));
+}
+
+static int get_restore_waiting(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(GPtrArray) rows = manager_restore_waiting(userdata);
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        for (guint i = 0; r >= 0 && i < rows->len; i++) {
+                WaitingRow *w = rows->pdata[i];
+
+                r = sd_bus_message_append(reply, "(ssss)", w->uri, w->uuid, w->name, w->why);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int get_uris(sd_bus *bus, const char *path, const char *interface, const char *property,
                     sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
@@ -214,6 +260,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastRun", "s", get_last_run, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Conflicts", "as", get_conflicts, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Held", "b", get_held, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RestoreWaiting", "a(ssss)", get_restore_waiting, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* UNPRIVILEGED: sd-bus would otherwise demand CAP_SYS_ADMIN with a generic error;
          * check_root() does the check, with a message that says what was refused. */
         SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),
@@ -221,6 +270,8 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssba(sss))", guests), method_plan,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("PreserveGuestsWithFlags", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT,
+                                method_preserve_with_flags, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RestoreGuests", "", "", method_restore, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("RunFinished", SD_BUS_ARGS("s", kind, "u", done, "u", failed), 0),

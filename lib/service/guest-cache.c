@@ -29,6 +29,7 @@ typedef struct Watched {
         bool reachable;
         bool refreshing;
         bool refresh_again;
+        bool tried;          /* a list came back, or failed, at least once */
         guint64 epoch;       /* bumps at every event: a list taken before the last event is stale */
         GHashTable *removed; /* uuids events removed since the last refresh started */
         guint reconnect_source;
@@ -113,6 +114,7 @@ static void refresh_done(gpointer p)
         w->refreshing = false;
         if (!w->cache)
                 return; /* dropped while listing */
+        w->tried = true;
         uri = hypervisor_get_uri(w->hv);
         if (j->job.r < 0) {
                 if (w->reachable || !w->error)
@@ -155,8 +157,8 @@ static void refresh_done(gpointer p)
                 }
         }
         changed(w);
-        if (j->job.r >= 0 && w->cache && w->cache->cb.listed)
-                w->cache->cb.listed(w->cache, uri, w->cache->userdata);
+        if (w->cache && w->cache->cb.listed)
+                w->cache->cb.listed(w->cache, uri, j->job.r >= 0, w->cache->userdata);
         if (w->cache && w->refresh_again) {
                 w->refresh_again = false;
                 refresh(w);
@@ -427,6 +429,21 @@ GPtrArray *guest_cache_snapshot(GuestCache *c, guint index)
         while (g_hash_table_iter_next(&it, NULL, &v))
                 g_ptr_array_add(a, guest_info_copy(v));
         return a;
+}
+
+bool guest_cache_all_tried(GuestCache *c)
+{
+        for (guint i = 0; i < c->watched->len; i++)
+                if (!((Watched *) c->watched->pdata[i])->tried)
+                        return false;
+        return true;
+}
+
+const GuestInfo *guest_cache_lookup(GuestCache *c, const char *uri, const char *uuid)
+{
+        Watched *w = watched_for_uri(c, uri);
+
+        return w ? g_hash_table_lookup(w->guests, uuid) : NULL;
 }
 
 bool guest_cache_reachable(GuestCache *c, const char *uri)

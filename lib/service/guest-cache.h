@@ -24,9 +24,9 @@ typedef struct GuestCacheCallbacks {
          * guest_cache_set_uris() or guest_cache_free() dropped, nor from within a call into
          * the cache. */
         void (*changed)(GuestCache *c, void *userdata);
-        /* A list of @uri came back: the cache knows every guest of that URI now. After
-         * changed(); the same guarantees. */
-        void (*listed)(GuestCache *c, const char *uri, void *userdata);
+        /* A list of @uri came back (@ok: the cache knows every guest of that URI now) or failed.
+         * After changed(); the same guarantees. */
+        void (*listed)(GuestCache *c, const char *uri, bool ok, void *userdata);
 } GuestCacheCallbacks;
 
 /* @workers: borrowed, must outlive the cache's jobs (workers_abandon() is fine: a job holds
@@ -59,5 +59,9 @@ char **guest_cache_uris(GuestCache *c);
  * run starts from this instead of listing again. */
 GPtrArray *guest_cache_snapshot(GuestCache *c, guint index);
 bool guest_cache_reachable(GuestCache *c, const char *uri);
+/* Every watched URI was listed, or failed to be, at least once. */
+bool guest_cache_all_tried(GuestCache *c);
+/* The guest as the cache knows it, or NULL. */
+const GuestInfo *guest_cache_lookup(GuestCache *c, const char *uri, const char *uuid);
 /* One per watched URI, in order; the array holds references. For a run. */
 GPtrArray *guest_cache_hypervisors(GuestCache *c);

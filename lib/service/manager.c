@@ -7,6 +7,7 @@
 #include "bus-util.h"
 #include "conflicts.h"
 #include "hypervisor.h"
+#include "job.h"
 #include "log.h"
 #include "macro.h"
 #include "policy.h"
@@ -33,10 +34,37 @@ DEFINE_STRING_TABLE(manager_state, ManagerState, _MANAGER_STATE_MAX);
 #define CONNECT_RETRY_PRESERVE_USEC (2 * USEC_PER_SEC)
 #define CONNECT_RETRY_RESTORE_USEC  (10 * USEC_PER_SEC)
 #define FLUSH_MSEC                  50
+/* A burst of lifecycle events is one running-set write. */
+#define RUNNING_SET_MSEC 100
+/* Failed starts are retried after 2 s, 4 s, … up to every 30 s, within RestoreRetrySec. */
+#define RETRY_FIRST_MSEC 2000
+#define RETRY_MAX_MSEC   30000
+
+typedef struct Waiting {
+        unsigned attempts;
+        guint64 next_at; /* monotonic µs */
+        bool given_up;   /* RestoreRetrySec spent: kept in the record for the next start-up */
+        char *why;
+} Waiting;
 
 static void schedule_flush(Manager *m);
-static void start_run(Manager *m, RunKind kind, bool host_shutdown);
+static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only);
 static void check_conflicts(Manager *m);
+static bool maybe_restore(Manager *m);
+static void schedule_running_update(Manager *m);
+
+static char *key_of(const char *uri, const char *uuid)
+{
+        return g_strconcat(uri, "\n", uuid, NULL);
+}
+
+static void waiting_free(gpointer p)
+{
+        Waiting *w = p;
+
+        g_free(w->why);
+        g_free(w);
+}
 
 /* ---- notifications and properties ---- */
 
@@ -115,13 +143,25 @@ static char *status_line(Manager *m)
                         m->last ? m->last->by_outcome[OUTCOME_SHUTDOWN] : 0,
                         m->last ? m->last->by_outcome[OUTCOME_POWEROFF] : 0, failed);
         case MANAGER_IDLE:
-        default:
+        default: {
+                g_autoptr(GPtrArray) waiting = manager_restore_waiting(m);
+                g_autofree char *extra = NULL;
+
+                if (manager_held(m))
+                        extra = g_strdup_printf("; HELD: %u preserved guests stay down until "
+                                                "'guestkeeperctl restore'",
+                                                m->record->guests->len);
+                else if (waiting->len > 0)
+                        extra = g_strdup_printf("; %u guest%s waiting to be restored", waiting->len,
+                                                waiting->len == 1 ? "" : "s");
                 guest_cache_count(m->cache, &guests, &running);
-                return g_strdup_printf("Watching %u guests (%u running) on %u URI%s; %s", guests, running,
+                return g_strdup_printf("Watching %u guests (%u running) on %u URI%s; %s%s", guests, running,
                                        n_uris, n_uris == 1 ? "" : "s",
                                        manager_inhibitor_held(m)
                                                ? "shutdown inhibitor held"
-                                               : "no shutdown inhibitor (logind unavailable)");
+                                               : "no shutdown inhibitor (logind unavailable)",
+                                       extra ?: "");
+        }
         }
 }
 
@@ -295,7 +335,7 @@ static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
 {
         Manager *m = userdata;
 
-        if (g->finished && g->outcome == OUTCOME_RESTORED)
+        if (g->finished && outcome_is_restored(g->outcome))
                 guest_cache_note_running(m->cache, g->uri, g->uuid, g->name, g->persistent);
         g_hash_table_replace(m->outcomes, g_strconcat(g->uri, "\n", g->uuid, NULL),
                              GINT_TO_POINTER(g->outcome));
@@ -303,6 +343,9 @@ static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
                 log_full(LOG_ERR, 0, &(LogGuest){g->name, g->uuid, g->uri}, MESSAGE_ID_GUEST_FAILED,
                          "%s: %s failed: %s", g->name, run_kind_to_string(engine_kind(e)),
                          g->error ?: "no step left");
+        else if (g->finished && g->outcome == OUTCOME_RECOVERED)
+                log_full(LOG_NOTICE, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL,
+                         "%s: restored after an unclean stop", g->name);
         else if (g->finished)
                 log_full(LOG_INFO, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL, "%s: %s", g->name,
                          *outcome_to_string(g->outcome) ? outcome_to_string(g->outcome) : "untouched");
@@ -323,6 +366,96 @@ static void on_progress(Engine *e, void *userdata)
         schedule_flush(userdata);
 }
 
+/* Whether the record's entry is one a restore starts. */
+static bool restorable(const RecordGuest *rg)
+{
+        return outcome_is_stopped(rg->outcome) || outcome_is_in_flight(rg->outcome) ||
+               rg->outcome == OUTCOME_NONE || rg->outcome == OUTCOME_LOST;
+}
+
+static gboolean retry_cb(gpointer p)
+{
+        Manager *m = p;
+
+        m->retry_source = 0;
+        (void) maybe_restore(m);
+        return G_SOURCE_REMOVE;
+}
+
+/* One timer, at the earliest retry due: nothing wakes up while nothing waits. */
+static void schedule_retry(Manager *m)
+{
+        guint64 next = G_MAXUINT64, now = now_usec();
+        GHashTableIter it;
+        gpointer v;
+
+        if (m->retry_source) {
+                g_source_remove(m->retry_source);
+                m->retry_source = 0;
+        }
+        g_hash_table_iter_init(&it, m->waiting);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Waiting *w = v;
+
+                if (!w->given_up)
+                        next = MIN(next, w->next_at);
+        }
+        if (next != G_MAXUINT64)
+                m->retry_source = g_timeout_add(
+                        (guint) MAX(1, next > now ? (next - now + 999) / USEC_PER_MSEC : 1), retry_cb, m);
+}
+
+/* After a restore: what is still in the record waits, with backoff, for RestoreRetrySec. */
+static void note_restore_results(Manager *m, Engine *e)
+{
+        g_autoptr(GPtrArray) gs = engine_guests(e);
+        guint64 now = now_usec();
+        bool window_spent = now >= m->restore_since + m->config->restore_retry_usec;
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+                g_autofree char *k = key_of(g->uri, g->uuid);
+                Waiting *w;
+
+                if (outcome_is_restored(g->outcome) || !record_find(m->record, g->uri, g->uuid)) {
+                        g_hash_table_remove(m->waiting, k);
+                        continue;
+                }
+                if (!m->restore_pending)
+                        continue;
+                w = g_hash_table_lookup(m->waiting, k);
+                if (!w) {
+                        w = g_new0(Waiting, 1);
+                        g_hash_table_insert(m->waiting, g_steal_pointer(&k), w);
+                }
+                g_free(w->why);
+                w->why = g_strdup(g->error ?: "not started");
+                w->next_at = now + (guint64) backoff_ms(w->attempts++, RETRY_FIRST_MSEC, RETRY_MAX_MSEC) *
+                                           USEC_PER_MSEC;
+                if (window_spent && !w->given_up) {
+                        w->given_up = true;
+                        log_full(LOG_ERR, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL,
+                                 "%s: giving up after RestoreRetrySec (%s); it stays in the record for the "
+                                 "next start-up",
+                                 g->name, w->why);
+                } else if (!w->given_up)
+                        log_full(LOG_NOTICE, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL,
+                                 "%s: start retried in %.0f s (%s)", g->name,
+                                 (double) (w->next_at - now) / (double) USEC_PER_SEC, w->why);
+        }
+        schedule_retry(m);
+        bus_manager_emit(m, (const char *const[]){"RestoreWaiting", NULL});
+}
+
+/* A cancelled shutdown: what the run stopped comes back. Held guests stay down. */
+static void restore_after_cancel(Manager *m)
+{
+        want_inhibitor(m, true);
+        m->restore_pending = !manager_held(m);
+        m->restore_since = now_usec();
+        start_run(m, RUN_RESTORE, false, manager_held(m) ? m->last_preserved : NULL);
+}
+
 static void on_finished(Engine *e, void *userdata)
 {
         Manager *m = userdata;
@@ -334,15 +467,35 @@ static void on_finished(Engine *e, void *userdata)
         total = m->last->total;
         done = m->last->done;
         failed = m->last->failed;
-        g_clear_pointer(&m->run, engine_unref);
         if (m->keepalive_source) {
                 g_source_remove(m->keepalive_source);
                 m->keepalive_source = 0;
         }
-        log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
-                 "%s run finished: %u guests, %u done, %u failed",
-                 kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
+        if (kind == RUN_RESTORE)
+                note_restore_results(m, e);
+        else {
+                g_autoptr(GPtrArray) gs = engine_guests(e);
+
+                g_hash_table_remove_all(m->last_preserved);
+                for (guint i = 0; i < gs->len; i++) {
+                        const EngineGuest *g = gs->pdata[i];
+
+                        g_hash_table_add(m->last_preserved, key_of(g->uri, g->uuid));
+                }
+        }
+        g_clear_pointer(&m->run, engine_unref);
+        g_clear_pointer(&m->run_only, g_hash_table_unref);
+        if (kind == RUN_RESTORE && m->last->by_outcome[OUTCOME_RECOVERED] > 0)
+                log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_RUN_FINISHED,
+                         "Restore run finished: %u guests, %u done (%u restored after an unclean stop), "
+                         "%u failed",
+                         total, done, m->last->by_outcome[OUTCOME_RECOVERED], failed);
+        else
+                log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
+                         "%s run finished: %u guests, %u done, %u failed",
+                         kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
         bus_manager_emit_run_finished(m, run_kind_to_string(kind), done, failed);
+        bus_manager_emit(m, (const char *const[]){"Held", NULL});
 
         if (kind == RUN_PRESERVE) {
                 set_state(m, MANAGER_PRESERVED);
@@ -356,18 +509,19 @@ static void on_finished(Engine *e, void *userdata)
                 }
                 if (m->cancel_after_run) {
                         m->cancel_after_run = false;
-                        want_inhibitor(m, true);
-                        start_run(m, RUN_RESTORE, false);
+                        restore_after_cancel(m);
                 }
                 guest_cache_refresh_all(m->cache);
+                schedule_running_update(m);
                 return;
         }
 
         set_state(m, MANAGER_IDLE);
         guest_cache_refresh_all(m->cache);
+        schedule_running_update(m);
         if (m->preserve_after_run) {
                 m->preserve_after_run = false;
-                start_run(m, RUN_PRESERVE, true);
+                start_run(m, RUN_PRESERVE, true, NULL);
         }
 }
 
@@ -378,7 +532,7 @@ static const EngineCallbacks engine_callbacks = {
         .finished = on_finished,
 };
 
-static void start_run(Manager *m, RunKind kind, bool host_shutdown)
+static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only)
 {
         g_autofree char *save_dir = g_build_filename(m->state_dir, "save", NULL);
         g_autoptr(GPtrArray) hvs = guest_cache_hypervisors(m->cache);
@@ -390,9 +544,22 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
                         kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
                 .list_timeout_usec = m->config->connect_timeout_usec,
                 .progress_interval_usec = 1 * USEC_PER_SEC,
+                .restore_only = kind == RUN_RESTORE ? only : NULL,
         };
 
         g_assert(!m->run);
+        if (kind == RUN_PRESERVE) {
+                /* The record's guests belong to this shutdown now: no restore until the next
+                 * start-up, RestoreGuests() or a cancel. */
+                m->restore_pending = false;
+                g_hash_table_remove_all(m->waiting);
+                if (m->retry_source) {
+                        g_source_remove(m->retry_source);
+                        m->retry_source = 0;
+                }
+        }
+        if (only)
+                m->run_only = g_hash_table_ref(only);
         check_conflicts(m);
         /* The last run's outcomes stay visible until this run touches the guest. */
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
@@ -422,11 +589,18 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown)
         }
 }
 
-int manager_preserve(Manager *m)
+int manager_preserve(Manager *m, bool hold)
 {
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
-        start_run(m, RUN_PRESERVE, false);
+        if (hold && !m->record->hold) {
+                /* On disk with the run's first record write, before any guest is touched. */
+                m->record->hold = true;
+                log_notice(
+                        "Maintenance hold: the preserved guests stay down until 'guestkeeperctl restore'");
+                bus_manager_emit(m, (const char *const[]){"Held", NULL});
+        }
+        start_run(m, RUN_PRESERVE, false, NULL);
         return 0;
 }
 
@@ -434,9 +608,162 @@ int manager_restore(Manager *m)
 {
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
+        if (m->record->hold) {
+                m->record->hold = false; /* on disk with the run's record writes */
+                log_notice("Maintenance hold released");
+                bus_manager_emit(m, (const char *const[]){"Held", NULL});
+        }
         want_inhibitor(m, true);
-        start_run(m, RUN_RESTORE, false);
+        m->restore_pending = true;
+        m->restore_since = now_usec();
+        g_hash_table_remove_all(m->waiting);
+        start_run(m, RUN_RESTORE, false, NULL);
         return 0;
+}
+
+bool manager_held(Manager *m)
+{
+        return m->record->hold;
+}
+
+/* ---- restores at start-up, after an unclean stop, and deferred ---- */
+
+static gboolean running_update_cb(gpointer p)
+{
+        Manager *m = p;
+        g_autoptr(GHashTable) vouched = g_hash_table_new(g_str_hash, g_str_equal);
+        g_auto(GStrv) uris = guest_cache_uris(m->cache);
+        bool all_resolved = true;
+        GHashTableIter it;
+        gpointer k;
+
+        m->running_source = 0;
+        for (char **u = uris; *u; u++)
+                all_resolved = all_resolved && g_hash_table_contains(m->reconciled, *u);
+        g_hash_table_iter_init(&it, m->reconciled);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+                if (guest_cache_reachable(m->cache, k))
+                        g_hash_table_add(vouched, k);
+        running_set_update(m->running, m->cache, m->config, vouched, m->record, all_resolved);
+        return G_SOURCE_REMOVE;
+}
+
+/* During a run the guests it acts on are in the record; the set follows once it is over. */
+static void schedule_running_update(Manager *m)
+{
+        if (!m->running_source && !m->run)
+                m->running_source = g_timeout_add(RUNNING_SET_MSEC, running_update_cb, m);
+}
+
+/* The first list of @uri since the start: the guests the running set says were running and that
+ * are off now, with no record of ours saying why, stopped while nobody watched. */
+static void reconcile(Manager *m, const char *uri)
+{
+        g_autoptr(GPtrArray) lost = NULL;
+
+        g_hash_table_add(m->reconciled, g_strdup(uri));
+        lost = running_set_lost(m->running, m->cache, uri, m->record);
+        for (guint i = 0; i < lost->len; i++) {
+                const RecordGuest *rg = lost->pdata[i];
+                const GuestInfo *now = guest_cache_lookup(m->cache, uri, rg->uuid);
+                LogGuest lg = {rg->name, rg->uuid, rg->uri};
+                GuestPolicy policy;
+                RecordGuest *r;
+                bool skip;
+
+                if (!now && (rg->persistent || !rg->xml)) {
+                        log_full(LOG_NOTICE, 0, &lg, NULL,
+                                 "%s was running before an unclean stop, but libvirt no longer knows it",
+                                 rg->name);
+                        continue;
+                }
+                policy_for_guest(m->config, rg->name, rg->persistent, now ? now->metadata : NULL, &policy);
+                skip = policy.skip;
+                guest_policy_clear(&policy);
+                if (skip)
+                        continue;
+                if (!m->config->restore || !m->config->restore_after_crash) {
+                        log_full(
+                                LOG_NOTICE, 0, &lg, NULL,
+                                "%s was running before an unclean stop (power cut, crash); not started (%s)",
+                                rg->name, m->config->restore ? "RestoreAfterCrash=no" : "Restore=no");
+                        continue;
+                }
+                log_full(LOG_WARNING, 0, &lg, MESSAGE_ID_LOST,
+                         "%s was running and stopped while guestkeeper was not watching (power cut, crash, "
+                         "daemon not running): it is started again",
+                         rg->name);
+                r = record_put(m->record, rg->uri, rg->uuid, rg->name, rg->persistent);
+                r->outcome = OUTCOME_LOST;
+                r->xml = g_strdup(rg->xml);
+                g_hash_table_replace(m->outcomes, key_of(rg->uri, rg->uuid), GINT_TO_POINTER(OUTCOME_LOST));
+        }
+}
+
+/* The record's guests a restore may start now: on a URI that answers, and not waiting for a
+ * retry. NULL when there is none. */
+static GHashTable *restorable_now(Manager *m)
+{
+        g_autoptr(GHashTable) only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        guint64 now = now_usec();
+
+        for (guint i = 0; i < m->record->guests->len; i++) {
+                RecordGuest *rg = m->record->guests->pdata[i];
+                g_autofree char *k = key_of(rg->uri, rg->uuid);
+                Waiting *w = g_hash_table_lookup(m->waiting, k);
+
+                if (!restorable(rg) || !guest_cache_reachable(m->cache, rg->uri) ||
+                    (w && (w->given_up || now < w->next_at)))
+                        continue;
+                g_hash_table_add(only, g_steal_pointer(&k));
+        }
+        return g_hash_table_size(only) > 0 ? g_steal_pointer(&only) : NULL;
+}
+
+static bool maybe_restore(Manager *m)
+{
+        g_autoptr(GHashTable) only = NULL;
+
+        if (m->run || !m->restore_pending || manager_held(m) ||
+            (m->state != MANAGER_IDLE && m->state != MANAGER_STARTING))
+                return false;
+        only = restorable_now(m);
+        if (!only)
+                return false;
+        start_run(m, RUN_RESTORE, false, only);
+        return true;
+}
+
+/* Once READY and every URI's first list is back (or ConnectTimeoutSec passed): restore. */
+static void maybe_start_up(Manager *m)
+{
+        if (!m->ready || m->state != MANAGER_STARTING ||
+            (!guest_cache_all_tried(m->cache) && !m->settle_expired))
+                return;
+        if (m->settle_source) {
+                g_source_remove(m->settle_source);
+                m->settle_source = 0;
+        }
+        if (manager_held(m)) {
+                log_notice("Maintenance hold: %u preserved guests stay down until 'guestkeeperctl restore'",
+                           m->record->guests->len);
+                set_state(m, MANAGER_IDLE);
+                return;
+        }
+        m->restore_pending = m->config->restore;
+        m->restore_since = now_usec();
+        if (!maybe_restore(m))
+                set_state(m, MANAGER_IDLE);
+}
+
+static gboolean settle_cb(gpointer p)
+{
+        Manager *m = p;
+
+        m->settle_source = 0;
+        m->settle_expired = true;
+        maybe_start_up(m);
+        return G_SOURCE_REMOVE;
 }
 
 /* ---- logind ---- */
@@ -455,10 +782,10 @@ static void maybe_ready(Manager *m)
                  manager_inhibitor_held(m) ? "held" : "not available");
         if (m->state != MANAGER_STARTING)
                 return; /* a shutdown already started a run */
-        if (m->config->restore && m->record->guests->len > 0)
-                start_run(m, RUN_RESTORE, false);
-        else
-                set_state(m, MANAGER_IDLE);
+        if (m->config->connect_timeout_usec > 0 && !guest_cache_all_tried(m->cache))
+                m->settle_source = g_timeout_add(
+                        (guint) MAX(1, m->config->connect_timeout_usec / USEC_PER_MSEC), settle_cb, m);
+        maybe_start_up(m);
 }
 
 static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
@@ -474,7 +801,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
                         break;
                 case MANAGER_PRESERVED:
                         /* After a rehearsal: guests may have been started since. */
-                        start_run(m, RUN_PRESERVE, true);
+                        start_run(m, RUN_PRESERVE, true, NULL);
                         break;
                 case MANAGER_RESTORING:
                         m->preserve_after_run = true;
@@ -482,7 +809,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
                         break;
                 case MANAGER_STARTING:
                 case MANAGER_IDLE:
-                        start_run(m, RUN_PRESERVE, true);
+                        start_run(m, RUN_PRESERVE, true, NULL);
                         break;
                 default:
                         break;
@@ -496,8 +823,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
                 engine_cancel(m->run);
                 break;
         case MANAGER_PRESERVED:
-                want_inhibitor(m, true);
-                start_run(m, RUN_RESTORE, false);
+                restore_after_cancel(m);
                 break;
         case MANAGER_RESTORING:
                 m->preserve_after_run = false;
@@ -552,7 +878,7 @@ static void shutdown_query_done(bool shutting_down, const char *why, void *userd
                 engine_cancel(m->run);
                 return;
         }
-        start_run(m, RUN_PRESERVE, true);
+        start_run(m, RUN_PRESERVE, true, NULL);
 }
 
 void manager_terminate(Manager *m)
@@ -605,6 +931,23 @@ static const char *outcome_of(Manager *m, const char *uri, const char *uuid)
         return outcome_to_string(GPOINTER_TO_INT(v));
 }
 
+/* Why the record's guest @k waits to be restored, or NULL if it does not. */
+static const char *waiting_why(Manager *m, const char *uri, const char *uuid, const char *k)
+{
+        RecordGuest *rg = record_find(m->record, uri, uuid);
+        Waiting *w;
+
+        if (!m->restore_pending || manager_held(m) || !rg || !restorable(rg) ||
+            (m->run_only && g_hash_table_contains(m->run_only, k)))
+                return NULL;
+        w = g_hash_table_lookup(m->waiting, k);
+        if (w)
+                return w->given_up ? NULL : w->why;
+        if (!guest_cache_reachable(m->cache, uri))
+                return "its URI does not answer yet";
+        return NULL;
+}
+
 typedef struct ListGuests {
         Manager *m;
         GPtrArray *rows;
@@ -654,6 +997,47 @@ GPtrArray *manager_list_guests(Manager *m)
                 r->state = rg->save_file && rg->outcome == OUTCOME_SAVED ? "saved" : "shutoff";
                 r->outcome = g_hash_table_contains(m->outcomes, k) ? outcome_of(m, rg->uri, rg->uuid)
                                                                    : outcome_to_string(rg->outcome);
+                g_ptr_array_add(rows, r);
+        }
+        /* A restore that waits shows as such, not as the failure that made it wait. */
+        for (guint i = 0; i < rows->len; i++) {
+                GuestRow *r = rows->pdata[i];
+                g_autofree char *k = key_of(r->uri, r->uuid);
+
+                if (m->state != MANAGER_RESTORING && waiting_why(m, r->uri, r->uuid, k))
+                        r->outcome = outcome_to_string(OUTCOME_WAITING);
+        }
+        return rows;
+}
+
+static void waiting_row_free(gpointer p)
+{
+        WaitingRow *r = p;
+
+        g_free(r->uri);
+        g_free(r->uuid);
+        g_free(r->name);
+        g_free(r->why);
+        g_free(r);
+}
+
+GPtrArray *manager_restore_waiting(Manager *m)
+{
+        GPtrArray *rows = g_ptr_array_new_with_free_func(waiting_row_free);
+
+        for (guint i = 0; i < m->record->guests->len; i++) {
+                RecordGuest *rg = m->record->guests->pdata[i];
+                g_autofree char *k = key_of(rg->uri, rg->uuid);
+                const char *why = waiting_why(m, rg->uri, rg->uuid, k);
+                WaitingRow *r;
+
+                if (!why)
+                        continue;
+                r = g_new0(WaitingRow, 1);
+                r->uri = g_strdup(rg->uri);
+                r->uuid = g_strdup(rg->uuid);
+                r->name = g_strdup(rg->name);
+                r->why = g_strdup(why);
                 g_ptr_array_add(rows, r);
         }
         return rows;
@@ -729,16 +1113,32 @@ GPtrArray *manager_plan(Manager *m)
 static void on_cache_changed(GuestCache *c, void *userdata)
 {
         schedule_flush(userdata);
+        schedule_running_update(userdata);
+}
+
+static void on_cache_listed(GuestCache *c, const char *uri, bool ok, void *userdata)
+{
+        Manager *m = userdata;
+
+        /* During a run the record is the engine's: after it, the cache lists again. */
+        if (ok && !m->run && !g_hash_table_contains(m->reconciled, uri))
+                reconcile(m, uri);
+        maybe_start_up(m);
+        /* A URI that answers again: the restores that waited for it. */
+        if (ok)
+                (void) maybe_restore(m);
+        bus_manager_emit(m, (const char *const[]){"RestoreWaiting", NULL});
 }
 
 static const GuestCacheCallbacks cache_callbacks = {
         .changed = on_cache_changed,
+        .listed = on_cache_listed,
 };
 
 int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
 {
         g_autoptr(Manager) m = g_new0(Manager, 1);
-        g_autofree char *record_path = NULL, *problem = NULL;
+        g_autofree char *record_path = NULL, *running_path = NULL, *problem = NULL, *running_problem = NULL;
 
         m->config = config;
         m->config_path = g_strdup(o->config_path);
@@ -748,6 +1148,9 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->workers = workers_new(NULL, 32);
         m->cache = guest_cache_new(m->workers, &cache_callbacks, m);
         m->outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->reconciled = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->waiting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, waiting_free);
+        m->last_preserved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
         /* Neither a missing state directory nor an unreadable record stops the daemon: it
          * reports them and runs on (a run's record writes then fail loudly too). */
@@ -758,7 +1161,12 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         if (problem)
                 log_error("Unreadable record: %s", problem);
         else if (m->record->guests->len > 0)
-                log_info("Record %s lists %u guests", record_path, m->record->guests->len);
+                log_info("Record %s lists %u guests%s", record_path, m->record->guests->len,
+                         m->record->hold ? " (maintenance hold)" : "");
+        running_path = g_build_filename(m->state_dir, "running", NULL);
+        m->running = running_set_new(running_path, &running_problem);
+        if (running_problem)
+                log_error("Unreadable running set: %s", running_problem);
 
         *ret = g_steal_pointer(&m);
         return 0;
@@ -778,12 +1186,25 @@ Manager *manager_free(Manager *m)
                 g_source_remove(m->watchdog_source);
         if (m->flush_source)
                 g_source_remove(m->flush_source);
+        if (m->running_source)
+                g_source_remove(m->running_source);
+        if (m->settle_source)
+                g_source_remove(m->settle_source);
+        if (m->retry_source)
+                g_source_remove(m->retry_source);
         manager_disconnect_bus(m);
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */
         g_clear_pointer(&m->workers, workers_abandon);
         guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);
+        g_hash_table_unref(m->reconciled);
+        g_hash_table_unref(m->waiting);
+        g_hash_table_unref(m->last_preserved);
+        if (m->run_only)
+                g_hash_table_unref(m->run_only);
+        /* After the cache: waits for a write in flight. */
+        running_set_free(m->running);
         run_summary_free(m->last);
         if (m->conflicts)
                 g_ptr_array_unref(m->conflicts);

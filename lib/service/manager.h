@@ -16,6 +16,7 @@
 #include "guest-cache.h"
 #include "logind.h"
 #include "record.h"
+#include "running-set.h"
 #include "worker.h"
 
 typedef enum ManagerState {
@@ -49,6 +50,18 @@ typedef struct Manager {
         GuestCache *cache; /* the guests of the configured URIs */
         Record *record;
         GHashTable *outcomes; /* "uri\nuuid" → Outcome of the last run that touched the guest */
+
+        RunningSet *running;    /* the guests running now, kept on disk */
+        GHashTable *reconciled; /* resolved URIs whose running set was checked against libvirt */
+        guint running_source;   /* a running-set update is due */
+        guint settle_source;    /* the start-up stops waiting for first lists */
+        bool settle_expired;
+        bool restore_pending;  /* the record's guests should run: bring them back when possible */
+        guint64 restore_since; /* when that began: RestoreRetrySec counts from here */
+        GHashTable *waiting;   /* "uri\nuuid" → Waiting*: failed restores, retried later */
+        guint retry_source;
+        GHashTable *run_only;       /* the restore run under way covers these guests only (NULL: all) */
+        GHashTable *last_preserved; /* "uri\nuuid" of the guests the last preserve run acted on */
 
         Engine *run;
         RunSummary *last;        /* the last finished run, NULL before the first */
@@ -95,8 +108,16 @@ void manager_terminate(Manager *m);
 /* SIGHUP/Reload(): -EINVAL with *ret_error naming file/key when the new config is bad. */
 int manager_reload(Manager *m, char **ret_error);
 /* PreserveGuests()/RestoreGuests(): -EBUSY while a run is under way. */
-int manager_preserve(Manager *m);
+int manager_preserve(Manager *m, bool hold);
 int manager_restore(Manager *m);
+/* Maintenance: preserved guests stay down across restarts and reboots until manager_restore(). */
+bool manager_held(Manager *m);
+
+/* Guests whose restore waits: for their URI, or to be retried after a failed start. */
+typedef struct WaitingRow {
+        char *uri, *uuid, *name, *why;
+} WaitingRow;
+GPtrArray *manager_restore_waiting(Manager *m); /* WaitingRow*, owned by the array */
 
 /* For the bus: the rows of ListGuests(). */
 typedef struct GuestRow {

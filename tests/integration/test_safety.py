@@ -268,7 +268,9 @@ class SafetyTest(Base):
         self.conn.lookupByName('web1').create()
         self.client = None
         self.start_daemon()
-        self.client.wait_run_finished('restore')
+        # The properties, not the signal: the restore may end before the client's match is in.
+        wait_until(lambda: self.client.get('LastRun') == 'restore' and self.client.get('State') == 'idle',
+                   30, 'the restore at start-up')
         self.daemon.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.daemon.proc.wait(30 * harness.SCALE), 0)
         self.assertEqual(self.state('web1'), 'saved')
