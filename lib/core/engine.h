@@ -114,6 +114,7 @@ GPtrArray *engine_unreachable(Engine *e);
 typedef struct RunSummary {
         RunKind kind;
         unsigned total, done, failed;
+        unsigned waiting; /* restore: not started yet, retried later (the owner's count, not in failed) */
         unsigned by_outcome[_OUTCOME_MAX];
         GPtrArray *unreachable; /* "uri: error" */
         double progress;

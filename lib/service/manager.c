@@ -405,9 +405,11 @@ static void schedule_retry(Manager *m)
                         (guint) MAX(1, next > now ? (next - now + 999) / USEC_PER_MSEC : 1), retry_cb, m);
 }
 
-/* After a restore: what is still in the record waits, with backoff, for RestoreRetrySec. */
-static void note_restore_results(Manager *m, Engine *e)
+/* After a restore: what is still in the record waits, with backoff, for RestoreRetrySec. Returns
+ * how many guests wait for a retry. */
+static unsigned note_restore_results(Manager *m, Engine *e)
 {
+        unsigned n = 0;
         g_autoptr(GPtrArray) gs = engine_guests(e);
         guint64 now = now_usec();
         bool window_spent = now >= m->restore_since + m->config->restore_retry_usec;
@@ -438,13 +440,16 @@ static void note_restore_results(Manager *m, Engine *e)
                                  "%s: giving up after RestoreRetrySec (%s); it stays in the record for the "
                                  "next start-up",
                                  g->name, w->why);
-                } else if (!w->given_up)
+                } else if (!w->given_up) {
                         log_full(LOG_NOTICE, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL,
                                  "%s: start retried in %.0f s (%s)", g->name,
                                  (double) (w->next_at - now) / (double) USEC_PER_SEC, w->why);
+                        n++;
+                }
         }
         schedule_retry(m);
         bus_manager_emit(m, (const char *const[]){"RestoreWaiting", NULL});
+        return n;
 }
 
 /* A cancelled shutdown: what the run stopped comes back. Held guests stay down. */
@@ -464,16 +469,15 @@ static void on_finished(Engine *e, void *userdata)
 
         run_summary_free(m->last);
         m->last = engine_summarize(e);
-        total = m->last->total;
-        done = m->last->done;
-        failed = m->last->failed;
         if (m->keepalive_source) {
                 g_source_remove(m->keepalive_source);
                 m->keepalive_source = 0;
         }
-        if (kind == RUN_RESTORE)
-                note_restore_results(m, e);
-        else {
+        if (kind == RUN_RESTORE) {
+                /* A start that is retried has not failed (yet). */
+                m->last->waiting = note_restore_results(m, e);
+                m->last->failed -= MIN(m->last->failed, m->last->waiting);
+        } else {
                 g_autoptr(GPtrArray) gs = engine_guests(e);
 
                 g_hash_table_remove_all(m->last_preserved);
@@ -483,13 +487,17 @@ static void on_finished(Engine *e, void *userdata)
                         g_hash_table_add(m->last_preserved, key_of(g->uri, g->uuid));
                 }
         }
+        total = m->last->total;
+        done = m->last->done;
+        failed = m->last->failed;
         g_clear_pointer(&m->run, engine_unref);
         g_clear_pointer(&m->run_only, g_hash_table_unref);
-        if (kind == RUN_RESTORE && m->last->by_outcome[OUTCOME_RECOVERED] > 0)
-                log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_RUN_FINISHED,
+        if (kind == RUN_RESTORE && (m->last->by_outcome[OUTCOME_RECOVERED] > 0 || m->last->waiting > 0))
+                log_full(m->last->by_outcome[OUTCOME_RECOVERED] ? LOG_WARNING : LOG_NOTICE, 0, NULL,
+                         MESSAGE_ID_RUN_FINISHED,
                          "Restore run finished: %u guests, %u done (%u restored after an unclean stop), "
-                         "%u failed",
-                         total, done, m->last->by_outcome[OUTCOME_RECOVERED], failed);
+                         "%u failed, %u waiting for a retry",
+                         total, done, m->last->by_outcome[OUTCOME_RECOVERED], failed, m->last->waiting);
         else
                 log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
                          "%s run finished: %u guests, %u done, %u failed",

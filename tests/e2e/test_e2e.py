@@ -456,5 +456,133 @@ class LibvirtdCrashE2E(E2E):
             self.assertEqual(self.consoles[n].count('GK-INIT'), 1)
 
 
+class WatchE2E(E2E):
+    """The running set and the deferred restore on real guests. Its own libvirtd: one test stops
+    it."""
+
+    test_hung_uri_next_to_real_guests = None
+    test_host_shutdown_then_next_boot = None
+    test_stuck_guest_powered_off_after_timeout = None
+    test_rehearsal_preserve_then_restore = None
+    test_plain_sigterm_leaves_guests_running = None
+    test_progress_and_bus_during_a_real_save = None
+
+    def running_set(self):
+        path = os.path.join(self.daemon.state_dir, 'running')
+        return harness.parse_record(path) if os.path.exists(path) else {}
+
+    def power_cut(self, *names):
+        """The daemon dies with the host (SIGKILL: it writes nothing more), and so do the
+        guests, as libvirt sees a power cut: their QEMU is gone, no managed save."""
+        self.daemon.proc.kill()
+        self.daemon.proc.wait()
+        for n in names:
+            self.conn.lookupByName(n).destroy()
+
+    def test_power_cut(self):
+        self.boot(('vm1', 'cooperative', 128, 0, True), ('tmp', 'cooperative', 128, 0, False))
+        off = guests.domain_xml('off', self.image, os.path.join(self.wd.path, 'off.console'))
+        self.conn.defineXML(off)  # defined, never running: must stay off
+        self.start_daemon()
+        wait_until(lambda: set(self.running_set()) == {'vm1', 'tmp'}, 10, 'the running set on disk')
+        self.assertIn('<domain', self.running_set()['tmp']['XML'])  # what re-creates it
+        self.power_cut('vm1', 'tmp')
+        self.assertEqual((self.state('vm1'), self.state('tmp'), self.state('off')), ('shutoff', 'gone', 'shutoff'))
+
+        self.start_daemon(wait_idle=False)
+        kind, done, failed = self.client.wait_run_finished('restore', timeout=120)
+        self.assertEqual((done, failed), (2, 0))
+        self.assertEqual((self.state('vm1'), self.state('tmp'), self.state('off')), ('running', 'running', 'shutoff'))
+        self.assertFalse(self.conn.lookupByName('tmp').isPersistent())
+        for n in ('vm1', 'tmp'):  # a cold boot: init ran again
+            wait_until(lambda: self.consoles[n].count('GK-READY') == 2, 180, f'{n} booted again')
+            self.assertEqual(self.consoles[n].count('GK-INIT'), 2)
+        rows = self.client.list_guests()
+        self.assertEqual((rows['vm1'][4], rows['tmp'][4], rows['off'][4]), ('recovered', 'recovered', ''))
+        log = self.daemon.log_text()
+        for n in ('vm1', 'tmp'):
+            self.assertIn(f'{n}: restored after an unclean stop', log)
+        self.assertIn('2 restored after an unclean stop', log)
+        self.assertEqual(self.record(), {})
+        wait_until(lambda: set(self.running_set()) == {'vm1', 'tmp'}, 10, 'the running set again')
+
+        # A plain restart is not a power cut: nothing is started, nothing is "recovered".
+        def owner_shutdown():  # its owner shuts it down while we watch
+            try:
+                self.conn.lookupByName('vm1').shutdown()  # again: init may not listen yet
+            except libvirt.libvirtError:
+                pass  # it stopped meanwhile
+            return self.state('vm1') == 'shutoff'
+        wait_until(owner_shutdown, 60, 'vm1 shut down by its owner')
+        wait_until(lambda: set(self.running_set()) == {'tmp'}, 10, 'vm1 out of the running set')
+        self.daemon.stop()
+        self.start_daemon()  # idle comes after the first list, and after a restore it would start
+        self.assertEqual(self.client.get('LastRun'), '')
+        self.assertEqual(self.state('vm1'), 'shutoff')
+
+    def test_restore_waits_for_libvirtd(self):
+        """The daemon starts before libvirtd (socket-activated late, say): the saved guest waits,
+        and is restored once libvirtd answers, 20 s later."""
+        self.boot(('vm1', 'cooperative', 128, 0, True))
+        ticks = self.consoles['vm1'].last_tick()
+        self.start_daemon()
+        self.client.call('PreserveGuests')
+        self.assertEqual(self.client.wait_run_finished('preserve', timeout=60)[1:], (1, 0))
+        self.assertEqual(self.state('vm1'), 'saved')
+        self.assertEqual(self.daemon.stop(), 0)
+        self.conn.close()
+        self.libvirtd.stop()
+
+        self.start_daemon()  # idle: it does not wait for libvirtd to start
+        waiting = self.client.get('RestoreWaiting')
+        self.assertEqual([(w[2], w[3]) for w in waiting], [('vm1', 'its URI does not answer yet')])
+        self.assertEqual(self.client.list_guests()['vm1'][4], 'waiting')
+        time.sleep(20)  # the scenario: libvirtd comes up late
+        self.libvirtd.start()
+        self.conn = libvirt.open(self.uri)
+        kind, done, failed = self.client.wait_run_finished('restore', timeout=90)
+        self.assertEqual((done, failed), (1, 0))
+        self.assertEqual(self.state('vm1'), 'running')
+        self.consoles['vm1'].wait_tick_after(ticks)
+        self.assertEqual(self.consoles['vm1'].count('GK-INIT'), 1)  # resumed, not booted
+        self.assertEqual(self.client.get('RestoreWaiting'), [])
+        self.assertEqual(self.record(), {})
+
+    def test_restore_retried_until_the_disk_appears(self):
+        """A guest whose disk is on storage that is not there yet at boot (NFS, iSCSI): its
+        start fails, is retried, and succeeds once the disk appears 10 s later; it is never
+        reported failed."""
+        disk = os.path.join(self.wd.path, 'data.img')
+        with open(disk, 'wb') as f:
+            f.truncate(1 << 20)
+        console = os.path.join(self.wd.path, 'disky.console')
+        self.consoles['disky'] = guests.Console(console)
+        xml = guests.domain_xml('disky', self.image, console).replace(
+            '</devices>', f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                          f"<source file='{disk}'/><target dev='vdb' bus='virtio'/></disk></devices>")
+        self.conn.defineXML(xml).create()
+        self.consoles['disky'].wait_for('GK-READY', timeout=180)
+        self.start_daemon()
+        wait_until(lambda: set(self.running_set()) == {'disky'}, 10, 'the running set on disk')
+        self.power_cut('disky')
+        os.unlink(disk)  # at the next boot, its storage is not mounted yet
+
+        self.start_daemon(wait_idle=False)
+        wait_until(lambda: [w for w in self.client.get('RestoreWaiting') if 'start failed' in w[3]], 60,
+                   'disky waiting for a retry after a failed start')
+        self.assertEqual(self.client.list_guests()['disky'][4], 'waiting')
+        first = self.client.wait_run_finished('restore', timeout=30)
+        self.assertEqual(first[1:], (0, 0))  # waiting, not failed
+        time.sleep(10)  # the scenario: the storage appears later
+        with open(disk, 'wb') as f:
+            f.truncate(1 << 20)
+        wait_until(lambda: self.state('disky') == 'running', 60, 'disky started on a retry')
+        wait_until(lambda: self.client.list_guests()['disky'][4] == 'recovered', 30, 'disky recovered')
+        self.assertEqual(self.client.get('RestoreWaiting'), [])
+        self.assertEqual([r for r in self.client.run_finished if r[2] > 0], [])  # never failed
+        self.assertNotIn('giving up', self.daemon.log_text())
+        self.assertIn('start retried in', self.daemon.log_text())
+
+
 if __name__ == '__main__':
     unittest.main(verbosity=2)
