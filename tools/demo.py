@@ -146,8 +146,8 @@ def main():
         say('  (the test driver lives in the private libvirtd, which keeps running: it plays the host)')
         client = None
         daemon = harness.Daemon(wd.path, bus, notify, cfg, env)
+        client = harness.Client(bus)  # before the start: the restore may end at once
         daemon.start()
-        client = harness.Client(bus)
         kind, done, failed = client.wait_run_finished('restore', timeout=30)
         client.wait_state('idle')
         say(f'  RunFinished("{kind}", {done}, {failed})')

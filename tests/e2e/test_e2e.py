@@ -78,8 +78,8 @@ class E2E(unittest.TestCase):
             f.write(f'[Guests]\nURIs={uris or self.uri}\n{extra}')
         self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, cfg)
         self.addCleanup(self.daemon.kill)
+        self.client = harness.Client(self.bus)  # before the start: the restore may end at once
         self.daemon.start()
-        self.client = harness.Client(self.bus)
         if wait_idle:
             self.client.wait_state('idle', timeout=30)
         return self.daemon

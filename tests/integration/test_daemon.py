@@ -72,11 +72,11 @@ class Base(unittest.TestCase):
         self.addCleanup(self.daemon.kill)
         with self.notify.lock:
             self.notify.messages.clear()  # READY=1 must be this daemon's
+        if not self.client:  # before the start: signals of the start-up must reach it
+            self.client = harness.Client(self.bus)
         self.daemon.start(wait_ready=False)
         if wait_ready:
             self.notify.wait_for('READY', '1', timeout=20)
-        if not self.client:
-            self.client = harness.Client(self.bus)
         return self.daemon
 
     def record(self):
