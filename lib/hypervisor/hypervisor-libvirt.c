@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The libvirt backend. Every function except the event/close callbacks blocks and runs on
- * a worker thread; virConnect is thread-safe, so workers share one connection per URI.
- * Events reach the GLib main context through libvirt-glib's event loop implementation. */
+ * a worker thread, on that thread's own connection to the URI (get_conn()); one connection per
+ * URI, shared, carries the events, which reach the GLib main context through libvirt-glib's
+ * event loop implementation. */
 #include "hypervisor.h"
 
 #include <libvirt/libvirt.h>
@@ -201,13 +202,36 @@ static void drop_conn(LibvirtHypervisor *lh)
         lh->metadata_id = -1;
 }
 
-/* Returns a new reference to the live shared connection (events, keepalive, close callback),
- * (re)connecting if needed. Worker only. */
+/* Drivers that run in our process (test:///…) have no RPC client, and their state is per
+ * connection: they must be shared. */
+static bool in_process(const char *uri)
+{
+        return uri && g_str_has_prefix(uri, "test:///");
+}
+
+/* Whether @uri reaches libvirtd over a UNIX socket on this host ("qemu:///system",
+ * "test+unix:///default?socket=…"): there, a libvirtd that dies closes the socket and the client
+ * sees the end of file at once. Over TCP, TLS or SSH a host that vanishes sends nothing. */
+static bool local_socket(const char *uri)
+{
+        g_autoptr(GUri) u = uri ? g_uri_parse(uri, G_URI_FLAGS_NONE, NULL) : NULL;
+        const char *transport;
+
+        if (!u)
+                return false;
+        transport = strchr(g_uri_get_scheme(u), '+');
+        if (transport)
+                return streq_ptr(transport + 1, "unix");
+        return !g_uri_get_host(u) || !*g_uri_get_host(u);
+}
+
+/* Returns a new reference to the live shared connection (events, close callback), (re)connecting
+ * if needed. Worker only. */
 static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
 {
         LibvirtHypervisor *lh = LV(h);
         virConnectPtr c = NULL;
-        bool fresh = false;
+        bool fresh = false, local;
 
         g_mutex_lock(&lh->connect_lock);
         if (lh->conn && virConnectIsAlive(lh->conn) != 1)
@@ -224,7 +248,6 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
                         *ret = -ENOTCONN;
                         return NULL;
                 }
-                (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
                 if (virConnectRegisterCloseCallback(n, close_cb, h, NULL) < 0)
                         virResetLastError();
                 lh->lifecycle_id =
@@ -242,8 +265,13 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
                 if (!h->resolved_uri)
                         h->resolved_uri = g_strdup(u ? u : h->uri);
                 lh->conn = n;
+                local = local_socket(h->resolved_uri);
                 g_mutex_unlock(&h->lock);
                 free(u);
+                /* Keepalives only where a dead peer can go unnoticed: on a local socket they
+                 * would wake the idle daemon every few seconds for nothing. */
+                if (!local)
+                        (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
                 fresh = true;
         }
         c = lh->conn;
@@ -256,26 +284,30 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
         return c;
 }
 
-/* Drivers that run in our process (test:///…) have no RPC client, and their state is per
- * connection: they must be shared. */
-static bool in_process(const char *uri)
+static void conn_close(gpointer c)
 {
-        return uri && g_str_has_prefix(uri, "test:///");
+        virConnectClose(c);
+        virResetLastError();
 }
 
-/* The connection one call runs on: its own, opened for it and closed after it. libvirt 9.0's
- * RPC client leaves a socket watch attached to the connection's private event context when a
- * thread waiting for its reply is woken by another thread's call; once that thread has
- * returned, the watch points into its dead stack frame, and the next thread that waits on the
- * connection dispatches it (seen here: g_main_loop_quit() on freed memory, then SIGSEGV, in a
- * hung-then-resumed libvirtd under a real systemd). A connection per call is never shared
- * between our threads, and the watches die with it. The shared connection still carries the
- * events, the keepalive and the close callback, and is opened first (so a down libvirtd is
- * reported the same way). */
+/* A worker thread's own connections, by URI; closed when the thread ends (GLib ends a pool
+ * thread that has been idle for a while), so an idle daemon holds none. */
+static GPrivate thread_conns = G_PRIVATE_INIT((GDestroyNotify) g_hash_table_unref);
+
+/* The connection a call runs on: the calling worker's own, opened at its first call to @h's
+ * URI and reused by its later calls. libvirt 9.0's RPC client leaves a socket watch attached to
+ * the connection's private event context when a thread waiting for its reply is woken by
+ * another thread's call; once that thread has returned, the watch points into its dead stack
+ * frame, and the next thread that waits on the connection dispatches it (seen here:
+ * g_main_loop_quit() on freed memory, then SIGSEGV, in a hung-then-resumed libvirtd under a
+ * real systemd). A connection that only one thread ever calls on is never in that state. The
+ * shared connection still carries the events and the close callback, and is checked first (so
+ * a down libvirtd is reported the same way). Returns a new reference. */
 static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
 {
         virConnectPtr shared = shared_conn(h, ret_error, ret), c;
         g_autofree char *uri = NULL;
+        GHashTable *conns;
 
         if (!shared)
                 return NULL;
@@ -283,14 +315,30 @@ static virConnectPtr get_conn(Hypervisor *h, char **ret_error, int *ret)
         if (in_process(uri))
                 return shared;
         virConnectClose(shared);
-        c = virConnectOpen(streq_ptr(uri, "default") ? NULL : uri);
-        if (!c) {
-                (void) error_from_libvirt(ret_error, "cannot connect");
-                *ret = -ENOTCONN;
-                return NULL;
+
+        conns = g_private_get(&thread_conns);
+        if (!conns) {
+                conns = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, conn_close);
+                g_private_set(&thread_conns, conns);
         }
-        /* Keepalive for the call too: a libvirtd that stops answering ends the call. */
-        (void) virConnectSetKeepAlive(c, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+        c = g_hash_table_lookup(conns, uri);
+        if (c && virConnectIsAlive(c) != 1) {
+                g_hash_table_remove(conns, uri);
+                c = NULL;
+        }
+        if (!c) {
+                c = virConnectOpen(streq_ptr(uri, "default") ? NULL : uri);
+                if (!c) {
+                        (void) error_from_libvirt(ret_error, "cannot connect");
+                        *ret = -ENOTCONN;
+                        return NULL;
+                }
+                /* Keepalive for the calls: a libvirtd that stops answering ends the call. It
+                 * lasts only as long as the thread. */
+                (void) virConnectSetKeepAlive(c, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+                g_hash_table_insert(conns, g_strdup(uri), c);
+        }
+        virConnectRef(c);
         virResetLastError();
         *ret = 0;
         return c;
