@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "worker.h"
 
+#include <malloc.h>
 #include <stdbool.h>
 
 #include "util.h"
@@ -60,11 +61,23 @@ static void item_free(gpointer p)
         g_free(it);
 }
 
+/* GLib ends a pool thread once it has waited for work for a while (half a second in its pool,
+ * then up to 15 s among the unused threads): no idle thread stays to wake up. What the work
+ * allocated and freed in the meantime is still held by malloc (the threads' arenas, the top of
+ * the heap); the ending thread gives it back, so the idle daemon keeps only what it uses. */
+static void thread_ended(gpointer p)
+{
+        (void) malloc_trim(0);
+}
+
+static GPrivate thread_end = G_PRIVATE_INIT(thread_ended);
+
 static void pool_func(gpointer data, gpointer user_data)
 {
         Item *it = data;
         GSource *s;
 
+        g_private_set(&thread_end, GINT_TO_POINTER(1));
         it->run(it->job);
         g_mutex_lock(&it->w->lock);
         if (!it->w->alive) {
