@@ -227,7 +227,8 @@ class Libvirtd:
     """A private libvirtd: /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and
     /var/log/libvirt bind-mounted from a temp dir in its own mount namespace."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, conf=''):
+        """@conf: more libvirtd.conf settings."""
         self.dir = os.path.join(workdir, 'libvirt')
         self.sockdir = os.path.join(self.dir, 'sock')
         for d in ('etc', 'run', 'lib', 'log', 'sock'):
@@ -238,7 +239,7 @@ class Libvirtd:
                     'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
                     'unix_sock_ro_perms = "0777"\nunix_sock_rw_perms = "0770"\n'
                     'listen_tcp = 0\nlisten_tls = 0\n'
-                    f'log_outputs = "3:file:{self.dir}/libvirtd.log"\n')
+                    f'log_outputs = "3:file:{self.dir}/libvirtd.log"\n' + conf)
         with open(os.path.join(self.dir, 'etc', 'qemu.conf'), 'w') as f:
             f.write('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
                     'security_driver = "none"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
@@ -422,6 +423,17 @@ def guest_state(conn, name):
     return 'saved' if d.hasManagedSaveImage() else 'shutoff'
 
 
+def running_test_guests(conn, n):
+    """Replaces every guest of a test driver with @n running persistent ones, g0 … g<n-1>."""
+    for d in conn.listAllDomains():
+        if d.isActive():
+            d.destroy()
+        if d.isPersistent():
+            d.undefine()
+    for i in range(n):
+        conn.defineXML(test_domain_xml(f'g{i}')).create()
+
+
 def test_domain_xml(name, memory_mib=128):
     return (f"<domain type='test'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
             "<os><type>hvm</type></os></domain>")
@@ -475,6 +487,20 @@ def setup_environment(tc):
     tc.addCleanup(tc.logind.stop)
     tc.notify = NotifyListener(os.path.join(tc.wd.path, 'notify'))
     tc.addCleanup(tc.notify.close)
+
+
+def thread_stats(pid):
+    """{tid: (name, voluntary + involuntary context switches)} of a process's threads alive now:
+    every time a thread woke up counts."""
+    out = {}
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{tid}/status') as f:
+                st = dict(line.rstrip('\n').split(':\t', 1) for line in f if ':\t' in line)
+        except FileNotFoundError:
+            continue
+        out[int(tid)] = (st['Name'], int(st['voluntary_ctxt_switches']) + int(st['nonvoluntary_ctxt_switches']))
+    return out
 
 
 def assert_never(cond, seconds, what, ctx=None):
