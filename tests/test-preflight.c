@@ -4,6 +4,7 @@
  * file, and which URIs have a managed-save directory to check. */
 #include "preflight.h"
 #include "terms.h"
+#include "util.h"
 #include "testlib.h"
 
 #define MIB  ((guint64) 1024 * 1024)
@@ -220,9 +221,9 @@ END_TEST
 
 START_TEST(test_format)
 {
-        g_autofree char *a = preflight_format_usec(1500 * USEC_PER_MSEC);
-        g_autofree char *b = preflight_format_usec(80 * SEC);
-        g_autofree char *c = preflight_format_usec(3 * 3600 * SEC + 120 * SEC);
+        g_autofree char *a = format_usec(1500 * USEC_PER_MSEC);
+        g_autofree char *b = format_usec(80 * SEC);
+        g_autofree char *c = format_usec(3 * 3600 * SEC + 120 * SEC);
 
         ck_assert_str_eq(a, "1.5 s");
         ck_assert_str_eq(b, "1 min 20 s");

@@ -359,7 +359,7 @@ static void engine_preflight(Engine *e)
                 }
                 preflight_guest_clear(&pg[i]);
         }
-        total = preflight_format_usec(plan.total_usec);
+        total = format_usec(plan.total_usec);
         engine_say(e, ENGINE_LEVEL_INFO, NULL, NULL, "Pre-flight: %u saves, estimated %s%s", plan.saves,
                    total, plan.dropped ? "; some saves dropped" : "");
         warning = preflight_plan_warning(&plan);

@@ -18,9 +18,6 @@
  * ShutdownTimeoutSec: a guest that heard the button may power off any moment, and it must be
  * started again when it does. With no timeout at all, a cancel waits this long at most. */
 #define CANCEL_WAIT_MAX_USEC (300 * USEC_PER_SEC)
-/* statvfs() of a save directory on a hung NFS server never returns: the run goes on without
- * the space check after this long. */
-#define PREFLIGHT_PROBE_TIMEOUT_USEC (2 * USEC_PER_SEC)
 
 typedef struct Guest Guest;
 typedef struct HvSlot HvSlot;

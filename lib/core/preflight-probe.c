@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include "macro.h"
+#include "util.h"
 
 struct PreflightProbe {
         int ref; /* the worker's and the caller's; the main thread only */
@@ -44,12 +45,7 @@ int save_speed_store(const char *path, const SaveSpeed *s)
 {
         g_autofree char *text = save_speed_format(s);
 
-        /* Temp file, fsync, rename: the old figures or the new ones, never half. */
-        if (!g_file_set_contents_full(path, text, -1,
-                                      G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE, 0600,
-                                      NULL))
-                return -EIO;
-        return 0;
+        return write_file_durable(path, text, strlen(text));
 }
 
 static void probe_dir(const char *path, PreflightDir *ret)
@@ -150,4 +146,51 @@ void preflight_probe_cancel(PreflightProbe *p)
                 g_clear_pointer(&p->timeout, g_source_unref);
         }
         probe_unref(p);
+}
+
+typedef struct SpeedUpdate {
+        char *path;
+        guint64 bytes, usec;
+        unsigned saves;
+        SaveSpeed speed;
+        int r;
+        SaveSpeedDone done;
+} SpeedUpdate;
+
+static void update_run(gpointer job)
+{
+        SpeedUpdate *u = job;
+
+        save_speed_load(u->path, &u->speed);
+        save_speed_update(&u->speed, u->bytes, u->usec, u->saves);
+        u->r = save_speed_store(u->path, &u->speed);
+}
+
+static void update_done(gpointer job)
+{
+        SpeedUpdate *u = job;
+
+        if (u->done)
+                u->done(u->r, u->path, &u->speed);
+}
+
+static void update_free(gpointer job)
+{
+        SpeedUpdate *u = job;
+
+        g_free(u->path);
+        g_free(u);
+}
+
+void save_speed_submit_update(Workers *w, const char *path, guint64 bytes, guint64 usec, unsigned saves,
+                              SaveSpeedDone done)
+{
+        SpeedUpdate *u = g_new0(SpeedUpdate, 1);
+
+        u->path = g_strdup(path);
+        u->bytes = bytes;
+        u->usec = usec;
+        u->saves = saves;
+        u->done = done;
+        workers_submit(w, u, update_run, update_done, update_free);
 }

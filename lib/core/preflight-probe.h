@@ -11,6 +11,10 @@
 #include "preflight.h"
 #include "worker.h"
 
+/* statvfs() of a save directory on a hung NFS server never returns: a run goes on without
+ * the space check after this long. */
+#define PREFLIGHT_PROBE_TIMEOUT_USEC (2 * USEC_PER_SEC)
+
 typedef struct PreflightProbe PreflightProbe;
 
 /* @dirs: the directories asked (NULL-terminated), as given; @speed: read from the speed file,
@@ -30,3 +34,9 @@ void preflight_probe_cancel(PreflightProbe *p);
 void save_speed_load(const char *path, SaveSpeed *ret);
 /* Writes @s to @path atomically and durably. Blocks: workers only. */
 int save_speed_store(const char *path, const SaveSpeed *s);
+
+/* Folds one run's successful saves (memory and durations, summed) into the speed file @path,
+ * on a worker; @done (may be NULL) gets the result and the new figures on the main context. */
+typedef void (*SaveSpeedDone)(int r, const char *path, const SaveSpeed *speed);
+void save_speed_submit_update(Workers *w, const char *path, guint64 bytes, guint64 usec, unsigned saves,
+                              SaveSpeedDone done);

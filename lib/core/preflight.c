@@ -8,6 +8,7 @@
 #include "config.h"
 #include "scheduler.h"
 #include "terms.h"
+#include "util.h"
 
 #define MIB ((guint64) 1024 * 1024)
 /* A measurement outside these is a glitch (a save of a guest with no memory, a clock jump). */
@@ -242,25 +243,14 @@ void preflight_plan(const PreflightDir *dirs, guint n_dirs, const SaveSpeed *spe
         *ret = p;
 }
 
-char *preflight_format_usec(guint64 usec)
-{
-        guint64 s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
-
-        if (usec < 60 * USEC_PER_SEC)
-                return g_strdup_printf("%.1f s", (double) usec / (double) USEC_PER_SEC);
-        if (s < 3600)
-                return g_strdup_printf("%" G_GUINT64_FORMAT " min %" G_GUINT64_FORMAT " s", s / 60, s % 60);
-        return g_strdup_printf("%" G_GUINT64_FORMAT " h %" G_GUINT64_FORMAT " min", s / 3600, s / 60 % 60);
-}
-
 char *preflight_plan_warning(const PreflightPlan *p)
 {
         g_autofree char *total = NULL, *deadline = NULL;
 
         if (!p->over_deadline)
                 return NULL;
-        total = preflight_format_usec(p->total_usec);
-        deadline = preflight_format_usec(p->deadline_usec);
+        total = format_usec(p->total_usec);
+        deadline = format_usec(p->deadline_usec);
         return g_strdup_printf("the saves are estimated to take %s, more than the deadline of %s: "
                                "%u of %u saves are expected to end in time (shortest first)",
                                total, deadline, p->saves_in_time, p->saves);

@@ -82,7 +82,5 @@ typedef struct PreflightPlan {
 void preflight_plan(const PreflightDir *dirs, guint n_dirs, const SaveSpeed *speed, unsigned parallel_saves,
                     guint64 deadline_usec, PreflightGuest *guests, guint n_guests, PreflightPlan *ret);
 void preflight_guest_clear(PreflightGuest *g);
-/* "1 min 20 s", "3.2 s": for the plan and the warnings. */
-char *preflight_format_usec(guint64 usec);
 /* The warning of a plan over its deadline, NULL when it is not. */
 char *preflight_plan_warning(const PreflightPlan *p);
