@@ -1196,10 +1196,15 @@ static void plan_probed(const PreflightDir *dirs, guint n_dirs, const SaveSpeed 
 
                 r->steps = steps_to_string(pg->planned);
                 r->rank = pg->rank;
-                if (pg->estimate_usec > 0)
+                if (pg->estimate_usec > 0) {
+                        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+                        /* Seconds, a '.' whatever the daemon's locale: a value for programs. */
                         plan_setting(r, "save-estimate",
-                                     g_strdup_printf("%.1f", (double) pg->estimate_usec / USEC_PER_SEC),
+                                     g_strdup(g_ascii_formatd(buf, sizeof(buf), "%.1f",
+                                                              (double) pg->estimate_usec / USEC_PER_SEC)),
                                      "pre-flight");
+                }
                 if (pg->reason)
                         plan_setting(r, "not-saved", g_strdup(pg->reason), "pre-flight");
         }
