@@ -14,6 +14,7 @@
 #include "import.h"
 #include "takeover.h"
 #include "macro.h"
+#include "util.h"
 
 #define NAME  GK_BUS_NAME
 #define PATH  GK_OBJECT_PATH
@@ -369,10 +370,45 @@ static char *plan_cell(const char *value, const char *source)
 /* The keys of Plan()'s settings, in the table's order after the steps. */
 static const char *const plan_keys[] = {"order", "shutdown-timeout", "shutdown-mode", "start-delay"};
 
+/* After the plan's table: why saves were dropped, the estimate of the saves, and a warning when
+ * they would outlast the deadline (on stderr with --json, whose output stays the array). */
+static int plan_summary(sd_bus *bus, GPtrArray *notes)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autofree char *total = NULL, *deadline = NULL;
+        guint64 estimate_usec, deadline_usec;
+        unsigned saves, in_time, dropped;
+        const char *warning;
+        int r;
+
+        if (call(bus, "PlanSummary", &reply))
+                return 1;
+        r = sd_bus_message_read(reply, "ttuuus", &estimate_usec, &deadline_usec, &saves, &in_time, &dropped,
+                                &warning);
+        if (r < 0)
+                return fail("cannot parse PlanSummary(): %s", g_strerror(-r));
+        if (!arg_json) {
+                total = format_usec(estimate_usec);
+                deadline = format_usec(deadline_usec);
+                if (notes->len > 0 || saves > 0)
+                        printf("\n");
+                for (guint i = 0; i < notes->len; i++)
+                        printf("%s\n", (char *) notes->pdata[i]);
+                if (saves > 0)
+                        printf("%u save%s, estimated %s (deadline %s)\n", saves, saves == 1 ? "" : "s",
+                               total, deadline);
+        }
+        if (*warning)
+                fprintf(arg_json ? stderr : stdout, "%sWarning: %s\n", arg_json ? "guestkeeperctl: " : "",
+                        warning);
+        return 0;
+}
+
 static int cmd_plan(sd_bus *bus)
 {
         g_autoptr(sd_bus_message) reply = NULL;
         g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+        g_autoptr(GPtrArray) notes = g_ptr_array_new_with_free_func(g_free);
         const char *uri, *uuid, *name, *steps;
         GString *o = g_string_new("[");
         int persistent, r;
@@ -419,7 +455,9 @@ static int cmd_plan(sd_bus *bus)
                         g_auto(GStrv) parts = g_strsplit(steps, ",", -1);
                         const char *action = g_hash_table_lookup(value, "action");
                         const char *error = g_hash_table_lookup(value, "metadata-error");
-                        char **row = g_new0(char *, 9);
+                        const char *not_saved = g_hash_table_lookup(value, "not-saved");
+                        const char *estimate = g_hash_table_lookup(value, "save-estimate");
+                        char **row = g_new0(char *, 10);
                         g_autofree char *what = NULL;
 
                         if (streq_ptr(action, "skip"))
@@ -432,20 +470,27 @@ static int cmd_plan(sd_bus *bus)
                                 what = g_strdup("NOTHING: left running, dies with the host");
                         if (error)
                                 fprintf(stderr, "guestkeeperctl: %s: %s\n", name, error);
+                        if (not_saved)
+                                g_ptr_array_add(notes,
+                                                g_strdup_printf("%s is not saved: %s", name, not_saved));
                         row[0] = g_strdup(name);
                         row[1] = g_strdup(persistent ? "persistent" : "transient");
                         row[2] = g_steal_pointer(&what);
+                        row[3] = estimate ? g_strdup_printf("%s s", estimate) : g_strdup("-");
                         for (guint c = 0; c < G_N_ELEMENTS(plan_keys); c++)
-                                row[3 + c] = plan_cell(g_hash_table_lookup(value, plan_keys[c]),
+                                row[4 + c] = plan_cell(g_hash_table_lookup(value, plan_keys[c]),
                                                        g_hash_table_lookup(source, plan_keys[c]));
-                        row[7] = g_strdup(uri);
+                        row[8] = g_strdup(uri);
                         g_ptr_array_add(rows, row);
                 }
         }
-        return finish_rows(o, r, "Plan",
-                           (const char *const[]){"NAME", "KIND", "AT SHUTDOWN", "ORDER", "TIMEOUT", "MODE",
-                                                 "START DELAY", "URI"},
-                           rows, 8, "running guests");
+        r = finish_rows(o, r, "Plan",
+                        (const char *const[]){"NAME", "KIND", "AT SHUTDOWN", "SAVE EST.", "ORDER", "TIMEOUT",
+                                              "MODE", "START DELAY", "URI"},
+                        rows, 9, "running guests");
+        if (r != 0)
+                return r;
+        return plan_summary(bus, notes);
 }
 
 typedef struct Follow {

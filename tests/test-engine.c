@@ -905,6 +905,87 @@ START_TEST(test_restore_failed_skipped_unwritten_outcome_started)
 }
 END_TEST
 
+/* ---- pre-flight ---- */
+
+START_TEST(test_preflight_drops_saves_that_cannot_be_done)
+{
+        g_autoptr(Run) run = NULL;
+        g_autofree char *needle = NULL;
+
+        /* A petabyte of memory fits on no disk; the checked directory is the test's own. */
+        config->managed_save_dir = g_strdup(dir);
+        ADD(.name = "huge", .persistent = true, .memory_kib = (guint64) 1 << 40);
+        ADD(.name = "vfio", .persistent = true, .memory_kib = 1024, .hostdev = true);
+        ADD(.name = "small", .persistent = true, .memory_kib = 1024);
+
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "small")->outcome, OUTCOME_SAVED);
+        ck_assert_uint_gt(guest(run, "small")->estimate_usec, 0);
+        ck_assert_int_eq(guest(run, "huge")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "huge", FAKE_SAVE), 0);
+        needle = g_strdup_printf("not enough space in %s: needs 1073741824 MiB", dir);
+        ck_assert_ptr_nonnull(strstr(guest(run, "huge")->error, needle));
+        ck_assert_uint_eq(guest(run, "huge")->estimate_usec, 0);
+        ck_assert_int_eq(guest(run, "vfio")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "vfio", FAKE_SAVE), 0);
+        ck_assert_str_eq(guest(run, "vfio")->error, "host device passthrough cannot be saved");
+        ck_assert(testlib_has_message(run->messages,
+                                      "vfio will not be saved: host device passthrough cannot "
+                                      "be saved; shutting it down instead"));
+        /* The record says so before anything happens, and keeps the reason. */
+        ck_assert_uint_eq(recorded("huge")->steps, STEP_MASK(STEP_SHUTDOWN) | STEP_MASK(STEP_POWEROFF));
+        ck_assert_ptr_nonnull(strstr(recorded("huge")->error, "not enough space"));
+}
+END_TEST
+
+START_TEST(test_preflight_aborts_domain_job)
+{
+        g_autoptr(Run) run = NULL;
+
+        ADD(.name = "busy", .persistent = true, .memory_kib = 1024, .job = "backup", .save_ms = 20);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "busy")->outcome, OUTCOME_SAVED);
+        ck_assert_uint_eq(fake_calls(hv, "busy", FAKE_ABORT), 1);
+        ck_assert(testlib_has_message(run->messages, "Aborted the backup job of busy to save it"));
+        ck_assert_uint_ge(guest(run, "busy")->save_usec, 20 * USEC_PER_MSEC);
+}
+END_TEST
+
+START_TEST(test_preflight_abort_jobs_no_shuts_down)
+{
+        g_autoptr(Run) run = NULL;
+
+        config->abort_jobs = false;
+        ADD(.name = "busy", .persistent = true, .memory_kib = 1024, .job = "backup");
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_eq(guest(run, "busy")->outcome, OUTCOME_SHUTDOWN);
+        ck_assert_uint_eq(fake_calls(hv, "busy", FAKE_ABORT), 0);
+        ck_assert_uint_eq(fake_calls(hv, "busy", FAKE_SAVE), 0);
+        ck_assert_str_eq(guest(run, "busy")->error, "save failed: a backup job is running (AbortJobs=no)");
+}
+END_TEST
+
+START_TEST(test_preflight_deadline_shortest_first)
+{
+        g_autoptr(Run) run = NULL;
+
+        /* One save at a time, 1.3 s + 350 MiB/s each (no measurement yet): 4 GiB, 1 GiB and
+         * 128 MiB are ~19 s in all, over a 10 s deadline: the shortest go first. */
+        config->parallel_saves = 1;
+        config->deadline_usec = 10 * USEC_PER_SEC;
+        ADD(.name = "large", .persistent = true, .memory_kib = 4 << 20);
+        ADD(.name = "mid", .persistent = true, .memory_kib = 1 << 20);
+        ADD(.name = "small", .persistent = true, .memory_kib = 128 << 10);
+        run = run_to_end(RUN_PRESERVE);
+        ck_assert_int_lt(event_at(run, "small", "saving"), event_at(run, "mid", "saving"));
+        ck_assert_int_lt(event_at(run, "mid", "saving"), event_at(run, "large", "saving"));
+        ck_assert(testlib_has_message(run->messages,
+                                      "Pre-flight: the saves are estimated to take 18.9 s, more "
+                                      "than the deadline of 10.0 s: 2 of 3 saves are expected "
+                                      "to end in time (shortest first)"));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("engine");
@@ -916,6 +997,10 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_checked_fixture(tr, setup, teardown);
         tcase_add_test(tc, test_default_escalation);
+        tcase_add_test(tc, test_preflight_drops_saves_that_cannot_be_done);
+        tcase_add_test(tc, test_preflight_aborts_domain_job);
+        tcase_add_test(tc, test_preflight_abort_jobs_no_shuts_down);
+        tcase_add_test(tc, test_preflight_deadline_shortest_first);
         tcase_add_test(tc, test_save_failure_falls_to_shutdown);
         tcase_add_test(tc, test_stuck_guest_powered_off_after_timeout);
         tcase_add_test(tc, test_deadline_powers_off);

@@ -4,7 +4,9 @@
  * backend the daemon uses. What is checked is libvirt's own view of each guest. */
 #include <libvirt/libvirt.h>
 
+#include "domain-xml.h"
 #include "engine.h"
+#include "policy.h"
 #include "util.h"
 #include "testlib.h"
 
@@ -101,6 +103,56 @@ static Outcome outcome_of(Engine *e, const char *name)
                         return ((EngineGuest *) gs->pdata[i])->outcome;
         return _OUTCOME_INVALID;
 }
+
+START_TEST(test_domain_xml_scan)
+{
+        static const char xml[] =
+                "<domain type='qemu' id='3'>\n"
+                "  <name>vm</name>\n"
+                "  <metadata>\n"
+                "    <other:x "
+                "xmlns:other=\"https://example.org/x\"><other:action>save</other:action></other:x>\n"
+                "    <gk:guest xmlns:gk=\"https://guestkeeper.org/xmlns/guest/1\">\n"
+                "      <gk:action>shutdown</gk:action>\n"
+                "      <gk:order>2</gk:order>\n"
+                "    </gk:guest>\n"
+                "  </metadata>\n"
+                "  <memory unit='KiB'>524288</memory>\n"
+                "  <currentMemory unit='KiB'>262144</currentMemory>\n"
+                "  <devices>\n"
+                "    <hostdev mode='subsystem' type='pci' managed='yes'><source/></hostdev>\n"
+                "  </devices>\n"
+                "</domain>\n";
+        DomainXmlInfo info;
+        GuestSettings settings = {};
+        g_autofree char *err = NULL;
+
+        ck_assert_int_eq(domain_xml_scan(xml, HYPERVISOR_METADATA_NS, &info), 0);
+        ck_assert_uint_eq(info.memory_kib, 262144);
+        ck_assert(info.hostdev);
+        ck_assert_ptr_nonnull(info.metadata);
+        /* What virDomainGetMetadata would give: the policy reads it the same way. */
+        ck_assert_int_eq(policy_parse_metadata(info.metadata, &settings, &err), 0);
+        ck_assert_int_eq(settings.action, ACTION_SHUTDOWN);
+        ck_assert_int_eq(settings.order, 2);
+        domain_xml_info_clear(&info);
+
+        ck_assert_int_eq(domain_xml_scan("<domain><memory unit='KiB'>1024</memory><devices><interface "
+                                         "type='network'/></devices></domain>",
+                                         HYPERVISOR_METADATA_NS, &info),
+                         0);
+        ck_assert_uint_eq(info.memory_kib, 1024);
+        ck_assert(!info.hostdev);
+        ck_assert_ptr_null(info.metadata);
+        ck_assert_int_eq(domain_xml_scan("<domain><devices><interface type='hostdev'/></devices></domain>",
+                                         HYPERVISOR_METADATA_NS, &info),
+                         0);
+        ck_assert(info.hostdev);
+        ck_assert_int_eq(domain_xml_scan("<network/>", HYPERVISOR_METADATA_NS, &info), -EINVAL);
+        ck_assert_int_eq(domain_xml_scan("<domain>", HYPERVISOR_METADATA_NS, &info), -EINVAL);
+        ck_assert_int_eq(domain_xml_scan(NULL, HYPERVISOR_METADATA_NS, &info), -EINVAL);
+}
+END_TEST
 
 START_TEST(test_preserve_and_restore_save_all)
 {
@@ -214,6 +266,7 @@ int main(void)
         hypervisor_libvirt_global_init();
         tcase_set_timeout(tc, 60);
         tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_domain_xml_scan);
         tcase_add_test(tc, test_preserve_and_restore_save_all);
         tcase_add_test(tc, test_default_config_transient_shut_down_and_recreated);
         tcase_add_test(tc, test_graceful_shutdown_without_save);

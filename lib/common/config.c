@@ -15,6 +15,7 @@ typedef enum KeyType {
         KEY_UNSIGNED,
         KEY_BOOL,
         KEY_SHUTDOWN_MODE,
+        KEY_PATH,
 } KeyType;
 
 typedef struct KeyDef {
@@ -42,6 +43,8 @@ static const KeyDef keys[] = {
         KEY("Shutdown", "BypassCache", KEY_BOOL, bypass_cache),
         KEY("Shutdown", "ShutdownMode", KEY_SHUTDOWN_MODE, shutdown_mode),
         KEY("Shutdown", "ShutdownRepeatSec", KEY_SECONDS, shutdown_repeat_usec),
+        KEY("Shutdown", "ManagedSaveDirectory", KEY_PATH, managed_save_dir),
+        KEY("Shutdown", "AbortJobs", KEY_BOOL, abort_jobs),
         KEY("Boot", "Restore", KEY_BOOL, restore),
         KEY("Boot", "StartDelaySec", KEY_SECONDS, start_delay_usec),
         KEY("Boot", "ParallelStarts", KEY_UNSIGNED, parallel_starts),
@@ -102,6 +105,8 @@ Config *config_new_default(void)
         /* libvirtd socket-activated late, a remote host still booting, NFS/iSCSI storage not
          * mounted yet: minutes, not seconds. */
         c->restore_retry_usec = 5 * 60 * USEC_PER_SEC;
+        c->managed_save_dir = NULL;
+        c->abort_jobs = true;
         c->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
         return c;
 }
@@ -126,6 +131,7 @@ Config *config_copy(const Config *c)
         Config *n = g_memdup2(c, sizeof(*c));
 
         n->uris = g_strdupv(c->uris);
+        n->managed_save_dir = g_strdup(c->managed_save_dir);
         n->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
         for (guint i = 0; i < c->guest_sections->len; i++) {
                 const GuestSection *s = c->guest_sections->pdata[i];
@@ -143,6 +149,7 @@ Config *config_free(Config *c)
         if (!c)
                 return NULL;
         g_strfreev(c->uris);
+        g_free(c->managed_save_dir);
         g_ptr_array_unref(c->guest_sections);
         g_free(c);
         return NULL;
@@ -495,6 +502,15 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                         return r;
                 }
                 *(bool *) field = b;
+                return 0;
+        case KEY_PATH:
+                /* Empty: set, and nothing there (no check). */
+                if (*value != '\0' && !g_path_is_absolute(value)) {
+                        *ret_what = g_strdup_printf("\"%s\" is not an absolute path", value);
+                        return -EINVAL;
+                }
+                g_free(*(char **) field);
+                *(char **) field = g_strdup(value);
                 return 0;
         }
         g_assert_not_reached();

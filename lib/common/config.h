@@ -80,6 +80,8 @@ typedef struct Config {
         guint64 agent_timeout_usec;   /* at boot, how long a group waits for guest agents */
         bool restore_after_crash;     /* start guests lost while nobody watched (power cut, crash) */
         guint64 restore_retry_usec;   /* how long failed starts are retried after a restore began */
+        char *managed_save_dir;       /* libvirt's managed-save images: NULL = by URI, "" = no check */
+        bool abort_jobs;              /* abort a running domain job (backup, dump) before a save */
         GPtrArray *guest_sections;    /* GuestSection*, in the order read (later wins) */
 } Config;
 

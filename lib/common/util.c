@@ -73,3 +73,14 @@ fail:
         unlink(tmp);
         return r;
 }
+
+char *format_usec(guint64 usec)
+{
+        guint64 s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
+
+        if (usec < 60 * USEC_PER_SEC)
+                return g_strdup_printf("%.1f s", (double) usec / (double) USEC_PER_SEC);
+        if (s < 3600)
+                return g_strdup_printf("%" G_GUINT64_FORMAT " min %" G_GUINT64_FORMAT " s", s / 60, s % 60);
+        return g_strdup_printf("%" G_GUINT64_FORMAT " h %" G_GUINT64_FORMAT " min", s / 3600, s / 60 % 60);
+}

@@ -17,6 +17,9 @@ int write_file_durable(const char *path, const char *data, size_t len);
  * die right there (tests/test-record.c). NULL in the daemon. */
 extern void (*write_file_durable_before_rename)(const char *tmp_path);
 
+/* A duration for people: "3.2 s", "1 min 20 s", "2 h 5 min". */
+char *format_usec(guint64 usec);
+
 /* Monotonic clock in µs. */
 static inline guint64 now_usec(void)
 {

@@ -43,6 +43,7 @@ void guest_start_step(Guest *g, Step s)
                 {
                         EngineJob *j = engine_job_new(e, JOB_SAVE, g, NULL);
                         j->job.flag = e->config->bypass_cache;
+                        j->job.abort_jobs = e->config->abort_jobs;
                         if (!g->pub.persistent) {
                                 g_free(g->save_file);
                                 g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
@@ -158,6 +159,10 @@ void guest_on_save_done(Guest *g, EngineJob *j)
 {
         Engine *e = g->engine;
 
+        if (j->job.aborted)
+                engine_say(e, ENGINE_LEVEL_NOTICE, g, NULL, "Aborted the %s job of %s to save it",
+                           j->job.aborted, g->pub.name);
+
         if (scheduler_holds(e->sched, g, SCHED_SAVE))
                 guest_release_slots(g);
         if (g->pub.finished)
@@ -173,6 +178,7 @@ void guest_on_save_done(Guest *g, EngineJob *j)
                         g_free(g->rec->save_file);
                         g->rec->save_file = g_strdup(g->save_file);
                 }
+                g->pub.save_usec = j->job.save_usec;
                 guest_finish(g, OUTCOME_SAVED);
                 return;
         }
@@ -296,6 +302,73 @@ void guest_on_state_done(Guest *g, EngineJob *j)
         guest_advance(g);
 }
 
+static gint rank_cmp(gconstpointer a, gconstpointer b, gpointer ranks)
+{
+        guint x = GPOINTER_TO_UINT(g_hash_table_lookup(ranks, *(Guest *const *) a));
+        guint y = GPOINTER_TO_UINT(g_hash_table_lookup(ranks, *(Guest *const *) b));
+
+        return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Before the record is written: drops the saves that cannot be done (host devices, no space),
+ * estimates the saves, and orders them shortest first when they would outlast the deadline. */
+static void engine_preflight(Engine *e)
+{
+        g_autofree PreflightGuest *pg = g_new0(PreflightGuest, MAX(e->guests->len, 1));
+        g_autoptr(GHashTable) ranks = g_hash_table_new(NULL, NULL);
+        g_autofree char *total = NULL, *warning = NULL;
+        PreflightPlan plan;
+
+        if (e->guests->len == 0)
+                return;
+        if (e->probe_timed_out)
+                engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
+                           "Free space of the save directories unknown (no answer within %" G_GUINT64_FORMAT
+                           " s): saving without checking it",
+                           PREFLIGHT_PROBE_TIMEOUT_USEC / USEC_PER_SEC);
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+
+                pg[i] = (PreflightGuest){
+                        .memory_bytes = g->pub.memory_kib * 1024,
+                        .hostdev = g->hostdev,
+                        .steps = g->pub.steps,
+                        .has_order = g->policy.has_order,
+                        .order = g->policy.order,
+                        .dir = !e->dirs            ? -1
+                               : g->pub.persistent ? g->slot->save_dir
+                                                   : e->transient_dir,
+                };
+        }
+        preflight_plan(e->dirs, e->n_dirs, &e->speed, e->config->parallel_saves, e->config->deadline_usec,
+                       pg, e->guests->len, &plan);
+        for (guint i = 0; i < e->guests->len; i++) {
+                Guest *g = e->guests->pdata[i];
+
+                g->pub.estimate_usec = pg[i].estimate_usec;
+                g_hash_table_insert(ranks, g, GUINT_TO_POINTER(pg[i].rank));
+                if (pg[i].reason) {
+                        g->pub.steps = g->rec->steps = pg[i].planned;
+                        g_free(g->pub.error);
+                        g->pub.error = g_strdup(pg[i].reason);
+                        engine_say(e, ENGINE_LEVEL_WARNING, g, NULL, "%s will not be saved: %s; %s",
+                                   g->pub.name, pg[i].reason,
+                                   pg[i].planned & STEP_MASK(STEP_SHUTDOWN)   ? "shutting it down instead"
+                                   : pg[i].planned & STEP_MASK(STEP_POWEROFF) ? "powering it off instead"
+                                                                              : "no other step is allowed");
+                }
+                preflight_guest_clear(&pg[i]);
+        }
+        total = format_usec(plan.total_usec);
+        engine_say(e, ENGINE_LEVEL_INFO, NULL, NULL, "Pre-flight: %u saves, estimated %s%s", plan.saves,
+                   total, plan.dropped ? "; some saves dropped" : "");
+        warning = preflight_plan_warning(&plan);
+        if (warning)
+                engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL, "Pre-flight: %s", warning);
+        /* The run order is the order the steps are queued in. */
+        g_ptr_array_sort_with_data(e->guests, rank_cmp, ranks);
+}
+
 void engine_begin_preserve(Engine *e)
 {
         for (guint i = 0; i < e->n_slots; i++) {
@@ -324,6 +397,7 @@ void engine_begin_preserve(Engine *e)
                         }
                         g = guest_new(e, slot, info->uuid, info->name, info->persistent);
                         g->pub.memory_kib = info->memory_kib;
+                        g->hostdev = info->hostdev;
                         g->policy = policy;
                         g->pub.steps = g->policy.steps;
                         scheduler_add(e->sched, g, g->policy.has_order, g->policy.order);
@@ -335,6 +409,7 @@ void engine_begin_preserve(Engine *e)
                 }
         }
 
+        engine_preflight(e);
         if (e->guests->len > 0 && g_mkdir_with_parents(e->save_dir, 0700) < 0)
                 engine_say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Cannot create %s: %s", e->save_dir,
                            g_strerror(errno));

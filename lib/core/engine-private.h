@@ -10,6 +10,7 @@
 #include "job.h"
 #include "macro.h"
 #include "policy.h"
+#include "preflight-probe.h"
 #include "record-writer.h"
 #include "scheduler.h"
 
@@ -41,6 +42,7 @@ struct HvSlot {
         bool reachable;
         bool list_done;        /* the list came back, or was given up on */
         GSource *list_timeout; /* gives up on a list that does not come back */
+        int save_dir;          /* its managed-save directory: index in Engine.probe_paths, -1 none */
 };
 
 struct Guest {
@@ -53,6 +55,7 @@ struct Guest {
         unsigned jobs;     /* jobs in flight for this guest */
         bool stopped_seen; /* a lifecycle event said it stopped, not by our save */
         bool late_save_ok; /* a save superseded by the deadline succeeded after all */
+        bool hostdev;      /* host device passthrough: pre-flight drops its save */
         bool progress_supported;
         bool progress_query;
         unsigned conn_retries;
@@ -82,6 +85,7 @@ struct Engine {
         guint64 list_timeout_usec;
         guint64 progress_interval_usec;
         GHashTable *restore_only; /* "uri\nuuid", NULL = all */
+        char *speed_file;
         Workers *workers;
         RecordWriter *writer;
         Record *record;
@@ -91,7 +95,16 @@ struct Engine {
 
         HvSlot *slots;
         guint n_slots;
-        guint lists_pending;
+        guint lists_pending; /* and the pre-flight probe */
+
+        /* pre-flight (preserve): the save directories, their free space, the save speed */
+        char **probe_paths;
+        int transient_dir; /* index of save_dir in probe_paths */
+        PreflightProbe *probe;
+        PreflightDir *dirs; /* NULL: not known */
+        guint n_dirs;
+        SaveSpeed speed;
+        bool probe_timed_out;
 
         Phase phase;
         bool cancelled;
@@ -161,6 +174,8 @@ void engine_on_event(Hypervisor *h, const char *uuid, GuestEvent event, int deta
 /* ---- engine-preserve.c ---- */
 
 void engine_begin_preserve(Engine *e);
+/* The pre-flight probe's answer (@dirs NULL: none in time). */
+void engine_probed(const PreflightDir *dirs, guint n_dirs, const SaveSpeed *speed, void *engine);
 void guest_advance(Guest *g);
 void guest_start_step(Guest *g, Step s);
 void guest_arm_timeout(Guest *g, guint64 t);

@@ -298,6 +298,55 @@ void engine_slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *l
                 engine_begin(e);
 }
 
+void engine_probed(const PreflightDir *dirs, guint n_dirs, const SaveSpeed *speed, void *engine)
+{
+        Engine *e = engine;
+
+        e->probe = NULL;
+        e->speed = *speed;
+        if (dirs) {
+                /* The paths point into probe_paths, which the engine keeps. */
+                e->dirs = g_memdup2(dirs, sizeof(PreflightDir) * n_dirs);
+                e->n_dirs = n_dirs;
+                for (guint i = 0; i < n_dirs; i++)
+                        e->dirs[i].path = e->probe_paths[i];
+        } else
+                e->probe_timed_out = true;
+        g_assert(e->lists_pending > 0);
+        if (--e->lists_pending == 0)
+                engine_begin(e);
+}
+
+/* Where the saves of this run go: each URI's managed-save directory (if known) and the
+ * transient guests' directory; their free space and the save speed are read on a worker
+ * while the URIs are listed. */
+static void start_probe(Engine *e)
+{
+        g_autoptr(GPtrArray) paths = g_ptr_array_new();
+
+        for (guint i = 0; i < e->n_slots; i++) {
+                g_autofree char *uri = hypervisor_get_uri(e->slots[i].hv);
+                const char *dir = preflight_managed_save_dir(e->config->managed_save_dir, uri);
+                guint k;
+
+                e->slots[i].save_dir = -1;
+                if (!dir)
+                        continue;
+                for (k = 0; k < paths->len && !streq_ptr(paths->pdata[k], dir); k++)
+                        ;
+                if (k == paths->len)
+                        g_ptr_array_add(paths, g_strdup(dir));
+                e->slots[i].save_dir = (int) k;
+        }
+        e->transient_dir = (int) paths->len;
+        g_ptr_array_add(paths, g_strdup(e->save_dir));
+        g_ptr_array_add(paths, NULL);
+        e->probe_paths = (char **) g_ptr_array_free(g_steal_pointer(&paths), FALSE);
+        e->lists_pending++;
+        e->probe = preflight_probe_submit(e->workers, e->probe_paths, e->speed_file,
+                                          PREFLIGHT_PROBE_TIMEOUT_USEC, engine_probed, e);
+}
+
 static gboolean list_timeout_cb(gpointer p)
 {
         HvSlot *slot = p;
@@ -416,6 +465,8 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
                 while (g_hash_table_iter_next(&it, &k, NULL))
                         g_hash_table_add(e->restore_only, g_strdup(k));
         }
+        e->speed_file = g_strdup(opts->speed_file);
+        save_speed_default(&e->speed);
         e->workers = workers;
         e->writer = record_writer_new(record, on_record_written, e);
         e->record = record;
@@ -464,6 +515,7 @@ static void guest_free(Guest *g)
 
 static void engine_stop_sources(Engine *e)
 {
+        g_clear_pointer(&e->probe, preflight_probe_cancel);
         g_clear_pointer(&e->deadline_source, g_source_destroy);
         g_clear_pointer(&e->progress_source, g_source_destroy);
         if (e->wake_source) {
@@ -514,6 +566,9 @@ Engine *engine_unref(Engine *e)
         g_free(e->save_dir);
         if (e->restore_only)
                 g_hash_table_unref(e->restore_only);
+        g_free(e->speed_file);
+        g_strfreev(e->probe_paths);
+        g_free(e->dirs);
         g_free(e);
         return NULL;
 }
@@ -524,6 +579,8 @@ void engine_start(Engine *e)
 
         e->phase = PHASE_LISTING;
         e->lists_pending = e->n_slots;
+        if (e->kind == RUN_PRESERVE)
+                start_probe(e);
         /* The deadline covers the whole run, listing included. */
         if (e->kind == RUN_PRESERVE && e->config->deadline_usec > 0) {
                 e->deadline_source =
@@ -555,7 +612,8 @@ void engine_start(Engine *e)
                 }
                 engine_job_submit(j);
         }
-        if (e->n_slots == 0)
+        /* No URI at all, and no probe (a restore): nothing to wait for. */
+        if (e->phase == PHASE_LISTING && e->lists_pending == 0)
                 engine_begin(e);
 }
 
@@ -574,6 +632,11 @@ void engine_cancel(Engine *e)
         if (e->cancelled || e->phase == PHASE_DONE || e->phase == PHASE_FLUSHING)
                 return;
         e->cancelled = true;
+        if (e->phase == PHASE_LISTING && e->probe) {
+                g_clear_pointer(&e->probe, preflight_probe_cancel);
+                if (--e->lists_pending == 0)
+                        engine_begin(e);
+        }
         if (e->phase == PHASE_LISTING)
                 /* A cancel does not wait for lists still out (a URI that does not answer): the
                  * run begins with what it has, and every guest finds it cancelled. */

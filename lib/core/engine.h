@@ -37,8 +37,10 @@ typedef struct EngineGuest {
         char *name;
         bool persistent;
         guint64 memory_kib;
-        unsigned steps;  /* planned (preserve) */
-        Outcome outcome; /* what ListGuests() shows */
+        unsigned steps;        /* planned (preserve): pre-flight may have dropped the save */
+        guint64 estimate_usec; /* pre-flight's estimate of its save, 0 without one */
+        guint64 save_usec;     /* how long its successful save took, 0 if none */
+        Outcome outcome;       /* what ListGuests() shows */
         bool finished;
         char *error;     /* last error, NULL if none */
         double fraction; /* a save in flight: bytes done / total */
@@ -74,6 +76,7 @@ typedef struct EngineOptions {
         guint64 progress_interval_usec; /* how often a save's job stats are read */
         GHashTable *restore_only;       /* a restore of these record guests ("uri\nuuid") only; NULL:
                                          * every one (borrowed, copied) */
+        const char *speed_file;         /* the save speed measured in earlier runs (NULL: the default) */
 } EngineOptions;
 
 /* @hvs: the hypervisors (referenced), @record: the run's record (borrowed; the caller keeps

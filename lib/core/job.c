@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "job.h"
 
+#include <errno.h>
+
 #include "macro.h"
 #include "util.h"
 
@@ -19,6 +21,7 @@ void job_init_copy(Job *j, const Job *from)
         j->flag = from->flag;
         j->mode = from->mode;
         j->retry_usec = from->retry_usec;
+        j->abort_jobs = from->abort_jobs;
 }
 
 void job_clear(Job *j)
@@ -27,8 +30,55 @@ void job_clear(Job *j)
         g_clear_pointer(&j->file, g_free);
         g_clear_pointer(&j->xml, g_free);
         g_clear_pointer(&j->error, g_free);
+        g_clear_pointer(&j->aborted, g_free);
         g_clear_pointer(&j->list, g_ptr_array_unref);
         g_clear_pointer(&j->hv, hypervisor_unref);
+}
+
+/* A domain job under way (a backup, a dump) would make the save wait, then fail: abort it
+ * and wait for it to end, or fail at once with AbortJobs=no. On the worker, so that the
+ * wait costs the main thread nothing. */
+static int end_domain_job(Job *j)
+{
+        const HypervisorOps *ops = j->hv->ops;
+        g_autofree char *kind = NULL;
+        guint64 until;
+        int r;
+
+        r = ops->domain_job(j->hv, j->uuid, &kind, &j->error);
+        g_clear_pointer(&j->error, g_free);
+        if (r <= 0)
+                return 0; /* none, or the driver cannot tell (test driver): the save will say */
+        if (!j->abort_jobs) {
+                j->error = g_strdup_printf("a %s job is running (AbortJobs=no)", kind);
+                return -EBUSY;
+        }
+        r = ops->abort_job(j->hv, j->uuid, &j->error);
+        if (r < 0 && r != -EINVAL) { /* -EINVAL: it ended meanwhile */
+                g_autofree char *why = g_steal_pointer(&j->error);
+
+                j->error = g_strdup_printf("cannot abort its %s job: %s", kind, why);
+                return r;
+        }
+        g_clear_pointer(&j->error, g_free);
+        until = now_usec() + JOB_ABORT_WAIT_USEC;
+        for (;;) {
+                g_autofree char *still = NULL;
+
+                r = ops->domain_job(j->hv, j->uuid, &still, &j->error);
+                g_clear_pointer(&j->error, g_free);
+                if (r <= 0)
+                        break;
+                if (now_usec() >= until) {
+                        j->error = g_strdup_printf("its %s job did not end within %" G_GUINT64_FORMAT
+                                                   " s of the abort",
+                                                   kind, JOB_ABORT_WAIT_USEC / USEC_PER_SEC);
+                        return -ETIMEDOUT;
+                }
+                g_usleep(100 * USEC_PER_MSEC);
+        }
+        j->aborted = g_steal_pointer(&kind);
+        return 0;
 }
 
 void job_run(gpointer p)
@@ -50,7 +100,13 @@ void job_run(gpointer p)
                 }
                 break;
         case JOB_SAVE:
-                j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
+                j->r = end_domain_job(j);
+                if (j->r >= 0) {
+                        guint64 start = now_usec();
+
+                        j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
+                        j->save_usec = now_usec() - start;
+                }
                 break;
         case JOB_SHUTDOWN:
                 j->r = ops->shutdown(j->hv, j->uuid, j->mode, &j->error);

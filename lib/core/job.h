@@ -35,12 +35,15 @@ typedef struct Job {
         bool flag;          /* bypass cache (save, start, restore); include inactive (list) */
         unsigned mode;      /* JOB_SHUTDOWN: SHUTDOWN_MODE_* */
         guint64 retry_usec; /* JOB_LIST: how long an unreachable URI is retried */
+        bool abort_jobs;    /* JOB_SAVE: abort a domain job under way first (else fail) */
         /* result */
         int r;
         char *error;
         GPtrArray *list; /* JOB_LIST: GuestInfo* */
         GuestState state;
         guint64 processed, total;
+        char *aborted;     /* JOB_SAVE: the domain job aborted before the save ("dump"), or NULL */
+        guint64 save_usec; /* JOB_SAVE: how long the save itself took */
 } Job;
 
 void job_init(Job *j, JobKind kind, Hypervisor *hv, const char *uuid);
@@ -50,6 +53,9 @@ void job_init_copy(Job *j, const Job *from);
 void job_clear(Job *j);
 /* WorkerRun: performs the call. */
 void job_run(gpointer job);
+
+/* How long a save waits for an aborted domain job to end. */
+#define JOB_ABORT_WAIT_USEC (30 * USEC_PER_SEC)
 
 /* Delay before retry number @attempt (0-based): @first_ms doubled each time, at most @max_ms. */
 guint backoff_ms(unsigned attempt, guint first_ms, guint max_ms);

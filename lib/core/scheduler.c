@@ -60,15 +60,14 @@ void scheduler_set_cap(Scheduler *s, SchedKind k, unsigned cap)
         s->cap[k] = cap;
 }
 
-/* Run order of two groups: negative when @a runs first. */
-static int group_cmp(const Scheduler *s, bool a_has, int a, bool b_has, int b)
+int scheduler_group_cmp(bool ascending, bool a_has, int a, bool b_has, int b)
 {
         if (a_has != b_has)
                 /* Without an order: first at shutdown, last at boot. */
-                return (a_has ? 1 : -1) * (s->ascending ? -1 : 1);
+                return (a_has ? 1 : -1) * (ascending ? -1 : 1);
         if (!a_has || a == b)
                 return 0;
-        return (a < b ? -1 : 1) * (s->ascending ? 1 : -1);
+        return (a < b ? -1 : 1) * (ascending ? 1 : -1);
 }
 
 void scheduler_add(Scheduler *s, gpointer item, bool has_order, int order)
@@ -79,7 +78,7 @@ void scheduler_add(Scheduler *s, gpointer item, bool has_order, int order)
 
         for (i = 0; i < s->groups->len; i++) {
                 Group *g = s->groups->pdata[i];
-                int c = group_cmp(s, has_order, order, g->has_order, g->order);
+                int c = scheduler_group_cmp(s->ascending, has_order, order, g->has_order, g->order);
 
                 if (c == 0)
                         grp = g;

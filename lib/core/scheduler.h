@@ -30,6 +30,9 @@ Scheduler *scheduler_new(bool ascending);
 Scheduler *scheduler_free(Scheduler *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Scheduler, scheduler_free);
 
+/* Run order of two order groups: negative when @a's group runs first. */
+int scheduler_group_cmp(bool ascending, bool a_has, int a, bool b_has, int b);
+
 void scheduler_set_cap(Scheduler *s, SchedKind k, unsigned cap);
 /* @item joins the run, in its group. Before its first push. */
 void scheduler_add(Scheduler *s, gpointer item, bool has_order, int order);

@@ -15,6 +15,7 @@ typedef struct FakeGuest {
         bool managed_save;
         bool shutdown_pending;
         char *metadata;
+        char *job;
         unsigned presses; /* ACPI requests heard */
         unsigned last_shutdown_mode;
         guint64 started_at;
@@ -42,6 +43,7 @@ static void fake_guest_free(gpointer p)
         g_free(g->name);
         g_free(g->uuid);
         g_free(g->metadata);
+        g_free(g->job);
         g_free(g);
 }
 
@@ -132,6 +134,7 @@ static int fk_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 info->persistent = g->spec.persistent;
                 info->state = g->state;
                 info->memory_kib = g->spec.memory_kib;
+                info->hostdev = g->spec.hostdev;
                 info->metadata = g_strdup(g->metadata);
                 if (!g->spec.persistent)
                         info->xml = g_strdup_printf("<domain><name>%s</name><uuid>%s</uuid></domain>",
@@ -182,6 +185,13 @@ static int fk_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
         if (!guest_state_is_active(g->state)) {
                 g_mutex_unlock(&h->lock);
                 return fail(ret_error, -EINVAL, "domain '%s' is not running", uuid);
+        }
+        if (g->job) {
+                /* As libvirt's QEMU driver says after waiting 30 s for the job to end. */
+                r = fail(ret_error, -EIO, "Timeout waiting for the %s job of domain '%s' to end", g->job,
+                         g->name);
+                g_mutex_unlock(&h->lock);
+                return r;
         }
         enter(f, g, FAKE_SAVE);
         g->bypass[FAKE_SAVE] = bypass_cache;
@@ -446,6 +456,38 @@ static int fk_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_process
         return 0;
 }
 
+static int fk_domain_job(Hypervisor *h, const char *uuid, char **ret_kind, char **ret_error)
+{
+        FakeGuest *g;
+        int r;
+
+        g = lock_guest(h, uuid, ret_error, &r);
+        if (!g)
+                return r;
+        r = g->job ? 1 : 0;
+        if (g->job)
+                *ret_kind = g_strdup(g->job);
+        g_mutex_unlock(&h->lock);
+        return r;
+}
+
+static int fk_abort_job(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        FakeGuest *g;
+        int r;
+
+        g = lock_guest(h, uuid, ret_error, &r);
+        if (!g)
+                return r;
+        g->calls[FAKE_ABORT]++;
+        if (!g->job)
+                r = fail(ret_error, -EINVAL, "no job is active on the domain");
+        else if (!g->spec.job_stuck)
+                g_clear_pointer(&g->job, g_free);
+        g_mutex_unlock(&h->lock);
+        return r;
+}
+
 static int fk_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
 {
         return fail(ret_error, -EOPNOTSUPP, "Guest agent is not responding (%s)", uuid);
@@ -488,6 +530,8 @@ static const HypervisorOps fake_ops = {
         .restore = fk_restore,
         .create_xml = fk_create_xml,
         .job_progress = fk_job_progress,
+        .domain_job = fk_domain_job,
+        .abort_job = fk_abort_job,
         .sync_time = fk_sync_time,
         .agent_ping = fk_agent_ping,
         .free = fk_free,
@@ -509,8 +553,11 @@ static void apply_spec(FakeGuest *g, const FakeGuestSpec *spec)
         g->spec.name = NULL;
         g->spec.uuid = NULL;
         g->spec.metadata = NULL;
+        g->spec.job = NULL;
         g_free(g->metadata);
         g->metadata = g_strdup(spec->metadata);
+        g_free(g->job);
+        g->job = g_strdup(spec->job);
 }
 
 const char *fake_add_guest(Hypervisor *h, const FakeGuestSpec *spec)

@@ -27,6 +27,9 @@ typedef struct FakeGuestSpec {
         unsigned ignore_presses; /* ACPI requests ignored before one is obeyed */
         bool agent;              /* has a guest agent: agent shutdown and ping work */
         guint agent_ready_ms;    /* the agent answers pings this long after a start */
+        bool hostdev;            /* has host device passthrough */
+        const char *job;         /* a domain job under way ("backup"), copied; a save fails while it runs */
+        bool job_stuck;          /* the job ignores an abort */
 } FakeGuestSpec;
 
 typedef enum FakeCounter {
@@ -35,6 +38,7 @@ typedef enum FakeCounter {
         FAKE_DESTROY,
         FAKE_START, /* start, restore, create */
         FAKE_PING,  /* guest agent pings, answered or not */
+        FAKE_ABORT, /* domain job aborts */
         _FAKE_COUNTER_MAX,
 } FakeCounter;
 

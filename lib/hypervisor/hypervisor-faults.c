@@ -165,6 +165,16 @@ static int fh_job_progress(Hypervisor *h, const char *uuid, guint64 *p, guint64 
         return FH(h)->inner->ops->job_progress(FH(h)->inner, uuid, p, t, ret_error);
 }
 
+static int fh_domain_job(Hypervisor *h, const char *uuid, char **ret_kind, char **ret_error)
+{
+        return FH(h)->inner->ops->domain_job(FH(h)->inner, uuid, ret_kind, ret_error);
+}
+
+static int fh_abort_job(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return FH(h)->inner->ops->abort_job(FH(h)->inner, uuid, ret_error);
+}
+
 static int fh_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
 {
         return FH(h)->inner->ops->sync_time(FH(h)->inner, uuid, ret_error);
@@ -194,6 +204,8 @@ static const HypervisorOps fault_ops = {
         .restore = fh_restore,
         .create_xml = fh_create_xml,
         .job_progress = fh_job_progress,
+        .domain_job = fh_domain_job,
+        .abort_job = fh_abort_job,
         .sync_time = fh_sync_time,
         .agent_ping = fh_agent_ping,
         .free = fh_free,

@@ -10,6 +10,7 @@
 #include <libvirt/virterror.h>
 #include <libvirt-glib/libvirt-glib.h>
 
+#include "domain-xml.h"
 #include "terms.h"
 #include "util.h"
 
@@ -429,18 +430,21 @@ static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 g->name = g_strdup(virDomainGetName(doms[i]));
                 g->persistent = virDomainIsPersistent(doms[i]) == 1;
                 g->state = state_from_libvirt(doms[i], st);
-                g->memory_kib = virDomainGetMaxMemory(doms[i]);
-                if (!g->persistent && guest_state_is_active(g->state)) {
-                        char *xml = virDomainGetXMLDesc(doms[i], VIR_DOMAIN_XML_SECURE);
-                        g->xml = g_strdup(xml);
-                        free(xml);
-                }
                 {
-                        /* NULL with VIR_ERR_NO_DOMAIN_METADATA: the guest has none of ours. */
-                        char *md = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT,
-                                                        HYPERVISOR_METADATA_NS, 0);
-                        g->metadata = g_strdup(md);
-                        free(md);
+                        /* One call gives the memory, the host devices and our metadata. The
+                         * secure form only where it is kept: what re-creates a transient guest. */
+                        bool keep = !g->persistent && guest_state_is_active(g->state);
+                        char *xml = virDomainGetXMLDesc(doms[i], keep ? VIR_DOMAIN_XML_SECURE : 0);
+                        DomainXmlInfo info;
+
+                        if (domain_xml_scan(xml, HYPERVISOR_METADATA_NS, &info) >= 0) {
+                                g->memory_kib = info.memory_kib;
+                                g->hostdev = info.hostdev;
+                                g->metadata = g_steal_pointer(&info.metadata);
+                        }
+                        if (keep)
+                                g->xml = g_strdup(xml);
+                        free(xml);
                 }
                 virResetLastError();
                 g_ptr_array_add(list, g);
@@ -596,6 +600,51 @@ static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_process
         return 0;
 }
 
+static const char *job_operation_name(int op)
+{
+        switch (op) {
+        case VIR_DOMAIN_JOB_OPERATION_SAVE:
+                return "save";
+        case VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN:
+        case VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+                return "migration";
+        case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT:
+        case VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT:
+                return "snapshot";
+        case VIR_DOMAIN_JOB_OPERATION_DUMP:
+                return "dump";
+        case VIR_DOMAIN_JOB_OPERATION_BACKUP:
+                return "backup";
+        default:
+                return "domain";
+        }
+}
+
+static int lv_domain_job(Hypervisor *h, const char *uuid, char **ret_kind, char **ret_error)
+{
+        virTypedParameterPtr params = NULL;
+        int nparams = 0, type = 0, op = 0;
+        int r;
+
+        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
+                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        if (r < 0)
+                return r;
+        if (type != VIR_DOMAIN_JOB_NONE) {
+                (void) virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op);
+                *ret_kind = g_strdup(job_operation_name(op));
+                r = 1;
+        }
+        virTypedParamsFree(params, nparams);
+        virResetLastError();
+        return r;
+}
+
+static int lv_abort_job(Hypervisor *h, const char *uuid, char **ret_error)
+{
+        return DOMAIN_CALL(h, uuid, ret_error, "cannot abort the job", virDomainAbortJob(d));
+}
+
 static int lv_sync_time(Hypervisor *h, const char *uuid, char **ret_error)
 {
         return DOMAIN_CALL(h, uuid, ret_error, "cannot set time",
@@ -645,6 +694,8 @@ static const HypervisorOps libvirt_ops = {
         .restore = lv_restore,
         .create_xml = lv_create_xml,
         .job_progress = lv_job_progress,
+        .domain_job = lv_domain_job,
+        .abort_job = lv_abort_job,
         .sync_time = lv_sync_time,
         .agent_ping = lv_agent_ping,
         .free = lv_free,

@@ -44,9 +44,10 @@ typedef struct GuestInfo {
         char *name;
         bool persistent;
         GuestState state;
-        guint64 memory_kib;
-        char *xml;      /* transient, active guests only: what re-creates it */
-        char *metadata; /* our element of the guest's metadata (HYPERVISOR_METADATA_NS), or NULL */
+        guint64 memory_kib; /* current memory: what a save image needs */
+        bool hostdev;       /* host device passthrough (PCI/USB/VFIO): cannot be saved */
+        char *xml;          /* transient, active guests only: what re-creates it */
+        char *metadata;     /* our element of the guest's metadata (HYPERVISOR_METADATA_NS), or NULL */
 } GuestInfo;
 
 /* guestkeeper's namespace in libvirt's domain metadata (`virsh metadata DOMAIN NS`). */
@@ -99,6 +100,11 @@ typedef struct HypervisorOps {
         int (*create_xml)(Hypervisor *h, const char *xml, char **ret_error);
         int (*job_progress)(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
                             char **ret_error);
+        /* A domain job under way (a backup, a dump, a migration): 1 and what it is ("dump"),
+         * 0 when none. */
+        int (*domain_job)(Hypervisor *h, const char *uuid, char **ret_kind, char **ret_error);
+        /* Aborts the domain job under way (virDomainAbortJob); it may take a moment to end. */
+        int (*abort_job)(Hypervisor *h, const char *uuid, char **ret_error);
         int (*sync_time)(Hypervisor *h, const char *uuid, char **ret_error);
         /* The guest agent answers (guest-ping): 0; -EOPNOTSUPP when the driver cannot ask. */
         int (*agent_ping)(Hypervisor *h, const char *uuid, char **ret_error);

@@ -128,10 +128,16 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+static void plan_msg_unref(gpointer msg)
 {
+        sd_bus_message_unref(msg);
+}
+
+static void plan_reply(Manager *m, GPtrArray *rows, const PreflightPlan *plan, const char *warning,
+                       void *userdata)
+{
+        sd_bus_message *msg = userdata;
         g_autoptr(sd_bus_message) reply = NULL;
-        g_autoptr(GPtrArray) rows = manager_plan(userdata);
         int r;
 
         r = sd_bus_message_new_method_return(msg, &reply);
@@ -156,9 +162,35 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+                (void) sd_bus_reply_method_errno(msg, r, NULL);
+}
+
+/* The reply waits for the pre-flight probe (the save directories' free space, on a worker). */
+static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        manager_plan(userdata, plan_reply, sd_bus_message_ref(msg), plan_msg_unref);
+        return 1;
+}
+
+static void plan_summary_reply(Manager *m, GPtrArray *rows, const PreflightPlan *plan, const char *warning,
+                               void *userdata)
+{
+        sd_bus_message *msg = userdata;
+        int r;
+
+        r = sd_bus_reply_method_return(msg, "ttuuus", plan->total_usec, plan->deadline_usec, plan->saves,
+                                       plan->saves_in_time, plan->dropped, warning ?: "");
+        if (r < 0)
+                (void) sd_bus_reply_method_errno(msg, r, NULL);
+}
+
+static int method_plan_summary(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        manager_plan(userdata, plan_summary_reply, sd_bus_message_ref(msg), plan_msg_unref);
+        return 1;
 }
 
 static int get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -269,6 +301,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssba(sss))", guests), method_plan,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("PlanSummary", SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("t", estimate_usec, "t", deadline_usec, "u", saves, "u",
+                                              saves_in_time, "u", saves_dropped, "s", warning),
+                                method_plan_summary, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("PreserveGuestsWithFlags", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT,
                                 method_preserve_with_flags, SD_BUS_VTABLE_UNPRIVILEGED),

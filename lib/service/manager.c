@@ -11,6 +11,7 @@
 #include "log.h"
 #include "macro.h"
 #include "policy.h"
+#include "preflight-probe.h"
 #include "unit-state.h"
 #include "util.h"
 
@@ -47,7 +48,11 @@ typedef struct Waiting {
         char *why;
 } Waiting;
 
+/* In the state directory: the save speed measured on this host (preflight.h). */
+#define SPEED_FILE "save-bandwidth"
+
 static void schedule_flush(Manager *m);
+static void note_save_speed(Manager *m, Engine *e);
 static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only);
 static void check_conflicts(Manager *m);
 static bool maybe_restore(Manager *m);
@@ -469,6 +474,7 @@ static void on_finished(Engine *e, void *userdata)
 
         run_summary_free(m->last);
         m->last = engine_summarize(e);
+        note_save_speed(m, e);
         if (m->keepalive_source) {
                 g_source_remove(m->keepalive_source);
                 m->keepalive_source = 0;
@@ -543,11 +549,13 @@ static const EngineCallbacks engine_callbacks = {
 static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only)
 {
         g_autofree char *save_dir = g_build_filename(m->state_dir, "save", NULL);
+        g_autofree char *speed_file = g_build_filename(m->state_dir, SPEED_FILE, NULL);
         g_autoptr(GPtrArray) hvs = guest_cache_hypervisors(m->cache);
         EngineOptions o = {
                 .kind = kind,
                 .config = m->config,
                 .save_dir = save_dir,
+                .speed_file = speed_file,
                 .connect_retry_usec =
                         kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
                 .list_timeout_usec = m->config->connect_timeout_usec,
@@ -1063,26 +1071,67 @@ static void plan_row_free(gpointer p)
         g_free(r);
 }
 
-typedef struct Plan {
+static void plan_setting(PlanRow *r, const char *key, char *value, const char *source)
+{
+        g_ptr_array_add(r->settings, g_strdup(key));
+        g_ptr_array_add(r->settings, value);
+        g_ptr_array_add(r->settings, g_strdup(source));
+}
+
+typedef struct PlanCall {
         Manager *m;
-        GPtrArray *rows;
-} Plan;
+        GPtrArray *rows;  /* PlanRow* */
+        GArray *guests;   /* PreflightGuest, one per row */
+        GPtrArray *paths; /* the save directories asked */
+        PreflightProbe *probe;
+        ManagerPlanDone done;
+        void *userdata;
+        GDestroyNotify destroy;
+} PlanCall;
+
+static void plan_call_free(gpointer p)
+{
+        PlanCall *c = p;
+
+        preflight_probe_cancel(c->probe);
+        g_ptr_array_unref(c->rows);
+        for (guint i = 0; i < c->guests->len; i++)
+                preflight_guest_clear(&g_array_index(c->guests, PreflightGuest, i));
+        g_array_unref(c->guests);
+        g_ptr_array_unref(c->paths);
+        if (c->destroy)
+                c->destroy(c->userdata);
+        g_free(c);
+}
+
+static int plan_dir(PlanCall *c, const char *dir)
+{
+        guint k;
+
+        if (!dir)
+                return -1;
+        for (k = 0; k < c->paths->len && !streq_ptr(c->paths->pdata[k], dir); k++)
+                ;
+        if (k == c->paths->len)
+                g_ptr_array_add(c->paths, g_strdup(dir));
+        return (int) k;
+}
 
 static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, void *userdata)
 {
-        Plan *p = userdata;
+        PlanCall *c = userdata;
+        Manager *m = c->m;
         GuestPolicy policy;
         PlanRow *r;
 
         if (!guest_state_is_active(g->state))
                 return;
-        policy_for_guest(p->m->config, g->name, g->persistent, g->metadata, &policy);
+        policy_for_guest(m->config, g->name, g->persistent, g->metadata, &policy);
         r = g_new0(PlanRow, 1);
         r->uri = g_strdup(uri);
         r->uuid = g_strdup(g->uuid);
         r->name = g_strdup(g->name);
         r->persistent = g->persistent;
-        r->steps = steps_to_string(policy.steps);
         r->settings = g_ptr_array_new_with_free_func(g_free);
         for (GuestKey k = 0; k < _GUEST_KEY_MAX; k++) {
                 char *value;
@@ -1095,25 +1144,131 @@ static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, vo
                                                       : "none");
                 else
                         value = g_strdup(""); /* no order */
-                g_ptr_array_add(r->settings, g_strdup(guest_key_to_string(k)));
-                g_ptr_array_add(r->settings, value);
-                g_ptr_array_add(r->settings, g_strdup(policy.source[k]));
+                plan_setting(r, guest_key_to_string(k), value, policy.source[k]);
         }
-        if (policy.error) {
-                g_ptr_array_add(r->settings, g_strdup("metadata-error"));
-                g_ptr_array_add(r->settings, g_strdup(policy.error));
-                g_ptr_array_add(r->settings, g_strdup("metadata"));
-        }
+        if (policy.error)
+                plan_setting(r, "metadata-error", g_strdup(policy.error), "metadata");
+        g_array_append_val(
+                c->guests,
+                ((PreflightGuest){
+                        .memory_bytes = g->memory_kib * 1024,
+                        .hostdev = g->hostdev,
+                        .steps = policy.steps,
+                        .has_order = policy.has_order,
+                        .order = policy.order,
+                        /* The transient guests' directory is the last one. */
+                        .dir = g->persistent ? plan_dir(c, preflight_managed_save_dir(
+                                                                   m->config->managed_save_dir, uri))
+                                             : -2,
+                }));
         guest_policy_clear(&policy);
-        g_ptr_array_add(p->rows, r);
+        g_ptr_array_add(c->rows, r);
 }
 
-GPtrArray *manager_plan(Manager *m)
+static gint plan_rank_cmp(gconstpointer a, gconstpointer b)
 {
-        GPtrArray *rows = g_ptr_array_new_with_free_func(plan_row_free);
+        const PlanRow *x = *(PlanRow *const *) a, *y = *(PlanRow *const *) b;
 
-        guest_cache_foreach(m->cache, plan_guest, &(Plan){m, rows});
-        return rows;
+        return x->rank < y->rank ? -1 : x->rank > y->rank ? 1 : 0;
+}
+
+static void plan_probed(const PreflightDir *dirs, guint n_dirs, const SaveSpeed *speed, void *userdata)
+{
+        PlanCall *c = userdata;
+        Manager *m = c->m;
+        g_autofree char *warning = NULL;
+        PreflightPlan plan;
+
+        c->probe = NULL;
+        for (guint i = 0; i < c->guests->len; i++) {
+                PreflightGuest *pg = &g_array_index(c->guests, PreflightGuest, i);
+
+                if (!dirs)
+                        pg->dir = -1; /* no answer in time: not checked */
+                else if (pg->dir == -2)
+                        pg->dir = (int) c->paths->len - 1;
+        }
+        preflight_plan(dirs, n_dirs, speed, m->config->parallel_saves, m->config->deadline_usec,
+                       (PreflightGuest *) (void *) c->guests->data, c->guests->len, &plan);
+        for (guint i = 0; i < c->rows->len; i++) {
+                PlanRow *r = c->rows->pdata[i];
+                PreflightGuest *pg = &g_array_index(c->guests, PreflightGuest, i);
+
+                r->steps = steps_to_string(pg->planned);
+                r->rank = pg->rank;
+                if (pg->estimate_usec > 0) {
+                        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+                        /* Seconds, a '.' whatever the daemon's locale: a value for programs. */
+                        plan_setting(r, "save-estimate",
+                                     g_strdup(g_ascii_formatd(buf, sizeof(buf), "%.1f",
+                                                              (double) pg->estimate_usec / USEC_PER_SEC)),
+                                     "pre-flight");
+                }
+                if (pg->reason)
+                        plan_setting(r, "not-saved", g_strdup(pg->reason), "pre-flight");
+        }
+        if (!dirs)
+                for (guint i = 0; i < c->rows->len; i++)
+                        plan_setting(c->rows->pdata[i], "space-unknown",
+                                     g_strdup("the save directories did not answer in time"), "pre-flight");
+        g_ptr_array_sort(c->rows, plan_rank_cmp);
+        warning = preflight_plan_warning(&plan);
+        c->done(m, c->rows, &plan, warning, c->userdata);
+        g_ptr_array_remove(m->plan_calls, c); /* frees it */
+}
+
+void manager_plan(Manager *m, ManagerPlanDone done, void *userdata, GDestroyNotify destroy)
+{
+        PlanCall *c = g_new0(PlanCall, 1);
+        g_autofree char *speed_file = g_build_filename(m->state_dir, SPEED_FILE, NULL);
+
+        c->m = m;
+        c->rows = g_ptr_array_new_with_free_func(plan_row_free);
+        c->guests = g_array_new(FALSE, TRUE, sizeof(PreflightGuest));
+        c->paths = g_ptr_array_new_with_free_func(g_free);
+        c->done = done;
+        c->userdata = userdata;
+        c->destroy = destroy;
+        guest_cache_foreach(m->cache, plan_guest, c);
+        g_ptr_array_add(c->paths, g_build_filename(m->state_dir, "save", NULL));
+        g_ptr_array_add(c->paths, NULL);
+        g_ptr_array_add(m->plan_calls, c);
+        c->probe = preflight_probe_submit(m->workers, (char *const *) c->paths->pdata, speed_file,
+                                          PREFLIGHT_PROBE_TIMEOUT_USEC, plan_probed, c);
+        g_ptr_array_remove_index(c->paths, c->paths->len - 1); /* the NULL */
+}
+
+static void speed_stored(int r, const char *path, const SaveSpeed *speed)
+{
+        if (r < 0)
+                log_full(LOG_WARNING, -r, NULL, NULL, "Cannot write the save speed to %s: %m", path);
+        else
+                log_debug("Save speed measured here: %" G_GUINT64_FORMAT " MiB/s after %u runs",
+                          speed->bytes_per_sec / (1024 * 1024), speed->runs);
+}
+
+/* The saves of a preserve run tell how fast this host saves: the next plans use it. */
+static void note_save_speed(Manager *m, Engine *e)
+{
+        g_autoptr(GPtrArray) gs = engine_guests(e);
+        g_autofree char *path = NULL;
+        guint64 bytes = 0, usec = 0;
+        unsigned saves = 0;
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                if (g->outcome != OUTCOME_SAVED || g->save_usec == 0)
+                        continue;
+                bytes += g->memory_kib * 1024;
+                usec += g->save_usec;
+                saves++;
+        }
+        if (saves == 0)
+                return;
+        path = g_build_filename(m->state_dir, SPEED_FILE, NULL);
+        save_speed_submit_update(m->workers, path, bytes, usec, saves, speed_stored);
 }
 
 /* ---- life cycle ---- */
@@ -1159,6 +1314,7 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->reconciled = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         m->waiting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, waiting_free);
         m->last_preserved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        m->plan_calls = g_ptr_array_new_with_free_func(plan_call_free);
 
         /* Neither a missing state directory nor an unreadable record stops the daemon: it
          * reports them and runs on (a run's record writes then fail loudly too). */
@@ -1200,6 +1356,7 @@ Manager *manager_free(Manager *m)
                 g_source_remove(m->settle_source);
         if (m->retry_source)
                 g_source_remove(m->retry_source);
+        g_ptr_array_unref(m->plan_calls);
         manager_disconnect_bus(m);
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */

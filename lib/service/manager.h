@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "guest-cache.h"
 #include "logind.h"
+#include "preflight.h"
 #include "record.h"
 #include "running-set.h"
 #include "worker.h"
@@ -49,7 +50,8 @@ typedef struct Manager {
         Workers *workers;
         GuestCache *cache; /* the guests of the configured URIs */
         Record *record;
-        GHashTable *outcomes; /* "uri\nuuid" → Outcome of the last run that touched the guest */
+        GHashTable *outcomes;  /* "uri\nuuid" → Outcome of the last run that touched the guest */
+        GPtrArray *plan_calls; /* Plan() calls waiting for the pre-flight probe */
 
         RunningSet *running;    /* the guests running now, kept on disk */
         GHashTable *reconciled; /* resolved URIs whose running set was checked against libvirt */
@@ -130,9 +132,15 @@ typedef struct PlanRow {
         bool persistent;
         char *steps;         /* "save,shutdown,poweroff"; "" = nothing: left running, or skipped */
         GPtrArray *settings; /* char*: key, value, source, key, value, source, … */
+        guint rank;          /* place in the run order */
 } PlanRow;
-/* What a host shutdown would do now to each running or paused guest. */
-GPtrArray *manager_plan(Manager *m); /* PlanRow*, owned by the array */
+/* @rows: PlanRow*, in run order; @plan: the saves' estimate; @warning: the plan's, or NULL. */
+typedef void (*ManagerPlanDone)(Manager *m, GPtrArray *rows, const PreflightPlan *plan, const char *warning,
+                                void *userdata);
+/* What a host shutdown would do now to each running or paused guest, pre-flight included:
+ * the free space of the save directories is read on a worker, so @done comes later (never
+ * from within this call). @destroy frees @userdata, also when the manager goes first. */
+void manager_plan(Manager *m, ManagerPlanDone done, void *userdata, GDestroyNotify destroy);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);

@@ -8,7 +8,9 @@ serial console (a resumed guest's heartbeat goes on; a booted one starts again).
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -582,6 +584,122 @@ class WatchE2E(E2E):
         self.assertEqual([r for r in self.client.run_finished if r[2] > 0], [])  # never failed
         self.assertNotIn('giving up', self.daemon.log_text())
         self.assertIn('start retried in', self.daemon.log_text())
+
+
+
+class PreflightE2E(E2E):
+    """Pre-flight on real guests: a save directory too small for both guests (a tmpfs over
+    libvirt's managed-save directory, inside libvirtd's mount namespace), and a guest whose
+    domain job (a dump to a slowly read FIFO) runs when the preserve run starts."""
+
+    test_host_shutdown_then_next_boot = None
+    test_stuck_guest_powered_off_after_timeout = None
+    test_rehearsal_preserve_then_restore = None
+    test_plain_sigterm_leaves_guests_running = None
+    test_progress_and_bus_during_a_real_save = None
+    test_hung_uri_next_to_real_guests = None
+
+    def small_save_dir(self, mib):
+        """A tmpfs of @mib MiB over /var/lib/libvirt/qemu/save as libvirtd sees it. Returns the
+        path under which the daemon (in our mount namespace) sees that same tmpfs."""
+        pid = self.libvirtd.proc.pid
+        inside = '/var/lib/libvirt/qemu/save'
+        subprocess.run(['nsenter', '-t', str(pid), '-m', 'mount', '-t', 'tmpfs', '-o', f'size={mib}m,mode=0711',
+                        'gk-small-save', inside], check=True)
+
+        def unmount():
+            self.remove_guests()  # their images are on it
+            subprocess.run(['nsenter', '-t', str(pid), '-m', 'umount', inside], check=True)
+        self.addCleanup(unmount)
+        return f'/proc/{pid}/root{inside}'
+
+    def test_not_enough_space(self):
+        """440 MiB of save space, two 320 MiB guests with 200 MiB of their memory filled: both
+        images (~230 MiB each) do not fit. The first in run order is saved; the second is
+        planned straight to a graceful shutdown ("not enough space"), so no save ever fails for
+        want of space."""
+        save_dir = self.small_save_dir(440)
+        self.boot(('first', 'cooperative', 320, 200, True), ('second', 'cooperative', 320, 200, True))
+        # [Guest second] Order=1: it comes after the guests without an order at shutdown.
+        self.start_daemon(f'[Shutdown]\nManagedSaveDirectory={save_dir}\n[Guest second]\nOrder=1\n')
+        reason = f'not enough space in {save_dir}: needs 320 MiB, 120 MiB free'
+        plan = harness.wait_until(
+            lambda: (p := {row[2]: row for row in self.client.call('Plan')[0]}) and len(p) == 2 and p, 30,
+            'both guests in Plan()')
+        settings = {k: (v, src) for k, v, src in plan['second'][5]}
+        self.assertEqual(plan['second'][3], 'shutdown,poweroff')
+        self.assertEqual(settings['not-saved'], (reason, 'pre-flight'))
+        self.assertEqual(plan['first'][3], 'save,shutdown,poweroff')
+        self.assertIn('save-estimate', {row[0] for row in plan['first'][5]})
+
+        self.logind.emit_prepare_for_shutdown(True)
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=180)
+        self.assertEqual((done, failed), (2, 0))
+        self.assertEqual(self.state('first'), 'saved')
+        self.assertTrue(os.path.getsize(os.path.join(save_dir, 'first.save')) > 150 << 20)
+        self.assertEqual(self.state('second'), 'shutoff')
+        self.assertIn('GK-POWEROFF', self.consoles['second'].text())  # it heard the ACPI button
+        rec = self.record()
+        self.assertEqual((rec['first']['Outcome'], rec['second']['Outcome']), ('saved', 'shutdown'))
+        self.assertIn(reason, rec['second']['Error'])
+        log = self.daemon.log_text()
+        self.assertIn(f'second will not be saved: {reason}; shutting it down instead', log)
+        # No save was tried that could fill the disk: none failed, nothing ran out of space.
+        self.assertNotIn('Save of', log)
+        self.assertNotIn('No space left', log)
+        with open(os.path.join(self.libvirtd.dir, 'libvirtd.log'), errors='replace') as f:
+            self.assertNotIn('No space left', f.read())
+        self.assertFalse(os.path.exists(os.path.join(save_dir, 'second.save')))
+        self.assertEqual(self.daemon.stop(), 0)
+
+    def test_running_dump_job_aborted_then_saved(self):
+        """A real domain job: `virsh dump --live` of the guest into a FIFO whose reader takes
+        4 KiB every 50 ms, so the dump runs for minutes. A preserve run aborts it, logs it, and
+        saves the guest."""
+        self.boot(('dumped', 'cooperative', 256, 100, True))
+        dom = self.conn.lookupByName('dumped')
+        fifo = os.path.join(self.wd.path, 'dump.fifo')
+        os.mkfifo(fifo)
+        read = {'bytes': 0}
+        stop = threading.Event()
+
+        def slow_reader():
+            with open(fifo, 'rb') as f:
+                while not stop.is_set():
+                    chunk = f.read(4096)
+                    if not chunk:
+                        return
+                    read['bytes'] += len(chunk)
+                    time.sleep(0.05)
+
+        dump_error = {}
+
+        def dump():
+            try:
+                libvirt.open(self.uri).lookupByName('dumped').coreDump(fifo, libvirt.VIR_DUMP_LIVE)
+            except libvirt.libvirtError as e:
+                dump_error['message'] = e.get_error_message()
+
+        reader = threading.Thread(target=slow_reader, daemon=True)
+        reader.start()
+        dumper = threading.Thread(target=dump, daemon=True)
+        dumper.start()
+        self.addCleanup(stop.set)
+        wait_until(lambda: dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE and read['bytes'] > 0, 30,
+                   'the dump job running')
+
+        save_dir = os.path.join(self.libvirtd.dir, 'lib', 'qemu', 'save')
+        self.start_daemon(f'[Shutdown]\nManagedSaveDirectory={save_dir}\n')
+        self.assertNotEqual(dom.jobInfo()[0], libvirt.VIR_DOMAIN_JOB_NONE, 'the dump ended by itself')
+        self.client.call('PreserveGuests')
+        kind, done, failed = self.client.wait_run_finished('preserve', timeout=120)
+        self.assertEqual((done, failed), (1, 0))
+        self.assertEqual(self.state('dumped'), 'saved')
+        self.assertIn('Aborted the dump job of dumped to save it', self.daemon.log_text())
+        dumper.join(30)
+        self.assertFalse(dumper.is_alive())
+        self.assertIn('message', dump_error)  # the dump did not complete: it was aborted
+        self.assertEqual(self.record()['dumped']['Outcome'], 'saved')
 
 
 if __name__ == '__main__':

@@ -113,8 +113,11 @@ class CtlTest(Base):
         self.assertEqual(js['keep']['steps'], [])
         self.assertIn('<order>: "first" is not an integer', js['odd']['settings']['metadata-error']['value'])
         r = self.ctl('plan')
-        self.assertRegex(r.stdout, r'web2 +persistent +save → shutdown → poweroff +3 \[metadata\] +120 \[Guest web\*\]'
-                                   r' +agent,acpi +0 ')
+        self.assertRegex(r.stdout, r'web2 +persistent +save → shutdown → poweroff +1\.7 s +3 \[metadata\] +'
+                                   r'120 \[Guest web\*\] +agent,acpi +0 ')
+        # Run order: the guests without an order, then order 10, then 3.
+        names = [line.split()[0] for line in r.stdout.splitlines()[1:5]]
+        self.assertEqual((set(names[:2]), names[2:]), ({'odd', 'keep'}, ['web1', 'web2']))
         self.assertRegex(r.stdout, r'keep +persistent +skipped \[Guest keep\]')
         self.assertIn('odd: malformed guestkeeper metadata, ignored', r.stderr)
         # ... and in the journal as soon as the guest is listed with it, not at the next shutdown.
@@ -128,6 +131,47 @@ class CtlTest(Base):
         self.assertLess(log.index('Shutdown: the guests order 10 begin'), log.index('web1: saved'))
         self.assertLess(log.index('web1: saved'), log.index('Shutdown: the guests order 3 begin'))
         self.assertEqual(self.state('keep'), 'running')
+
+    def test_plan_preflight(self):
+        """Pre-flight in the plan: each save's estimate (128 MiB guests, no speed measured yet:
+        1.3 s + 350 MiB/s), a guest with a PCI passthrough device planned to shutdown with the
+        reason (read from libvirt's XML), and the deadline warning."""
+        self.define('a')
+        self.define('b')
+        xml = harness.test_domain_xml('pci').replace(
+            '</domain>', "<devices><hostdev mode='subsystem' type='pci' managed='no'><source>"
+            "<address domain='0' bus='0' slot='7' function='0'/></source></hostdev></devices></domain>")
+        self.conn.defineXML(xml).create()
+        self.start_daemon(self.write_config('[Shutdown]\nDeadlineSec=3\nParallelSaves=1\n'))
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 3, 10, 'guests listed')
+        js = {g['name']: g for g in json.loads(self.ctl('--json', 'plan').stdout)}
+        self.assertEqual(js['a']['settings']['save-estimate'], {'value': '1.7', 'source': 'pre-flight'})
+        self.assertEqual(js['pci']['steps'], ['shutdown', 'poweroff'])
+        self.assertEqual(js['pci']['settings']['not-saved'],
+                         {'value': 'host device passthrough cannot be saved', 'source': 'pre-flight'})
+        self.assertNotIn('save-estimate', js['pci']['settings'])
+        r = self.ctl('plan')
+        self.assertRegex(r.stdout, r'pci +persistent +shutdown → poweroff +- ')
+        self.assertIn('pci is not saved: host device passthrough cannot be saved', r.stdout)
+        self.assertIn('2 saves, estimated 3.3 s (deadline 3.0 s)', r.stdout)
+        self.assertIn('Warning: the saves are estimated to take 3.3 s, more than the deadline of 3.0 s: '
+                      '1 of 2 saves are expected to end in time (shortest first)', r.stdout)
+        # --json keeps its array on stdout; the warning goes to stderr.
+        r = self.ctl('--json', 'plan')
+        self.assertIn('guestkeeperctl: Warning: the saves are estimated', r.stderr)
+        self.assertEqual(self.client.call('PlanSummary'),
+                         (3331428, 3000000, 2, 1, 1, r.stderr.split('Warning: ')[1].strip()))
+        # The run: pci is shut down, never saved, and says why.
+        self.client.call('PreserveGuests')
+        self.client.wait_run_finished('preserve', timeout=30)
+        self.assertEqual(self.state('pci'), 'shutoff')
+        self.assertEqual(self.state('a'), 'saved')
+        self.assertIn('pci will not be saved: host device passthrough cannot be saved; shutting it down instead',
+                      self.daemon.log_text())
+        # The saves were measured: the speed file exists for the next plans.
+        with open(os.path.join(self.daemon.state_dir, 'save-bandwidth')) as f:
+            self.assertRegex(f.read(), r'^fixed_usec=1300000\nbytes_per_sec=\d+\nruns=1\n$')
 
     def test_preserve_restore_follow(self):
         self.define('web1')
