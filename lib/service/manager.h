@@ -16,6 +16,7 @@
 #include "guest-cache.h"
 #include "logind.h"
 #include "record.h"
+#include "run-history.h"
 #include "running-set.h"
 #include "worker.h"
 
@@ -71,6 +72,17 @@ typedef struct Manager {
         bool preserve_after_run; /* a shutdown came during a restore */
         bool exit_after_run;     /* SIGTERM came during a run */
         guint64 run_started;
+
+        /* The run's identity for the journal (GUESTKEEPER_RUN_ID=) and its history. */
+        RunHistory *history;     /* the last runs, as on disk */
+        Workers *history_writer; /* one thread: the history's writes, in order, off the main thread */
+        char run_id[33];
+        RunReason run_reason;
+        char *run_requested_by;
+        gint64 run_started_wall;
+        char *requester;         /* the D-Bus caller of the method that starts the next run */
+        bool shutdown_cancelled; /* PrepareForShutdown(false): the next restore is its undoing */
+        char *shutdown_type;     /* what the host shutdown is (logind, systemd's jobs), if known */
 
         /* Set by manager_connect_bus(); NULL without a bus. */
         sd_event *event;
@@ -133,6 +145,9 @@ typedef struct PlanRow {
 } PlanRow;
 /* What a host shutdown would do now to each running or paused guest. */
 GPtrArray *manager_plan(Manager *m); /* PlanRow*, owned by the array */
+/* The runs LastRuns() shows (const RunRecord*, oldest first): the last preserve and the last
+ * restore, or with @all every run kept. */
+GPtrArray *manager_last_runs(Manager *m, bool all);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);
