@@ -478,11 +478,39 @@ static void history_write_free(gpointer p)
         run_history_write_free(p);
 }
 
+static void on_shutdown_target(const char *target, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (!target)
+                return;
+        g_free(m->shutdown_type);
+        m->shutdown_type = g_strdup(target);
+}
+
+/* What kind of host shutdown this is, best effort: logind's metadata (systemd >= 255), else the
+ * shutdown target systemd has a job for — queued once logind's delay is over, so a run asks
+ * again at SIGTERM. Unknown: "shutdown". */
+static void learn_shutdown_type(Manager *m)
+{
+        const char *type = m->logind ? logind_shutdown_type(m->logind) : NULL;
+
+        if (type) {
+                g_free(m->shutdown_type);
+                m->shutdown_type = g_strdup(type);
+                return;
+        }
+        if (m->bus)
+                (void) unit_state_query_shutdown_target(m->bus, on_shutdown_target, m);
+}
+
 /* Why this run, and who asked: for the journal and the run's history. */
 static void run_origin(Manager *m, RunKind kind, bool host_shutdown)
 {
         g_free(m->run_requested_by);
         if (kind == RUN_PRESERVE && host_shutdown) {
+                g_clear_pointer(&m->shutdown_type, g_free);
+                learn_shutdown_type(m);
                 m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
                 m->run_requested_by = g_strdup(m->exit_after_run ? "SIGTERM" : "logind");
         } else if (kind == RUN_PRESERVE) {
@@ -512,9 +540,10 @@ static void keep_run(Manager *m, Engine *e)
                 /* A rehearsal that a host shutdown turned real. */
                 g_autofree char *was = g_steal_pointer(&m->run_requested_by);
 
-                m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
                 m->run_requested_by = g_strdup_printf("logind, during a rehearsal asked by %s", was);
         }
+        if (engine_kind(e) == RUN_PRESERVE && m->run_is_shutdown)
+                m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
         r = run_record_from_engine(e, m->run_id, m->run_reason, m->run_requested_by, m->run_started_wall,
                                    g_get_real_time());
         /* As GuestsFailed shows them: a start that is retried has not failed (yet). */
@@ -896,6 +925,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
         if (start) {
                 switch (m->state) {
                 case MANAGER_PRESERVING:
+                        learn_shutdown_type(m);
                         m->run_is_shutdown = true; /* a rehearsal turned real */
                         m->cancel_after_run = false;
                         break;
@@ -988,6 +1018,8 @@ void manager_terminate(Manager *m)
         case MANAGER_PRESERVING:
                 /* systemd starts the stop timeout afresh at SIGTERM: extend again now. */
                 m->exit_after_run = true;
+                if (m->run_is_shutdown)
+                        learn_shutdown_type(m);
                 send_keepalive(m, true);
                 log_notice("SIGTERM during a preserve run: exiting once it is finished");
                 return;

@@ -272,6 +272,32 @@ class CtlTest(Base):
         self.assertEqual([r['reason'] for r in every], ['rehearsal', 'requested', 'shutdown', 'start-up'])
         self.assertEqual(self.ctl('status', '--all', check=False).returncode, 2)
 
+    def test_last_run_shutdown_type(self):
+        """systemd 252's logind does not say what kind of shutdown it is: the daemon asks
+        systemd which shutdown target has a job; a newer logind's metadata says it directly.
+        A cancelled shutdown's restore says so."""
+        systemd = harness.Systemd(self.bus)
+        self.addCleanup(systemd.stop)
+        systemd.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'ListJobs', '', 'a(usssoo)',
+                     'ret = [(7, "reboot.target", "start", "waiting", "/org/freedesktop/systemd1/job/7", '
+                     '"/org/freedesktop/systemd1/unit/reboot_2etarget")]')
+        self.define('web1')
+        # The save starts 3 s late: systemd's answer, asked for at the start, comes first.
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_run_finished('preserve')
+        self.logind.emit_prepare_for_shutdown(False)
+        self.client.wait_run_finished('restore')
+        shut, back = self.last_runs()
+        self.assertEqual((shut['reason'], shut['requested_by']), ('reboot', 'logind'))
+        self.assertEqual((back['reason'], back['requested_by']), ('shutdown-cancelled', 'logind'))
+        self.assertIn('     Reason: reboot\n', self.ctl('last-run').stdout)
+
+        harness.emit_shutdown_signals_like_logind(self.logind, True, kind='power-off')
+        self.client.wait_run_finished('preserve', count=2)
+        self.assertEqual(self.last_runs()[-1]['reason'], 'poweroff')
+
     def test_last_run_failures_and_a_corrupt_file(self):
         """A guest whose steps fail shows each step's error; an unreadable history file is set
         aside and reported, and the daemon runs on."""
