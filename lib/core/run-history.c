@@ -123,7 +123,13 @@ static char *format_time(gint64 usec)
         g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(usec / G_USEC_PER_SEC);
         g_autoptr(GDateTime) precise = t ? g_date_time_add(t, usec % G_USEC_PER_SEC) : NULL;
 
-        return precise ? g_date_time_format(precise, "%Y-%m-%dT%H:%M:%S.%fZ") : g_strdup("");
+        if (!precise)
+                return g_strdup("");
+        /* Not g_date_time_format()'s %Y: it does not pad a year below 1000 to four digits. */
+        return g_strdup_printf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", g_date_time_get_year(precise),
+                               g_date_time_get_month(precise), g_date_time_get_day_of_month(precise),
+                               g_date_time_get_hour(precise), g_date_time_get_minute(precise),
+                               g_date_time_get_second(precise), g_date_time_get_microsecond(precise));
 }
 
 char *run_record_serialize(const RunRecord *r, gsize *ret_len)
