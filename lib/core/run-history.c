@@ -9,11 +9,17 @@
 #include "util.h"
 
 static const char *const run_reason_table[_RUN_REASON_MAX] = {
-        [RUN_REASON_SHUTDOWN] = "shutdown",   [RUN_REASON_POWEROFF] = "poweroff",
-        [RUN_REASON_REBOOT] = "reboot",       [RUN_REASON_HALT] = "halt",
-        [RUN_REASON_KEXEC] = "kexec",         [RUN_REASON_SOFT_REBOOT] = "soft-reboot",
-        [RUN_REASON_REHEARSAL] = "rehearsal", [RUN_REASON_START_UP] = "start-up",
-        [RUN_REASON_REQUESTED] = "requested", [RUN_REASON_SHUTDOWN_CANCELLED] = "shutdown-cancelled",
+        [RUN_REASON_SHUTDOWN] = "shutdown",
+        [RUN_REASON_POWEROFF] = "poweroff",
+        [RUN_REASON_REBOOT] = "reboot",
+        [RUN_REASON_HALT] = "halt",
+        [RUN_REASON_KEXEC] = "kexec",
+        [RUN_REASON_SOFT_REBOOT] = "soft-reboot",
+        [RUN_REASON_REHEARSAL] = "rehearsal",
+        [RUN_REASON_START_UP] = "start-up",
+        [RUN_REASON_REQUESTED] = "requested",
+        [RUN_REASON_SHUTDOWN_CANCELLED] = "shutdown-cancelled",
+        [RUN_REASON_MAINTENANCE] = "maintenance",
 };
 DEFINE_STRING_TABLE(run_reason, RunReason, _RUN_REASON_MAX);
 

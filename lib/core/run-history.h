@@ -27,6 +27,7 @@ typedef enum RunReason {
         RUN_REASON_START_UP,           /* the restore at start-up */
         RUN_REASON_REQUESTED,          /* RestoreGuests() */
         RUN_REASON_SHUTDOWN_CANCELLED, /* PrepareForShutdown(false): what the run stopped comes back */
+        RUN_REASON_MAINTENANCE,        /* a preserve with the maintenance hold */
         _RUN_REASON_MAX,
         _RUN_REASON_INVALID = -EINVAL,
 } RunReason;

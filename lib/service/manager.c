@@ -514,7 +514,7 @@ static void run_origin(Manager *m, RunKind kind, bool host_shutdown)
                 m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
                 m->run_requested_by = g_strdup(m->exit_after_run ? "SIGTERM" : "logind");
         } else if (kind == RUN_PRESERVE) {
-                m->run_reason = RUN_REASON_REHEARSAL;
+                m->run_reason = manager_held(m) ? RUN_REASON_MAINTENANCE : RUN_REASON_REHEARSAL;
                 m->run_requested_by = g_steal_pointer(&m->requester) ?: g_strdup("unknown");
         } else if (m->requester) {
                 m->run_reason = RUN_REASON_REQUESTED;
@@ -536,8 +536,9 @@ static void keep_run(Manager *m, Engine *e)
 {
         RunRecord *r;
 
-        if (engine_kind(e) == RUN_PRESERVE && m->run_is_shutdown && m->run_reason == RUN_REASON_REHEARSAL) {
-                /* A rehearsal that a host shutdown turned real. */
+        if (engine_kind(e) == RUN_PRESERVE && m->run_is_shutdown &&
+            (m->run_reason == RUN_REASON_REHEARSAL || m->run_reason == RUN_REASON_MAINTENANCE)) {
+                /* A rehearsal (or a hold) that a host shutdown turned real. */
                 g_autofree char *was = g_steal_pointer(&m->run_requested_by);
 
                 m->run_requested_by = g_strdup_printf("logind, during a rehearsal asked by %s", was);

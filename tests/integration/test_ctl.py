@@ -298,6 +298,15 @@ class CtlTest(Base):
         self.client.wait_run_finished('preserve', count=2)
         self.assertEqual(self.last_runs()[-1]['reason'], 'poweroff')
 
+    def test_last_run_maintenance(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.ctl('preserve', '--hold')
+        run, = self.last_runs()
+        self.assertEqual((run['kind'], run['reason']), ('preserve', 'maintenance'))
+        self.assertRegex(run['requested_by'], r'^uid 0 via guestkeeperctl\[\d+\]')
+
     def test_last_run_failures_and_a_corrupt_file(self):
         """A guest whose steps fail shows each step's error; an unreadable history file is set
         aside and reported, and the daemon runs on."""
