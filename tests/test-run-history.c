@@ -214,6 +214,28 @@ START_TEST(test_bounded_by_count_and_survives_reload)
 }
 END_TEST
 
+/* Many restores (a deferred restore retried) do not push the last preserve out. */
+START_TEST(test_newest_of_each_kind_kept)
+{
+        g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(RunHistory) h = run_history_load(runs, problems);
+        g_autoptr(RunHistory) again = NULL;
+
+        add_and_write(h, sample("0000000000000000000000000000000a", RUN_PRESERVE, 1));
+        add_and_write(h, sample("0000000000000000000000000000000b", RUN_PRESERVE, 1));
+        for (unsigned i = 0; i < 2 * RUN_HISTORY_MAX_RUNS; i++) {
+                g_autofree char *id = g_strdup_printf("%032x", 0x100 + i);
+                add_and_write(h, sample(id, RUN_RESTORE, 1));
+        }
+        ck_assert_uint_eq(h->runs->len, RUN_HISTORY_MAX_RUNS);
+        ck_assert_str_eq(((RunRecord *) h->runs->pdata[0])->id, "0000000000000000000000000000000b");
+        ck_assert_uint_eq(count_files(".run"), RUN_HISTORY_MAX_RUNS);
+        again = run_history_load(runs, problems);
+        ck_assert_str_eq(run_history_last(again, RUN_PRESERVE)->id, "0000000000000000000000000000000b");
+        ck_assert_str_eq(run_history_last(again, RUN_RESTORE)->id, "00000000000000000000000000000113");
+}
+END_TEST
+
 START_TEST(test_bounded_by_size_newest_kept)
 {
         g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
@@ -297,6 +319,7 @@ int main(void)
         tcase_add_test(tc, test_reasons);
         tcase_add_test(tc, test_strict_parse);
         tcase_add_test(tc, test_bounded_by_count_and_survives_reload);
+        tcase_add_test(tc, test_newest_of_each_kind_kept);
         tcase_add_test(tc, test_bounded_by_size_newest_kept);
         tcase_add_test(tc, test_corrupt_file_set_aside);
         tcase_add_test(tc, test_unreadable_dir_reported);

@@ -424,16 +424,33 @@ static gint compare_names(gconstpointer a, gconstpointer b)
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* The newest run of each kind always stays: a restore retried many times must not push the
+ * shutdown before it out. */
+static bool droppable(RunHistory *h, guint i)
+{
+        const RunRecord *r = h->runs->pdata[i];
+
+        for (guint k = i + 1; k < h->runs->len; k++)
+                if (((const RunRecord *) h->runs->pdata[k])->kind == r->kind)
+                        return true;
+        return false;
+}
+
 static void prune(RunHistory *h)
 {
         gsize total = 0;
 
         for (guint i = 0; i < h->runs->len; i++)
                 total += ((RunRecord *) h->runs->pdata[i])->size;
-        /* The newest run stays, whatever its size. */
-        while (h->runs->len > 1 && (h->runs->len > RUN_HISTORY_MAX_RUNS || total > RUN_HISTORY_MAX_BYTES)) {
-                total -= ((RunRecord *) h->runs->pdata[0])->size;
-                g_ptr_array_remove_index(h->runs, 0);
+        while (h->runs->len > RUN_HISTORY_MAX_RUNS || total > RUN_HISTORY_MAX_BYTES) {
+                guint i = 0;
+
+                while (i < h->runs->len && !droppable(h, i))
+                        i++;
+                if (i == h->runs->len)
+                        return;
+                total -= ((RunRecord *) h->runs->pdata[i])->size;
+                g_ptr_array_remove_index(h->runs, i);
         }
 }
 
@@ -517,7 +534,9 @@ RunHistoryWrite *run_history_add(RunHistory *h, RunRecord *r)
         w->path = g_build_filename(h->dir, name, NULL);
         g_ptr_array_add(h->runs, r);
         prune(h);
-        w->keep_from = ((RunRecord *) h->runs->pdata[0])->seq;
+        w->keep = g_array_sized_new(FALSE, FALSE, sizeof(unsigned), h->runs->len);
+        for (guint i = 0; i < h->runs->len; i++)
+                g_array_append_val(w->keep, ((RunRecord *) h->runs->pdata[i])->seq);
         return w;
 }
 
@@ -537,10 +556,16 @@ void run_history_write(RunHistoryWrite *w)
          * dropped again by the next write. */
         d = g_dir_open(w->dir, 0, NULL);
         while (d && (name = g_dir_read_name(d))) {
-                bool corrupt;
+                bool corrupt, keep = false;
                 gint64 seq = file_seq(name, &corrupt);
 
-                if (seq >= 0 && seq < w->keep_from) {
+                if (seq < 0)
+                        continue;
+                if (corrupt) /* a file set aside goes with the runs of its age */
+                        keep = w->keep->len > 0 && seq > g_array_index(w->keep, unsigned, 0);
+                for (guint i = 0; !corrupt && i < w->keep->len && !keep; i++)
+                        keep = seq == g_array_index(w->keep, unsigned, i);
+                if (!keep) {
                         g_autofree char *path = g_build_filename(w->dir, name, NULL);
                         (void) unlink(path);
                 }
@@ -554,6 +579,8 @@ RunHistoryWrite *run_history_write_free(RunHistoryWrite *w)
         g_free(w->dir);
         g_free(w->path);
         g_free(w->data);
+        if (w->keep)
+                g_array_unref(w->keep);
         g_free(w);
         return NULL;
 }

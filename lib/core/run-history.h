@@ -3,7 +3,8 @@
 
 /* The last runs, kept in the state directory (docs/run-history.md has the format): one file per
  * finished run under runs/, named by a sequence number, at most RUN_HISTORY_MAX_RUNS runs and
- * RUN_HISTORY_MAX_BYTES in all, the oldest dropped. Pure data + file I/O; no logging. */
+ * RUN_HISTORY_MAX_BYTES in all, the oldest dropped — but never the newest of its kind. Pure data +
+ * file I/O; no logging. */
 
 #include <stdbool.h>
 #include <glib.h>
@@ -107,7 +108,7 @@ typedef struct RunHistoryWrite {
         char *path;
         char *data;
         gsize len;
-        unsigned keep_from; /* files of runs older than this sequence number are removed */
+        GArray *keep; /* unsigned: the sequence numbers of the runs kept, oldest first; other files go */
         int r;
 } RunHistoryWrite;
 
