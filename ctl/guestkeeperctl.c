@@ -25,6 +25,7 @@ static bool arg_takeover;
 static bool arg_hold;
 static bool arg_legend = true;
 static bool arg_full;
+static bool arg_all;
 static const char *arg_defaults;
 
 static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -493,6 +494,261 @@ static int cmd_plan(sd_bus *bus)
         return plan_summary(bus, notes);
 }
 
+/* ---- last-run ---- */
+
+typedef struct StepRow {
+        char *kind, *error;
+        guint64 start, duration;
+} StepRow;
+
+typedef struct GuestRowT {
+        char *uri, *uuid, *name, *outcome, *error;
+        guint64 duration;
+        gint64 bytes;
+        GArray *steps; /* StepRow */
+} GuestRowT;
+
+static char *duration_text(guint64 usec)
+{
+        double sec = (double) usec / 1e6;
+
+        if (sec < 60)
+                return g_strdup_printf("%.2f s", sec);
+        return g_strdup_printf("%u min %u s", (unsigned) (sec / 60), (unsigned) sec % 60);
+}
+
+static char *wall_text(guint64 usec, bool iso)
+{
+        g_autoptr(GDateTime) t = iso ? g_date_time_new_from_unix_utc((gint64) (usec / G_USEC_PER_SEC))
+                                     : g_date_time_new_from_unix_local((gint64) (usec / G_USEC_PER_SEC));
+        g_autoptr(GDateTime) precise = t ? g_date_time_add(t, (GTimeSpan) (usec % G_USEC_PER_SEC)) : NULL;
+
+        if (!precise)
+                return g_strdup("-");
+        return g_date_time_format(precise, iso ? "%Y-%m-%dT%H:%M:%S.%fZ" : "%a %Y-%m-%d %H:%M:%S %Z");
+}
+
+static void json_seconds(GString *o, const char *key, guint64 usec)
+{
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+        g_string_append_printf(o, ",\"%s\":%s", key,
+                               g_ascii_formatd(buf, sizeof buf, "%.6f", (double) usec / 1e6));
+}
+
+static void json_optional_string(GString *o, const char *key, const char *v)
+{
+        g_string_append_printf(o, ",\"%s\":", key);
+        if (v && *v)
+                json_string(o, v);
+        else
+                g_string_append(o, "null");
+}
+
+/* "web1  saved  1.52 s  512.0 MiB written", then one line per step. */
+static void print_run_guest(const GuestRowT *g, int name_width)
+{
+        g_autofree char *took = g->steps->len ? duration_text(g->duration) : g_strdup("-");
+        g_autofree char *bytes =
+                g->bytes >= 0 ? g_format_size_full((guint64) g->bytes, G_FORMAT_SIZE_IEC_UNITS) : NULL;
+
+        printf("    %-*s  %-10s %9s%s%s%s\n", name_width, g->name, *g->outcome ? g->outcome : "untouched",
+               took, bytes ? "  " : "", bytes ?: "", bytes ? " written" : "");
+        for (guint k = 0; k < g->steps->len; k++) {
+                const StepRow *s = &g_array_index(g->steps, StepRow, k);
+                g_autofree char *at = duration_text(s->start), *len = duration_text(s->duration);
+
+                printf("      %-9s +%-9s %9s%s%s\n", s->kind, at, len, *s->error ? "  failed: " : "",
+                       s->error);
+        }
+        /* The guest's own error, when no step holds it (a guest never started). */
+        if (*g->error && g_str_equal(g->outcome, "failed") &&
+            (g->steps->len == 0 ||
+             !g_str_equal(g_array_index(g->steps, StepRow, g->steps->len - 1).error, g->error)))
+                printf("      error: %s\n", g->error);
+}
+
+static void step_row_clear(gpointer p)
+{
+        StepRow *s = p;
+
+        g_free(s->kind);
+        g_free(s->error);
+}
+
+static void guest_row_t_free(gpointer p)
+{
+        GuestRowT *g = p;
+
+        g_free(g->uri);
+        g_free(g->uuid);
+        g_free(g->name);
+        g_free(g->outcome);
+        g_free(g->error);
+        g_array_unref(g->steps);
+        g_free(g);
+}
+
+/* One run of LastRuns(): read, then printed (or appended to @json). */
+static int read_run(sd_bus_message *reply, GString *json, bool first)
+{
+        const char *id, *kind, *reason, *by;
+        uint64_t started, finished, duration;
+        unsigned total, done, failed;
+        g_auto(GStrv) unreachable = NULL;
+        g_autoptr(GPtrArray) guests = g_ptr_array_new_with_free_func(guest_row_t_free);
+        int cancelled, r, name_width = 4;
+
+        r = sd_bus_message_enter_container(reply, 'r', "sssstttbuuuasa(sssstxsa(stts))");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(reply, "sssstttbuuu", &id, &kind, &reason, &by, &started, &finished,
+                                &duration, &cancelled, &total, &done, &failed);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(reply, &unreachable);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(sssstxsa(stts))");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sssstxsa(stts)")) > 0) {
+                GuestRowT *g = g_new0(GuestRowT, 1);
+                const char *uri, *uuid, *name, *outcome, *error, *skind, *serror;
+                uint64_t gdur, sstart, sdur;
+                int64_t bytes;
+
+                g->steps = g_array_new(FALSE, TRUE, sizeof(StepRow));
+                g_array_set_clear_func(g->steps, step_row_clear);
+                g_ptr_array_add(guests, g);
+                r = sd_bus_message_read(reply, "sssstxs", &uri, &uuid, &name, &outcome, &gdur, &bytes,
+                                        &error);
+                if (r < 0)
+                        break;
+                g->uri = g_strdup(uri);
+                g->uuid = g_strdup(uuid);
+                g->name = g_strdup(name);
+                g->outcome = g_strdup(outcome);
+                g->error = g_strdup(error);
+                g->duration = gdur;
+                g->bytes = bytes;
+                name_width = MAX(name_width, (int) g_utf8_strlen(name, -1));
+                r = sd_bus_message_enter_container(reply, 'a', "(stts)");
+                while (r >= 0 &&
+                       (r = sd_bus_message_read(reply, "(stts)", &skind, &sstart, &sdur, &serror)) > 0) {
+                        StepRow s = {g_strdup(skind), g_strdup(serror), sstart, sdur};
+                        g_array_append_val(g->steps, s);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+
+        if (json) {
+                g_autofree char *s = wall_text(started, true), *f = wall_text(finished, true);
+
+                if (json->len > 1)
+                        g_string_append_c(json, ',');
+                g_string_append(json, "{\"id\":");
+                json_string(json, id);
+                g_string_append(json, ",\"kind\":");
+                json_string(json, kind);
+                g_string_append(json, ",\"reason\":");
+                json_string(json, reason);
+                g_string_append(json, ",\"requested_by\":");
+                json_string(json, by);
+                g_string_append(json, ",\"started\":");
+                json_string(json, s);
+                g_string_append(json, ",\"finished\":");
+                json_string(json, f);
+                json_seconds(json, "duration", duration);
+                g_string_append_printf(
+                        json, ",\"cancelled\":%s,\"total\":%u,\"done\":%u,\"failed\":%u,\"unreachable\":",
+                        cancelled ? "true" : "false", total, done, failed);
+                json_string_array(json, unreachable, -1);
+                g_string_append(json, ",\"guests\":[");
+                for (guint i = 0; i < guests->len; i++) {
+                        const GuestRowT *g = guests->pdata[i];
+
+                        g_string_append(json, i ? ",{\"uri\":" : "{\"uri\":");
+                        json_string(json, g->uri);
+                        g_string_append(json, ",\"uuid\":");
+                        json_string(json, g->uuid);
+                        g_string_append(json, ",\"name\":");
+                        json_string(json, g->name);
+                        g_string_append(json, ",\"outcome\":");
+                        json_string(json, g->outcome);
+                        json_seconds(json, "duration", g->duration);
+                        if (g->bytes >= 0)
+                                g_string_append_printf(json, ",\"bytes\":%" G_GINT64_FORMAT, g->bytes);
+                        else
+                                g_string_append(json, ",\"bytes\":null");
+                        json_optional_string(json, "error", g->error);
+                        g_string_append(json, ",\"steps\":[");
+                        for (guint k = 0; k < g->steps->len; k++) {
+                                const StepRow *st = &g_array_index(g->steps, StepRow, k);
+
+                                g_string_append(json, k ? ",{\"step\":" : "{\"step\":");
+                                json_string(json, st->kind);
+                                json_seconds(json, "start", st->start);
+                                json_seconds(json, "duration", st->duration);
+                                json_optional_string(json, "error", st->error);
+                                g_string_append_c(json, '}');
+                        }
+                        g_string_append(json, "]}");
+                }
+                g_string_append(json, "]}");
+                return 1;
+        }
+
+        {
+                g_autofree char *s = wall_text(started, false), *f = wall_text(finished, false);
+                g_autofree char *took = duration_text(duration);
+
+                printf("%s%s %s run %s%s\n", first ? "" : "\n", failed ? "×" : "●", kind, id,
+                       cancelled ? " (cancelled)" : "");
+                printf("     Reason: %s\n", reason);
+                printf("   Asked by: %s\n", by);
+                printf("    Started: %s\n", s);
+                printf("   Finished: %s; took %s\n", f, took);
+                printf("     Guests: %u: %u done, %u failed\n", total, done, failed);
+                for (char **u = unreachable; u && *u; u++)
+                        printf("%s %s\n", u == unreachable ? "UNREACHABLE:" : "            ", *u);
+                printf("    Journal: journalctl GUESTKEEPER_RUN_ID=%s\n", id);
+                if (guests->len > 0)
+                        printf("\n");
+                for (guint i = 0; i < guests->len; i++)
+                        print_run_guest(guests->pdata[i], name_width);
+        }
+        return 1;
+}
+
+static int cmd_last_run(sd_bus *bus)
+{
+        __attribute__((cleanup(sd_bus_error_free))) sd_bus_error e = SD_BUS_ERROR_NULL;
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GString) json = arg_json ? g_string_new("[") : NULL;
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, NAME, PATH, IFACE, "LastRuns", &e, &reply, "b", (int) arg_all);
+        if (r < 0)
+                return fail("LastRuns: %s", e.message ?: g_strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(sssstttbuuuasa(sssstxsa(stts)))");
+        while (r >= 0 && (r = read_run(reply, json, n == 0)) > 0)
+                n++;
+        if (r < 0)
+                return fail("cannot parse LastRuns(): %s", g_strerror(-r));
+        if (json)
+                printf("%s]\n", json->str);
+        else if (n == 0)
+                printf("No run kept yet.\n");
+        return 0;
+}
+
 typedef struct Follow {
         const char *kind;
         bool finished;
@@ -650,6 +906,8 @@ static void help(void)
                "  restore                   restore the recorded guests now (ends a hold) and follow\n"
                "                            the run\n"
                "  reload                    re-read the configuration\n"
+               "  last-run [--all]          the last preserve and restore runs (--all: every run\n"
+               "                            kept): per guest its steps, outcome, time, bytes\n"
                "  import-libvirt-guests [FILE]  print the guestkeeper.conf equivalent to a\n"
                "                            libvirt-guests configuration\n"
                "  import-libvirt-guests --takeover [FILE]  switch this host from libvirt-guests\n"
@@ -659,6 +917,7 @@ static void help(void)
                "  --no-legend   no column headers and footers\n"
                "  --no-pager    accepted for systemctl compatibility (output is never paged)\n"
                "  -l, --full    show UUIDs in list\n"
+               "  --all         last-run: every run kept, not only the last of each kind\n"
                "  --defaults=debian|upstream  import-libvirt-guests: whose libvirt-guests.sh\n"
                "                reads FILE (default: upstream under /etc/sysconfig, else Debian)\n"
                "  --version, -h/--help\n");
@@ -667,11 +926,17 @@ static void help(void)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},           {"no-legend", no_argument, NULL, 'L'},
-                {"no-pager", no_argument, NULL, 'P'},       {"full", no_argument, NULL, 'l'},
-                {"defaults", required_argument, NULL, 'D'}, {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},           {"takeover", no_argument, NULL, 'T'},
-                {"hold", no_argument, NULL, 'H'},           {},
+                {"json", no_argument, NULL, 'j'},
+                {"no-legend", no_argument, NULL, 'L'},
+                {"no-pager", no_argument, NULL, 'P'},
+                {"full", no_argument, NULL, 'l'},
+                {"defaults", required_argument, NULL, 'D'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {"takeover", no_argument, NULL, 'T'},
+                {"hold", no_argument, NULL, 'H'},
+                {"all", no_argument, NULL, 'a'},
+                {},
         };
         g_autoptr(sd_bus) bus = NULL;
         const char *cmd;
@@ -702,6 +967,9 @@ int main(int argc, char **argv)
                 case 'H':
                         arg_hold = true;
                         break;
+                case 'a':
+                        arg_all = true;
+                        break;
                 case 'V':
                         printf("guestkeeperctl %s\n", PACKAGE_VERSION);
                         return 0;
@@ -725,9 +993,11 @@ int main(int argc, char **argv)
                 return fail("--takeover is for import-libvirt-guests only"), 2;
         if (arg_hold && !g_str_equal(cmd, "preserve"))
                 return fail("--hold is for preserve only"), 2;
-        if (!g_strv_contains(
-                    (const char *const[]){"status", "list", "plan", "preserve", "restore", "reload", NULL},
-                    cmd))
+        if (arg_all && !g_str_equal(cmd, "last-run"))
+                return fail("--all is for last-run only"), 2;
+        if (!g_strv_contains((const char *const[]){"status", "list", "plan", "preserve", "restore", "reload",
+                                                   "last-run", NULL},
+                             cmd))
                 return fail("unknown command \"%s\" (see --help)", cmd), 2;
         if (connect_bus(&bus))
                 return 1;
@@ -739,6 +1009,8 @@ int main(int argc, char **argv)
                 return cmd_plan(bus);
         if (g_str_equal(cmd, "preserve") && arg_hold)
                 return cmd_run(bus, "PreserveGuestsWithFlags", "preserve", GK_PRESERVE_HOLD);
+        if (g_str_equal(cmd, "last-run"))
+                return cmd_last_run(bus);
         if (g_str_equal(cmd, "preserve"))
                 return cmd_run(bus, "PreserveGuests", "preserve", 0);
         if (g_str_equal(cmd, "restore"))

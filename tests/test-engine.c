@@ -444,6 +444,79 @@ START_TEST(test_progress_counts_bytes)
 }
 END_TEST
 
+/* What the run's history needs: each guest's steps in order, with their times and errors, and
+ * the bytes its save wrote when the backend reports them. */
+START_TEST(test_history_steps_times_errors_bytes)
+{
+        g_autoptr(Run) run = NULL;
+        const EngineGuest *stuck, *big, *nice;
+        guint64 t0, t1;
+
+        config->shutdown_timeout_usec = 200 * USEC_PER_MSEC;
+        ADD(.name = "stuck", .persistent = true, .save_fails = true, .ignore_shutdown = true);
+        ADD(.name = "big", .persistent = true, .save_ms = 300, .memory_kib = 512 * 1024);
+        ADD(.name = "nice", .persistent = false);
+        run = run_to_end(RUN_PRESERVE);
+        engine_times(run->e, &t0, &t1);
+        ck_assert_uint_gt(t1, t0);
+
+        stuck = guest(run, "stuck");
+        ck_assert_uint_eq(stuck->n_history, 3);
+        ck_assert_int_eq(stuck->history[0].kind, ENGINE_STEP_SAVE);
+        ck_assert_int_eq(stuck->history[1].kind, ENGINE_STEP_SHUTDOWN);
+        ck_assert_int_eq(stuck->history[2].kind, ENGINE_STEP_POWEROFF);
+        ck_assert_msg(strstr(stuck->history[0].error, "save failed"), "%s", stuck->history[0].error);
+        ck_assert_msg(strstr(stuck->history[1].error, "did not shut down within"), "%s",
+                      stuck->history[1].error);
+        ck_assert_ptr_null(stuck->history[2].error);
+        for (unsigned i = 0; i < 3; i++) {
+                ck_assert_uint_ge(stuck->history[i].start_usec, t0);
+                ck_assert_uint_ge(stuck->history[i].end_usec, stuck->history[i].start_usec);
+                ck_assert_uint_le(stuck->history[i].end_usec, stuck->end_usec);
+                if (i > 0)
+                        ck_assert_uint_ge(stuck->history[i].start_usec, stuck->history[i - 1].end_usec);
+        }
+        /* The shutdown step lasted its timeout. */
+        ck_assert_uint_ge(stuck->history[1].end_usec - stuck->history[1].start_usec, 200 * USEC_PER_MSEC);
+        ck_assert(!stuck->bytes_known);
+
+        big = guest(run, "big");
+        ck_assert_uint_eq(big->n_history, 1);
+        ck_assert_ptr_null(big->history[0].error);
+        ck_assert_uint_ge(big->history[0].end_usec - big->history[0].start_usec, 300 * USEC_PER_MSEC);
+        ck_assert(big->bytes_known);
+        ck_assert_uint_eq(big->bytes_written, 512ull * 1024 * 1024);
+
+        nice = guest(run, "nice"); /* transient: Save=persistent, so straight to shutdown */
+        ck_assert_uint_eq(nice->n_history, 1);
+        ck_assert_int_eq(nice->history[0].kind, ENGINE_STEP_SHUTDOWN);
+}
+END_TEST
+
+START_TEST(test_history_restore_and_deadline)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        const EngineGuest *g;
+
+        config->deadline_usec = 200 * USEC_PER_MSEC;
+        ADD(.name = "slow", .persistent = true, .save_ms = 1500);
+        pre = run_to_end(RUN_PRESERVE);
+        g = guest(pre, "slow");
+        ck_assert_int_eq(g->outcome, OUTCOME_POWEROFF);
+        ck_assert_uint_eq(g->n_history, 2);
+        ck_assert_str_eq(g->history[0].error, "cut short: the deadline was spent");
+        ck_assert_int_eq(g->history[1].kind, ENGINE_STEP_POWEROFF);
+
+        post = run_to_end(RUN_RESTORE);
+        g = guest(post, "slow");
+        ck_assert_int_eq(g->outcome, OUTCOME_RESTORED);
+        ck_assert_uint_eq(g->n_history, 1);
+        ck_assert_int_eq(g->history[0].kind, ENGINE_STEP_START);
+        ck_assert_ptr_null(g->history[0].error);
+        ck_assert_str_eq(engine_step_kind_to_string(g->history[0].kind), "start");
+}
+END_TEST
+
 START_TEST(test_unreachable_uri_reported_others_preserved)
 {
         g_autoptr(Hypervisor) down = hypervisor_fake_new("fake:///down", NULL);
@@ -1013,6 +1086,8 @@ int main(void)
         tcase_add_test(tc, test_poweroff_failure_is_failed);
         tcase_add_test(tc, test_guest_stopping_by_itself_counts_as_shutdown);
         tcase_add_test(tc, test_progress_counts_bytes);
+        tcase_add_test(tc, test_history_steps_times_errors_bytes);
+        tcase_add_test(tc, test_history_restore_and_deadline);
         tcase_add_test(tc, test_unreachable_uri_reported_others_preserved);
         tcase_add_test(tc, test_transient_save_to_file);
         tcase_add_test(tc, test_connection_lost_mid_save_is_retried);

@@ -289,6 +289,49 @@ START_TEST(test_restore_at_start)
 }
 END_TEST
 
+/* Each run is kept once it ends (in memory at once, on disk by the time the manager is
+ * freed), with its reason and who asked; a new manager reads the history back. */
+START_TEST(test_runs_kept)
+{
+        g_autoptr(Manager) m = start_after_preserve(true);
+        g_autoptr(Manager) again = NULL;
+        g_autoptr(GPtrArray) runs = NULL, all = NULL;
+        const RunRecord *pre, *res;
+
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        runs = manager_last_runs(m, false);
+        ck_assert_uint_eq(runs->len, 2);
+        pre = runs->pdata[0];
+        res = runs->pdata[1];
+        ck_assert_int_eq(pre->kind, RUN_PRESERVE);
+        ck_assert_int_eq(pre->reason, RUN_REASON_REHEARSAL);
+        ck_assert_str_eq(pre->requested_by, "unknown"); /* no D-Bus caller in this test */
+        ck_assert_uint_eq(pre->guests->len, 4);
+        ck_assert_int_eq(res->kind, RUN_RESTORE);
+        ck_assert_int_eq(res->reason, RUN_REASON_START_UP);
+        ck_assert_str_eq(res->requested_by, "start-up");
+        ck_assert_str_ne(pre->id, res->id);
+        ck_assert_int_le(pre->finished, res->started);
+
+        m->requester = g_strdup("uid 0 via test[1]");
+        ck_assert_int_eq(manager_preserve(m, false), 0);
+        RUN_UNTIL(m->state == MANAGER_PRESERVED);
+        all = manager_last_runs(m, true);
+        ck_assert_uint_eq(all->len, 3);
+        ck_assert_str_eq(((RunRecord *) all->pdata[2])->requested_by, "uid 0 via test[1]");
+        /* The last preserve is now newer than the last restore: oldest first still. */
+        g_clear_pointer(&runs, g_ptr_array_unref);
+        runs = manager_last_runs(m, false);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[0])->kind, RUN_RESTORE);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[1])->kind, RUN_PRESERVE);
+
+        g_clear_pointer(&m, manager_free);
+        again = start(false);
+        ck_assert_uint_eq(again->history->runs->len, 3);
+        ck_assert_str_eq(((RunRecord *) again->history->runs->pdata[2])->requested_by, "uid 0 via test[1]");
+}
+END_TEST
+
 START_TEST(test_no_restore_at_start)
 {
         g_autoptr(Manager) m = start_after_preserve(false);
@@ -496,6 +539,7 @@ int main(void)
         tcase_add_test(tc, test_reload_while_listing);
         tcase_add_test(tc, test_restore);
         tcase_add_test(tc, test_restore_at_start);
+        tcase_add_test(tc, test_runs_kept);
         tcase_add_test(tc, test_no_restore_at_start);
         tcase_add_test(tc, test_terminate);
         tcase_add_test(tc, test_running_set_kept);

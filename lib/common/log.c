@@ -15,6 +15,7 @@
 
 static int max_level = LOG_INFO;
 static bool to_journal;
+static char run_id[33];
 
 /* systemd sets JOURNAL_STREAM=dev:ino when stderr goes to the journal (systemd.exec(5)). */
 static bool stderr_is_journal(void)
@@ -40,6 +41,11 @@ void log_set_max_level(int level)
         max_level = level;
 }
 
+void log_set_run_id(const char *id)
+{
+        g_strlcpy(run_id, id ?: "", sizeof run_id);
+}
+
 /* systemd's names, indexed by syslog level; the levels above err are not accepted. */
 static const char *const log_level_table[LOG_DEBUG + 1] = {
         [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
@@ -63,7 +69,7 @@ int log_full(int level, int error, const LogGuest *g, const char *message_id, co
 
         if (to_journal) {
                 g_autoptr(GPtrArray) fields = g_ptr_array_new_with_free_func(g_free);
-                struct iovec iov[8];
+                struct iovec iov[9];
 
                 g_ptr_array_add(fields, g_strdup_printf("MESSAGE=%s", text));
                 g_ptr_array_add(fields, g_strdup_printf("PRIORITY=%i", level));
@@ -78,6 +84,8 @@ int log_full(int level, int error, const LogGuest *g, const char *message_id, co
                         g_ptr_array_add(fields, g_strdup_printf("GUEST_UUID=%s", g->uuid));
                 if (g && g->uri)
                         g_ptr_array_add(fields, g_strdup_printf("GUEST_URI=%s", g->uri));
+                if (run_id[0])
+                        g_ptr_array_add(fields, g_strdup_printf("GUESTKEEPER_RUN_ID=%s", run_id));
                 for (guint i = 0; i < fields->len; i++)
                         iov[i] = (struct iovec){.iov_base = fields->pdata[i],
                                                 .iov_len = strlen(fields->pdata[i])};

@@ -16,6 +16,9 @@ typedef struct LogGuest {
 
 void log_setup(void);
 void log_set_max_level(int level);
+/* While set, every journal entry carries GUESTKEEPER_RUN_ID=@id (32 hex digits): the entries of
+ * one run, as systemd's INVOCATION_ID= groups those of one unit start. NULL: none. */
+void log_set_run_id(const char *id);
 /* "err", "warning", "notice", "info", "debug" → LOG_*; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -83,4 +84,45 @@ char *format_usec(guint64 usec)
         if (s < 3600)
                 return g_strdup_printf("%" G_GUINT64_FORMAT " min %" G_GUINT64_FORMAT " s", s / 60, s % 60);
         return g_strdup_printf("%" G_GUINT64_FORMAT " h %" G_GUINT64_FORMAT " min", s / 3600, s / 60 % 60);
+}
+
+void keyfile_append(GString *out, const char *key, const char *value)
+{
+        g_autofree char *valid = NULL;
+        const char *v = value, *first, *last;
+
+        g_string_append(out, key);
+        g_string_append_c(out, '=');
+        if (!g_utf8_validate(v, -1, NULL))
+                v = valid = g_utf8_make_valid(v, -1);
+        /* GKeyFile trims unescaped leading and trailing spaces. */
+        for (first = v; *first == ' '; first++)
+                ;
+        last = v + strlen(v);
+        while (last > first && last[-1] == ' ')
+                last--;
+        for (const char *p = v; *p; p++)
+                switch (*p) {
+                case ' ':
+                        if (p < first || p >= last)
+                                g_string_append(out, "\\s");
+                        else
+                                g_string_append_c(out, ' ');
+                        break;
+                case '\n':
+                        g_string_append(out, "\\n");
+                        break;
+                case '\r':
+                        g_string_append(out, "\\r");
+                        break;
+                case '\t':
+                        g_string_append(out, "\\t");
+                        break;
+                case '\\':
+                        g_string_append(out, "\\\\");
+                        break;
+                default:
+                        g_string_append_c(out, *p);
+                }
+        g_string_append_c(out, '\n');
 }

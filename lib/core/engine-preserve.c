@@ -11,6 +11,10 @@
 #include "engine-private.h"
 #include "util.h"
 
+/* A preserve step is recorded in the history as the step of the same number. */
+G_STATIC_ASSERT((int) ENGINE_STEP_SAVE == STEP_SAVE && (int) ENGINE_STEP_SHUTDOWN == STEP_SHUTDOWN &&
+                (int) ENGINE_STEP_POWEROFF == STEP_POWEROFF);
+
 static void submit_shutdown(Guest *g, bool repeat)
 {
         EngineJob *j = engine_job_new(g->engine, JOB_SHUTDOWN, g, NULL);
@@ -36,6 +40,7 @@ void guest_start_step(Guest *g, Step s)
         g->step = s;
         g->last_step = s;
         g->gen++;
+        guest_history_begin(g, (EngineStepKind) s);
         switch (s) {
         case STEP_SAVE:
                 g->progress_supported = true;
@@ -77,6 +82,7 @@ void guest_advance(Guest *g)
         if (g->pub.finished)
                 return;
         g->step = -1;
+        guest_history_end(g, g->pub.error ?: "failed");
         if (g->stopped_seen) {
                 guest_finish(g, OUTCOME_SHUTDOWN);
                 return;
@@ -174,6 +180,10 @@ void guest_on_save_done(Guest *g, EngineJob *j)
                 return;
         }
         if (j->job.r >= 0) {
+                if (g->save_total > 0) {
+                        g->pub.bytes_written = g->save_total;
+                        g->pub.bytes_known = true;
+                }
                 if (g->rec && g->save_file) {
                         g_free(g->rec->save_file);
                         g->rec->save_file = g_strdup(g->save_file);

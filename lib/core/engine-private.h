@@ -58,6 +58,7 @@ struct Guest {
         bool hostdev;      /* host device passthrough: pre-flight drops its save */
         bool progress_supported;
         bool progress_query;
+        guint64 save_total; /* the save's size, as its job stats last said (0: unknown) */
         unsigned conn_retries;
         bool retry_pending; /* a step waits to be retried after a lost connection */
         GSource *timeout;
@@ -118,6 +119,7 @@ struct Engine {
         unsigned finished, done, failed;
         GPtrArray *unreachable;
         guint64 last_progress;
+        guint64 start_usec, end_usec;
 
         GSource *deadline_source;
         GSource *progress_source;
@@ -155,6 +157,10 @@ void engine_drop_source(GSource **s);
 void guest_release_slots(Guest *g);
 void guest_finish(Guest *g, Outcome o);
 void guest_set_error(Guest *g, const char *what, const char *error);
+/* The guest's history: a step begins (ending one under way), or the step under way ends,
+ * with @error if it did not end the guest's run. */
+void guest_history_begin(Guest *g, EngineStepKind kind);
+void guest_history_end(Guest *g, const char *error);
 Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent);
 
 void engine_schedule(Engine *e);

@@ -94,6 +94,7 @@ void guest_start_restore(Guest *g)
 
         g->gen++;
         g->step = 0;
+        guest_history_begin(g, ENGINE_STEP_START);
         guest_set_outcome(g, OUTCOME_RESTORING);
 
         if (g->pub.persistent) {

@@ -80,6 +80,7 @@ static void on_progress_done(Guest *g, EngineJob *j)
         }
         if (j->job.r < 0 || j->job.total == 0 || g->step != STEP_SAVE)
                 return;
+        g->save_total = j->job.total;
         f = MIN(1.0, (double) j->job.processed / (double) j->job.total);
         if (f > g->pub.fraction) {
                 g->pub.fraction = f;

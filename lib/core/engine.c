@@ -16,6 +16,14 @@ static const char *const run_kind_table[_RUN_KIND_MAX] = {
 };
 DEFINE_STRING_TABLE(run_kind, RunKind, _RUN_KIND_MAX);
 
+static const char *const engine_step_kind_table[_ENGINE_STEP_KIND_MAX] = {
+        [ENGINE_STEP_SAVE] = "save",
+        [ENGINE_STEP_SHUTDOWN] = "shutdown",
+        [ENGINE_STEP_POWEROFF] = "poweroff",
+        [ENGINE_STEP_START] = "start",
+};
+DEFINE_STRING_TABLE(engine_step_kind, EngineStepKind, _ENGINE_STEP_KIND_MAX);
+
 static void engine_begin(Engine *e);
 static void engine_go(Engine *e);
 
@@ -55,6 +63,7 @@ void guest_set_outcome(Guest *g, Outcome o)
 static void finish_run(Engine *e)
 {
         e->phase = PHASE_DONE;
+        e->end_usec = now_usec();
         g_clear_pointer(&e->deadline_source, g_source_destroy);
         g_clear_pointer(&e->progress_source, g_source_destroy);
         if (e->cb && e->cb->finished)
@@ -122,6 +131,10 @@ void guest_finish(Guest *g, Outcome o)
         if (!outcome_is_restored(o) || !guest_await_agent(g))
                 scheduler_finish(e->sched, g, now_usec());
         g->pub.finished = true;
+        guest_history_end(g, o == OUTCOME_FAILED || o == OUTCOME_NONE
+                                     ? (g->pub.error ?: (o == OUTCOME_NONE ? "cancelled" : "failed"))
+                                     : NULL);
+        g->pub.end_usec = now_usec();
         g->step = -1;
         g->pub.fraction = 0;
         e->finished++;
@@ -145,6 +158,29 @@ void guest_finish(Guest *g, Outcome o)
         engine_note_progress(e);
         engine_maybe_finish_run(e);
         engine_schedule(e);
+}
+
+void guest_history_begin(Guest *g, EngineStepKind kind)
+{
+        EngineStepRun *s;
+
+        /* Only the deadline's poweroff replaces a step under way. */
+        guest_history_end(g, "cut short: the deadline was spent");
+        if (g->pub.n_history >= ENGINE_STEPS_MAX)
+                return;
+        s = &g->pub.history[g->pub.n_history++];
+        s->kind = kind;
+        s->start_usec = now_usec();
+}
+
+void guest_history_end(Guest *g, const char *error)
+{
+        EngineStepRun *s = g->pub.n_history > 0 ? &g->pub.history[g->pub.n_history - 1] : NULL;
+
+        if (!s || s->end_usec != 0)
+                return;
+        s->end_usec = now_usec();
+        s->error = g_strdup(error);
 }
 
 void guest_set_error(Guest *g, const char *what, const char *error)
@@ -508,6 +544,8 @@ static void guest_free(Guest *g)
         g_free(g->pub.uuid);
         g_free(g->pub.name);
         g_free(g->pub.error);
+        for (unsigned i = 0; i < g->pub.n_history; i++)
+                g_free(g->pub.history[i].error);
         g_free(g->save_file);
         g_free(g->xml);
         g_free(g);
@@ -578,6 +616,7 @@ void engine_start(Engine *e)
         g_return_if_fail(e->phase == PHASE_NEW);
 
         e->phase = PHASE_LISTING;
+        e->start_usec = now_usec();
         e->lists_pending = e->n_slots;
         if (e->kind == RUN_PRESERVE)
                 start_probe(e);
@@ -717,6 +756,14 @@ double engine_progress(Engine *e)
                         sum += g->pub.fraction;
         }
         return MIN(1.0, sum / total);
+}
+
+void engine_times(Engine *e, guint64 *ret_start_usec, guint64 *ret_end_usec)
+{
+        if (ret_start_usec)
+                *ret_start_usec = e->start_usec;
+        if (ret_end_usec)
+                *ret_end_usec = e->end_usec;
 }
 
 guint64 engine_last_progress_usec(Engine *e)

@@ -29,6 +29,29 @@ RunKind run_kind_from_string(const char *s);
 
 typedef struct Engine Engine;
 
+/* A step a guest went through in this run, for the run's history (run-history.h). */
+typedef enum EngineStepKind {
+        ENGINE_STEP_SAVE,
+        ENGINE_STEP_SHUTDOWN,
+        ENGINE_STEP_POWEROFF,
+        ENGINE_STEP_START, /* restore: resume, boot, restore from a file, or create from XML */
+        _ENGINE_STEP_KIND_MAX,
+        _ENGINE_STEP_KIND_INVALID = -EINVAL,
+} EngineStepKind;
+
+const char *engine_step_kind_to_string(EngineStepKind k);
+EngineStepKind engine_step_kind_from_string(const char *s);
+
+typedef struct EngineStepRun {
+        EngineStepKind kind;
+        guint64 start_usec; /* monotonic */
+        guint64 end_usec;   /* monotonic; 0 while under way */
+        char *error;        /* why it did not end the guest's run, NULL if it did */
+} EngineStepRun;
+
+/* save, shutdown, poweroff once each, or one start: a guest's steps never exceed this. */
+#define ENGINE_STEPS_MAX 4
+
 /* What the engine knows of one guest of the run. Owned by the engine; valid until
  * engine_unref() drops the last reference. */
 typedef struct EngineGuest {
@@ -44,6 +67,13 @@ typedef struct EngineGuest {
         bool finished;
         char *error;     /* last error, NULL if none */
         double fraction; /* a save in flight: bytes done / total */
+        /* For the run's history: the steps in the order they ran, when the guest finished,
+         * and what its save wrote (libvirt's job stats; unknown without them). */
+        EngineStepRun history[ENGINE_STEPS_MAX];
+        unsigned n_history;
+        guint64 end_usec; /* monotonic; 0 until finished */
+        guint64 bytes_written;
+        bool bytes_known;
 } EngineGuest;
 
 typedef enum EngineLevel {
@@ -110,6 +140,8 @@ guint64 engine_last_progress_usec(Engine *e);
  * step to be retried after a lost connection, a list with ConnectTimeoutSec —: the run will
  * move by itself, it is not hung. */
 bool engine_has_bounded_wait(Engine *e);
+/* Monotonic times the run started (engine_start()) and ended (0 until then). */
+void engine_times(Engine *e, guint64 *ret_start_usec, guint64 *ret_end_usec);
 /* URIs that could not be reached at the start of the run, with their errors ("uri: error"). */
 GPtrArray *engine_unreachable(Engine *e);
 /* What a run ended with: a value that outlives the engine (the daemon shows the last run's

@@ -37,6 +37,34 @@ static int check_root(sd_bus_message *msg, sd_bus_error *error)
         return 0;
 }
 
+/* Who called, for the run's history: "uid 0 via guestkeeperctl[4242] in session-3.scope". */
+static char *describe_caller(sd_bus_message *msg)
+{
+        g_autoptr(sd_bus_creds) creds = NULL;
+        GString *s = g_string_new(NULL);
+        const char *comm = NULL, *unit = NULL;
+        pid_t pid = 0;
+        uid_t uid;
+
+        if (sd_bus_query_sender_creds(msg,
+                                      SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID |
+                                              SD_BUS_CREDS_COMM | SD_BUS_CREDS_UNIT | SD_BUS_CREDS_AUGMENT,
+                                      &creds) < 0)
+                return g_string_free(s, FALSE);
+        if (sd_bus_creds_get_euid(creds, &uid) >= 0 || sd_bus_creds_get_uid(creds, &uid) >= 0)
+                g_string_append_printf(s, "uid %u", (unsigned) uid);
+        (void) sd_bus_creds_get_pid(creds, &pid);
+        (void) sd_bus_creds_get_comm(creds, &comm);
+        (void) sd_bus_creds_get_unit(creds, &unit);
+        if (comm && pid > 0)
+                g_string_append_printf(s, "%svia %s[%i]", s->len ? " " : "", comm, (int) pid);
+        if (unit)
+                g_string_append_printf(s, "%sin %s", s->len ? " " : "", unit);
+        if (s->len == 0)
+                g_string_append(s, sd_bus_message_get_sender(msg) ?: "unknown");
+        return g_string_free(s, FALSE);
+}
+
 static int busy(sd_bus_error *error, Manager *m)
 {
         return sd_bus_error_setf(error, GK_ERROR_BUSY, "A run is under way (state %s)",
@@ -51,8 +79,11 @@ static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *er
         r = check_root(msg, error);
         if (r < 0)
                 return r;
-        if (manager_preserve(m, false) == -EBUSY)
+        m->requester = describe_caller(msg);
+        if (manager_preserve(m, false) == -EBUSY) {
+                g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
+        }
         log_notice("PreserveGuests() called: rehearsal");
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -72,8 +103,11 @@ static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bu
         r = check_root(msg, error);
         if (r < 0)
                 return r;
-        if (manager_preserve(m, flags & GK_PRESERVE_HOLD) == -EBUSY)
+        m->requester = describe_caller(msg);
+        if (manager_preserve(m, flags & GK_PRESERVE_HOLD) == -EBUSY) {
+                g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
+        }
         log_notice("PreserveGuestsWithFlags(0x%" PRIx64 ") called: %s", flags,
                    flags & GK_PRESERVE_HOLD ? "maintenance hold" : "rehearsal");
         return sd_bus_reply_method_return(msg, NULL);
@@ -87,8 +121,11 @@ static int method_restore(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = check_root(msg, error);
         if (r < 0)
                 return r;
-        if (manager_restore(m) == -EBUSY)
+        m->requester = describe_caller(msg);
+        if (manager_restore(m) == -EBUSY) {
+                g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
+        }
         log_notice("RestoreGuests() called");
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -191,6 +228,81 @@ static int method_plan_summary(sd_bus_message *msg, void *userdata, sd_bus_error
 {
         manager_plan(userdata, plan_summary_reply, sd_bus_message_ref(msg), plan_msg_unref);
         return 1;
+}
+
+/* LastRuns(): org.guestkeeper1(5) names the fields. */
+#define STEP_TYPE    "(stts)"
+#define GUEST_FIELDS "sssstxsa" STEP_TYPE
+#define GUEST_TYPE   "(" GUEST_FIELDS ")"
+#define RUN_FIELDS   "sssstttbuuuasa" GUEST_TYPE
+#define RUN_TYPE     "(" RUN_FIELDS ")"
+
+static int append_run(sd_bus_message *reply, const RunRecord *run)
+{
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'r', RUN_FIELDS);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "sssstttbuuu", run->id, run_kind_to_string(run->kind),
+                                          run_reason_to_string(run->reason), run->requested_by,
+                                          (uint64_t) run->started, (uint64_t) run->finished,
+                                          (uint64_t) run->duration_usec, (int) run->cancelled, run->total,
+                                          run->done, run->failed);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "s");
+        for (guint i = 0; r >= 0 && i < run->unreachable->len; i++)
+                r = sd_bus_message_append(reply, "s", run->unreachable->pdata[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', GUEST_TYPE);
+        for (guint i = 0; r >= 0 && i < run->guests->len; i++) {
+                const RunGuestRecord *g = run->guests->pdata[i];
+
+                r = sd_bus_message_open_container(reply, 'r', GUEST_FIELDS);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "sssstxs", g->uri, g->uuid, g->name,
+                                                  outcome_to_string(g->outcome), (uint64_t) g->duration_usec,
+                                                  (int64_t) g->bytes, g->error ?: "");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', STEP_TYPE);
+                for (unsigned k = 0; r >= 0 && k < g->n_steps; k++)
+                        r = sd_bus_message_append(
+                                reply, STEP_TYPE, engine_step_kind_to_string(g->steps[k].kind),
+                                (uint64_t) g->steps[k].start_usec, (uint64_t) g->steps[k].duration_usec,
+                                g->steps[k].error ?: "");
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_last_runs(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) runs = NULL;
+        int all = 0, r;
+
+        r = sd_bus_message_read(msg, "b", &all);
+        if (r < 0)
+                return r;
+        runs = manager_last_runs(userdata, all);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', RUN_TYPE);
+        for (guint i = 0; r >= 0 && i < runs->len; i++)
+                r = append_run(reply, runs->pdata[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -305,6 +417,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("t", estimate_usec, "t", deadline_usec, "u", saves, "u",
                                               saves_in_time, "u", saves_dropped, "s", warning),
                                 method_plan_summary, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("LastRuns", SD_BUS_ARGS("b", all), SD_BUS_RESULT("a" RUN_TYPE, runs),
+                                method_last_runs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("PreserveGuestsWithFlags", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT,
                                 method_preserve_with_flags, SD_BUS_VTABLE_UNPRIVILEGED),

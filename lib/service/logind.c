@@ -29,6 +29,7 @@ struct Logind {
         bool want;
         bool settled;
         bool sends_metadata; /* this logind sends PrepareForShutdownWithMetadata */
+        char *shutdown_type; /* its "type", from the last PrepareForShutdownWithMetadata(true) */
         sd_bus *private_bus; /* systemd's private socket, for a SIGTERM the bus could not explain */
 };
 
@@ -112,6 +113,31 @@ bool logind_settled(Logind *l)
         return l->settled;
 }
 
+/* The "type" of PrepareForShutdownWithMetadata's a{sv}, if it has one. */
+static void read_shutdown_type(Logind *l, sd_bus_message *m)
+{
+        const char *key, *type;
+
+        g_clear_pointer(&l->shutdown_type, g_free);
+        if (sd_bus_message_enter_container(m, 'a', "{sv}") <= 0)
+                return;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                if (sd_bus_message_read(m, "s", &key) < 0)
+                        return;
+                if (streq_ptr(key, "type") && sd_bus_message_read(m, "v", "s", &type) >= 0)
+                        l->shutdown_type = g_strdup(type);
+                else if (sd_bus_message_skip(m, "v") < 0)
+                        return;
+                if (sd_bus_message_exit_container(m) < 0)
+                        return;
+        }
+}
+
+const char *logind_shutdown_type(Logind *l)
+{
+        return l->shutdown_type;
+}
+
 static int pfs_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
         Logind *l = userdata;
@@ -127,6 +153,8 @@ static int pfs_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                 return 0;
         if (sd_bus_message_read(m, "b", &start) < 0)
                 return 0;
+        if (l->sends_metadata && start)
+                read_shutdown_type(l, m);
         if (l->cb.prepare_for_shutdown)
                 l->cb.prepare_for_shutdown(l, start, l->userdata);
         return 0;
@@ -193,6 +221,7 @@ Logind *logind_free(Logind *l)
         if (l->fd >= 0)
                 close(l->fd);
         sd_bus_unref(l->bus);
+        g_free(l->shutdown_type);
         g_free(l);
         return NULL;
 }

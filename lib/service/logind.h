@@ -26,6 +26,9 @@ Logind *logind_free(Logind *l);
 void logind_want_inhibitor(Logind *l, bool want);
 bool logind_inhibitor_held(Logind *l);
 bool logind_settled(Logind *l);
+/* What the last PrepareForShutdownWithMetadata(true) said the shutdown is ("power-off",
+ * "reboot", "kexec", …; systemd >= 255); NULL when logind did not say. */
+const char *logind_shutdown_type(Logind *l);
 
 /* Asks logind's PreparingForShutdown and systemd's SystemState; @cb gets true if either says
  * the host is going down, with a short human explanation. Missing services count as "no". */

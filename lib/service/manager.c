@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-id128.h>
 
 #include "bus-util.h"
 #include "conflicts.h"
@@ -460,10 +461,121 @@ static unsigned note_restore_results(Manager *m, Engine *e)
 /* A cancelled shutdown: what the run stopped comes back. Held guests stay down. */
 static void restore_after_cancel(Manager *m)
 {
+        m->shutdown_cancelled = true;
         want_inhibitor(m, true);
         m->restore_pending = !manager_held(m);
         m->restore_since = now_usec();
         start_run(m, RUN_RESTORE, false, manager_held(m) ? m->last_preserved : NULL);
+}
+
+/* ---- the run's history ---- */
+
+static void history_written(gpointer p)
+{
+        RunHistoryWrite *w = p;
+
+        if (w->r < 0)
+                log_error_errno(w->r, "Failed to keep the run in %s: %m", w->path);
+}
+
+static void history_write_free(gpointer p)
+{
+        run_history_write_free(p);
+}
+
+static void on_shutdown_target(const char *target, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (!target)
+                return;
+        g_free(m->shutdown_type);
+        m->shutdown_type = g_strdup(target);
+}
+
+/* What kind of host shutdown this is, best effort: logind's metadata (systemd >= 255), else the
+ * shutdown target systemd has a job for — queued once logind's delay is over, so a run asks
+ * again at SIGTERM. Unknown: "shutdown". */
+static void learn_shutdown_type(Manager *m)
+{
+        const char *type = m->logind ? logind_shutdown_type(m->logind) : NULL;
+
+        if (type) {
+                g_free(m->shutdown_type);
+                m->shutdown_type = g_strdup(type);
+                return;
+        }
+        if (m->bus)
+                (void) unit_state_query_shutdown_target(m->bus, on_shutdown_target, m);
+}
+
+/* Why this run, and who asked: for the journal and the run's history. */
+static void run_origin(Manager *m, RunKind kind, bool host_shutdown)
+{
+        g_free(m->run_requested_by);
+        if (kind == RUN_PRESERVE && host_shutdown) {
+                g_clear_pointer(&m->shutdown_type, g_free);
+                learn_shutdown_type(m);
+                m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
+                m->run_requested_by = g_strdup(m->exit_after_run ? "SIGTERM" : "logind");
+        } else if (kind == RUN_PRESERVE) {
+                m->run_reason = manager_held(m) ? RUN_REASON_MAINTENANCE : RUN_REASON_REHEARSAL;
+                m->run_requested_by = g_steal_pointer(&m->requester) ?: g_strdup("unknown");
+        } else if (m->requester) {
+                m->run_reason = RUN_REASON_REQUESTED;
+                m->run_requested_by = g_steal_pointer(&m->requester);
+        } else if (m->shutdown_cancelled) {
+                m->run_reason = RUN_REASON_SHUTDOWN_CANCELLED;
+                m->run_requested_by = g_strdup("logind");
+        } else {
+                m->run_reason = RUN_REASON_START_UP;
+                m->run_requested_by = g_strdup("start-up");
+        }
+        m->shutdown_cancelled = false;
+        g_clear_pointer(&m->requester, g_free);
+}
+
+/* Once per run, when it is over: in memory for LastRuns() at once, on disk by the history's
+ * thread. */
+static void keep_run(Manager *m, Engine *e)
+{
+        RunRecord *r;
+
+        if (engine_kind(e) == RUN_PRESERVE && m->run_is_shutdown &&
+            (m->run_reason == RUN_REASON_REHEARSAL || m->run_reason == RUN_REASON_MAINTENANCE)) {
+                /* A rehearsal (or a hold) that a host shutdown turned real. */
+                g_autofree char *was = g_steal_pointer(&m->run_requested_by);
+
+                m->run_requested_by = g_strdup_printf("logind, during a rehearsal asked by %s", was);
+        }
+        if (engine_kind(e) == RUN_PRESERVE && m->run_is_shutdown)
+                m->run_reason = run_reason_from_shutdown_type(m->shutdown_type);
+        r = run_record_from_engine(e, m->run_id, m->run_reason, m->run_requested_by, m->run_started_wall,
+                                   g_get_real_time());
+        /* As GuestsFailed shows them: a start that is retried has not failed (yet). */
+        r->failed = m->last->failed;
+        workers_submit(m->history_writer, run_history_add(m->history, r), (WorkerRun) run_history_write,
+                       history_written, history_write_free);
+}
+
+GPtrArray *manager_last_runs(Manager *m, bool all)
+{
+        GPtrArray *runs = g_ptr_array_new();
+        const RunRecord *p = run_history_last(m->history, RUN_PRESERVE);
+        const RunRecord *r = run_history_last(m->history, RUN_RESTORE);
+
+        if (all) {
+                for (guint i = 0; i < m->history->runs->len; i++)
+                        g_ptr_array_add(runs, m->history->runs->pdata[i]);
+                return runs;
+        }
+        if (p && (!r || p->seq < r->seq))
+                g_ptr_array_add(runs, (gpointer) p);
+        if (r)
+                g_ptr_array_add(runs, (gpointer) r);
+        if (p && r && p->seq > r->seq)
+                g_ptr_array_add(runs, (gpointer) p);
+        return runs;
 }
 
 static void on_finished(Engine *e, void *userdata)
@@ -493,6 +605,7 @@ static void on_finished(Engine *e, void *userdata)
                         g_hash_table_add(m->last_preserved, key_of(g->uri, g->uuid));
                 }
         }
+        keep_run(m, e);
         total = m->last->total;
         done = m->last->done;
         failed = m->last->failed;
@@ -508,6 +621,7 @@ static void on_finished(Engine *e, void *userdata)
                 log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
                          "%s run finished: %u guests, %u done, %u failed",
                          kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
+        log_set_run_id(NULL);
         bus_manager_emit_run_finished(m, run_kind_to_string(kind), done, failed);
         bus_manager_emit(m, (const char *const[]){"Held", NULL});
 
@@ -577,6 +691,16 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *
         if (only)
                 m->run_only = g_hash_table_ref(only);
         check_conflicts(m);
+        {
+                sd_id128_t id;
+
+                if (sd_id128_randomize(&id) < 0)
+                        id = SD_ID128_MAKE(00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00);
+                sd_id128_to_string(id, m->run_id);
+        }
+        log_set_run_id(m->run_id);
+        run_origin(m, kind, host_shutdown);
+        m->run_started_wall = g_get_real_time();
         /* The last run's outcomes stay visible until this run touches the guest. */
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
                             &engine_callbacks, m);
@@ -591,11 +715,9 @@ static void start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *
         m->run_is_shutdown = host_shutdown;
         m->run_started = now_usec();
         m->last_keepalive = 0;
-        log_full(LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_STARTED, "%s run started%s",
-                 kind == RUN_PRESERVE ? "Preserve" : "Restore",
-                 kind == RUN_RESTORE ? ""
-                 : host_shutdown     ? " (host shutdown)"
-                                     : " (rehearsal)");
+        log_full(LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_STARTED, "%s run started (%s, asked by %s), run ID %s",
+                 kind == RUN_PRESERVE ? "Preserve" : "Restore", run_reason_to_string(m->run_reason),
+                 m->run_requested_by, m->run_id);
         set_state(m, kind == RUN_PRESERVE ? MANAGER_PRESERVING : MANAGER_RESTORING);
         bus_manager_emit(m, (const char *const[]){"LastRun", NULL});
         engine_start(m->run);
@@ -812,6 +934,7 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
         if (start) {
                 switch (m->state) {
                 case MANAGER_PRESERVING:
+                        learn_shutdown_type(m);
                         m->run_is_shutdown = true; /* a rehearsal turned real */
                         m->cancel_after_run = false;
                         break;
@@ -904,6 +1027,8 @@ void manager_terminate(Manager *m)
         case MANAGER_PRESERVING:
                 /* systemd starts the stop timeout afresh at SIGTERM: extend again now. */
                 m->exit_after_run = true;
+                if (m->run_is_shutdown)
+                        learn_shutdown_type(m);
                 send_keepalive(m, true);
                 log_notice("SIGTERM during a preserve run: exiting once it is finished");
                 return;
@@ -1331,6 +1456,15 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->running = running_set_new(running_path, &running_problem);
         if (running_problem)
                 log_error("Unreadable running set: %s", running_problem);
+        {
+                g_autofree char *runs_dir = g_build_filename(m->state_dir, "runs", NULL);
+                g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+
+                m->history = run_history_load(runs_dir, problems);
+                for (guint i = 0; i < problems->len; i++)
+                        log_error("Unreadable run history: %s", (char *) problems->pdata[i]);
+                m->history_writer = workers_new(NULL, 1);
+        }
 
         *ret = g_steal_pointer(&m);
         return 0;
@@ -1361,6 +1495,12 @@ Manager *manager_free(Manager *m)
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */
         g_clear_pointer(&m->workers, workers_abandon);
+        /* Waited for: the last run reaches the disk before the daemon exits. */
+        g_clear_pointer(&m->history_writer, workers_free);
+        run_history_free(m->history);
+        g_free(m->run_requested_by);
+        g_free(m->requester);
+        g_free(m->shutdown_type);
         guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);
         g_hash_table_unref(m->reconciled);

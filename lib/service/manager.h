@@ -17,6 +17,7 @@
 #include "logind.h"
 #include "preflight.h"
 #include "record.h"
+#include "run-history.h"
 #include "running-set.h"
 #include "worker.h"
 
@@ -73,6 +74,17 @@ typedef struct Manager {
         bool preserve_after_run; /* a shutdown came during a restore */
         bool exit_after_run;     /* SIGTERM came during a run */
         guint64 run_started;
+
+        /* The run's identity for the journal (GUESTKEEPER_RUN_ID=) and its history. */
+        RunHistory *history;     /* the last runs, as on disk */
+        Workers *history_writer; /* one thread: the history's writes, in order, off the main thread */
+        char run_id[33];
+        RunReason run_reason;
+        char *run_requested_by;
+        gint64 run_started_wall;
+        char *requester;         /* the D-Bus caller of the method that starts the next run */
+        bool shutdown_cancelled; /* PrepareForShutdown(false): the next restore is its undoing */
+        char *shutdown_type;     /* what the host shutdown is (logind, systemd's jobs), if known */
 
         /* Set by manager_connect_bus(); NULL without a bus. */
         sd_event *event;
@@ -141,6 +153,9 @@ typedef void (*ManagerPlanDone)(Manager *m, GPtrArray *rows, const PreflightPlan
  * the free space of the save directories is read on a worker, so @done comes later (never
  * from within this call). @destroy frees @userdata, also when the manager goes first. */
 void manager_plan(Manager *m, ManagerPlanDone done, void *userdata, GDestroyNotify destroy);
+/* The runs LastRuns() shows (const RunRecord*, oldest first): the last preserve and the last
+ * restore, or with @all every run kept. */
+GPtrArray *manager_last_runs(Manager *m, bool all);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);

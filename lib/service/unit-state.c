@@ -116,3 +116,45 @@ int unit_state_query(sd_bus *bus, const char *unit, UnitStateCallback cb, void *
         query_unref(q);
         return r;
 }
+
+typedef struct TargetQuery {
+        ShutdownTargetCallback cb;
+        void *userdata;
+} TargetQuery;
+
+static int list_jobs_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        static const char *const targets[] = {"poweroff.target", "reboot.target",      "halt.target",
+                                              "kexec.target",    "soft-reboot.target", NULL};
+        TargetQuery *q = userdata;
+        const char *unit, *type, *found = NULL;
+
+        if (!sd_bus_message_is_method_error(m, NULL) &&
+            sd_bus_message_enter_container(m, 'a', "(usssoo)") > 0)
+                while (!found &&
+                       sd_bus_message_read(m, "(usssoo)", NULL, &unit, &type, NULL, NULL, NULL) > 0)
+                        if (g_str_equal(type, "start") && g_strv_contains(targets, unit))
+                                found = unit;
+        q->cb(found, q->userdata);
+        return 0;
+}
+
+int unit_state_query_shutdown_target(sd_bus *bus, ShutdownTargetCallback cb, void *userdata)
+{
+        TargetQuery *q = g_new0(TargetQuery, 1);
+        sd_bus_slot *slot = NULL;
+        int r;
+
+        q->cb = cb;
+        q->userdata = userdata;
+        r = sd_bus_call_method_async(bus, &slot, SYSTEMD_NAME, SYSTEMD_PATH, SYSTEMD_IFACE, "ListJobs",
+                                     list_jobs_reply, q, NULL);
+        if (r < 0) {
+                g_free(q);
+                return r;
+        }
+        (void) sd_bus_slot_set_destroy_callback(slot, g_free);
+        (void) sd_bus_slot_set_floating(slot, 1);
+        sd_bus_slot_unref(slot);
+        return 0;
+}

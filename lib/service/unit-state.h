@@ -13,3 +13,10 @@ typedef void (*UnitStateCallback)(const char *unit, const char *unit_file_state,
 
 /* Asynchronous: @cb runs once, from the bus's event loop. */
 int unit_state_query(sd_bus *bus, const char *unit, UnitStateCallback cb, void *userdata);
+
+/* Which shutdown target systemd has a start job queued for (poweroff.target, reboot.target,
+ * halt.target, kexec.target, soft-reboot.target): what a host shutdown is, when logind did not
+ * say. @target is NULL when there is none or systemd did not answer. Asynchronous: @cb runs
+ * once, from the bus's event loop, unless the bus is closed first. */
+typedef void (*ShutdownTargetCallback)(const char *target, void *userdata);
+int unit_state_query_shutdown_target(sd_bus *bus, ShutdownTargetCallback cb, void *userdata);

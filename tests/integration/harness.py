@@ -291,12 +291,68 @@ class Libvirtd:
             return '(no log)'
 
 
+class Journal:
+    """journald's native socket, as the daemon sees it when systemd runs it with stderr to the
+    journal: the daemon starts in its own mount namespace with a tmpfs on /run and this
+    directory on /run/systemd/journal, and JOURNAL_STREAM naming its stderr, so its structured
+    entries (sd_journal_sendv) arrive here as datagrams. entries: one dict per entry."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, 'journal')
+        os.makedirs(self.dir)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(os.path.join(self.dir, 'socket'))
+        self.entries = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def parse(data):
+        """The native protocol: KEY=value lines, or KEY, a 64-bit little-endian length and the
+        value's bytes (values holding a newline)."""
+        fields, i = {}, 0
+        while i < len(data):
+            nl = data.index(b'\n', i)
+            line = data[i:nl]
+            if b'=' in line:
+                k, v = line.split(b'=', 1)
+                i = nl + 1
+            else:
+                k, n = line, int.from_bytes(data[nl + 1:nl + 9], 'little')
+                v = data[nl + 9:nl + 9 + n]
+                i = nl + 9 + n + 1
+            fields[k.decode()] = v.decode(errors='replace')
+        return fields
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError:
+                return
+            with self.lock:
+                self.entries.append(self.parse(data))
+
+    def matching(self, **fields):
+        with self.lock:
+            return [e for e in self.entries if all(e.get(k) == v for k, v in fields.items())]
+
+    def wrap(self, argv):
+        script = ('mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && '
+                  'mount --bind "$0" /run/systemd/journal && exec "$@"')
+        return ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, self.dir, *argv]
+
+    def close(self):
+        self.sock.close()
+
+
 class Daemon:
-    def __init__(self, workdir, bus, notify, config, env=None, name='guestkeeperd'):
+    def __init__(self, workdir, bus, notify, config, env=None, name='guestkeeperd', journal=None):
         self.workdir = workdir
         self.bus = bus
         self.notify = notify
         self.config = config
+        self.journal = journal
         self.extra_env = env or {}
         self.log_path = os.path.join(workdir, f'{name}.log')
         self.state_dir = os.path.join(workdir, 'state')
@@ -311,8 +367,12 @@ class Daemon:
         self.log = open(self.log_path, 'ab')
         # GK_DAEMON_WRAPPER: e.g. valgrind (meson test --setup valgrinddaemon).
         wrapper = os.environ.get('GK_DAEMON_WRAPPER', '').split()
-        self.proc = subprocess.Popen([*wrapper, DAEMON, '--config', self.config, '--log-level', 'debug'], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        argv = [*wrapper, DAEMON, '--config', self.config, '--log-level', 'debug']
+        if self.journal:
+            st = os.fstat(self.log.fileno())
+            env['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'
+            argv = self.journal.wrap(argv)
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         if wait_ready:
             wait_until(lambda: self.proc.poll() is not None or name_has_owner(self.bus, BUS_NAME), 60,
                        'guestkeeperd on the bus')

@@ -254,6 +254,154 @@ class CtlTest(Base):
         self.assertIn('Save=persistent\n', imp['config'])
         self.assertTrue(any(n.startswith('FROB:') for n in imp['notes']), imp['notes'])
 
+    def last_runs(self, *args):
+        return json.loads(self.ctl('--json', 'last-run', *args).stdout)
+
+    def test_last_run_kept_across_restarts(self):
+        """A rehearsal and a restore, then a host shutdown and the restore of the next boot:
+        last-run shows the last of each kind with its guests, --all every run, and the history
+        survives the daemon's restarts."""
+        self.define('web1')
+        self.define('tmp', persistent=False)
+        cfg = self.write_config('[Shutdown]\nShutdownTimeoutSec=30\n')
+        self.start_daemon(cfg)
+        self.client.wait_state('idle')
+        self.assertEqual(self.ctl('last-run').stdout, 'No run kept yet.\n')
+        self.assertEqual(self.last_runs(), [])
+        self.ctl('preserve')
+        self.ctl('restore')
+
+        pre, res = self.last_runs()
+        self.assertEqual((pre['kind'], pre['reason'], res['kind'], res['reason']),
+                         ('preserve', 'rehearsal', 'restore', 'requested'))
+        self.assertRegex(pre['requested_by'], r'^uid 0 via guestkeeperctl\[\d+\]')
+        self.assertRegex(pre['id'], r'^[0-9a-f]{32}$')
+        self.assertNotEqual(pre['id'], res['id'])
+        self.assertLessEqual(pre['started'], pre['finished'])
+        self.assertLessEqual(pre['finished'], res['started'])
+        self.assertEqual((pre['total'], pre['done'], pre['failed'], pre['cancelled']), (2, 2, 0, False))
+        g = {x['name']: x for x in pre['guests']}
+        self.assertEqual((g['web1']['outcome'], [s['step'] for s in g['web1']['steps']]), ('saved', ['save']))
+        self.assertEqual((g['tmp']['outcome'], [s['step'] for s in g['tmp']['steps']]),
+                         ('shutdown', ['shutdown']))
+        self.assertIsNone(g['web1']['bytes'])  # the test driver has no job stats
+        self.assertIsNone(g['web1']['steps'][0]['error'])
+        self.assertGreater(g['web1']['steps'][0]['duration'], 0)
+        self.assertGreaterEqual(g['web1']['duration'], g['web1']['steps'][0]['duration'])
+        self.assertEqual({x['name']: (x['outcome'], [s['step'] for s in x['steps']]) for x in res['guests']},
+                         {'web1': ('restored', ['start']), 'tmp': ('restored', ['start'])})
+
+        out = self.ctl('last-run').stdout
+        self.assertIn(f'● preserve run {pre["id"]}\n', out)
+        self.assertIn('     Reason: rehearsal\n', out)
+        self.assertIn(f'    Journal: journalctl GUESTKEEPER_RUN_ID={pre["id"]}\n', out)
+        self.assertRegex(out, r'\n    web1  saved +\d+\.\d\d s\n      save +\+\d+\.\d\d s +\d+\.\d\d s\n')
+        self.assertIn(f'● restore run {res["id"]}\n', out)
+        self.assertRegex(out, r'\n    tmp   restored +\d+\.\d\d s\n      start +\+')
+        self.assertLess(out.index('preserve run'), out.index('restore run'))
+
+        # A host shutdown, then the next boot: the restore at start-up.
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.daemon.stop(), 0)
+        self.assertEqual(len(os.listdir(os.path.join(self.daemon.state_dir, 'runs'))), 3)
+        self.start_daemon(cfg)
+        self.client.wait_run_finished('restore', count=2)
+        shut, boot = self.last_runs()
+        self.assertEqual((shut['kind'], shut['reason'], shut['requested_by']), ('preserve', 'shutdown', 'logind'))
+        self.assertEqual((boot['kind'], boot['reason'], boot['requested_by']), ('restore', 'start-up', 'start-up'))
+        self.assertEqual({x['name']: x['outcome'] for x in boot['guests']}, {'web1': 'restored', 'tmp': 'restored'})
+        every = self.last_runs('--all')
+        self.assertEqual([r['id'] for r in every[:2]], [pre['id'], res['id']])
+        self.assertEqual([r['reason'] for r in every], ['rehearsal', 'requested', 'shutdown', 'start-up'])
+        self.assertEqual(self.ctl('status', '--all', check=False).returncode, 2)
+
+    def test_last_run_shutdown_type(self):
+        """systemd 252's logind does not say what kind of shutdown it is: the daemon asks
+        systemd which shutdown target has a job; a newer logind's metadata says it directly.
+        A cancelled shutdown's restore says so."""
+        systemd = harness.Systemd(self.bus)
+        self.addCleanup(systemd.stop)
+        systemd.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'ListJobs', '', 'a(usssoo)',
+                     'ret = [(7, "reboot.target", "start", "waiting", "/org/freedesktop/systemd1/job/7", '
+                     '"/org/freedesktop/systemd1/unit/reboot_2etarget")]')
+        self.define('web1')
+        # The save starts 3 s late: systemd's answer, asked for at the start, comes first.
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_run_finished('preserve')
+        self.logind.emit_prepare_for_shutdown(False)
+        self.client.wait_run_finished('restore')
+        shut, back = self.last_runs()
+        self.assertEqual((shut['reason'], shut['requested_by']), ('reboot', 'logind'))
+        self.assertEqual((back['reason'], back['requested_by']), ('shutdown-cancelled', 'logind'))
+        self.assertIn('     Reason: reboot\n', self.ctl('last-run').stdout)
+
+        harness.emit_shutdown_signals_like_logind(self.logind, True, kind='power-off')
+        self.client.wait_run_finished('preserve', count=2)
+        self.assertEqual(self.last_runs()[-1]['reason'], 'poweroff')
+
+    def test_last_run_maintenance(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.ctl('preserve', '--hold')
+        run, = self.last_runs()
+        self.assertEqual((run['kind'], run['reason']), ('preserve', 'maintenance'))
+        self.assertRegex(run['requested_by'], r'^uid 0 via guestkeeperctl\[\d+\]')
+
+    def test_last_run_failures_and_a_corrupt_file(self):
+        """A guest whose steps fail shows each step's error; an unreadable history file is set
+        aside and reported, and the daemon runs on."""
+        self.define('web1')
+        os.makedirs(os.path.join(self.wd.path, 'state', 'runs'))
+        bad = os.path.join(self.wd.path, 'state', 'runs', '00000003-' + 'ab' * 16 + '.run')
+        with open(bad, 'w') as f:
+            f.write('[Run]\nVersion=1\n')
+        self.start_daemon(self.write_config('[Shutdown]\nShutdownTimeoutSec=1\n'),
+                          env={'GUESTKEEPER_FAULTS': 'web1=save-fails,web1=ignore-shutdown'})
+        self.client.wait_state('idle')
+        self.assertIn(f'error: Unreadable run history: {bad}: not a complete run', self.daemon.log_text())
+        self.assertTrue(os.path.exists(bad + '.corrupt'))
+        self.ctl('preserve', check=False)
+        run, = self.last_runs()
+        self.assertEqual(run['failed'], 0)
+        g, = run['guests']
+        self.assertEqual([(s['step'], s['error'] is not None) for s in g['steps']],
+                         [('save', True), ('shutdown', True), ('poweroff', False)])
+        self.assertIn('save failed', g['steps'][0]['error'])
+        self.assertEqual(g['steps'][1]['error'], 'did not shut down within 1 s')
+        self.assertGreaterEqual(g['steps'][1]['duration'], 1.0)
+        self.assertEqual(g['outcome'], 'poweroff')
+        out = self.ctl('last-run').stdout
+        self.assertRegex(out, r'\n      save +\+\S+ s +\S+ s  failed: save failed: ')
+        # The next run is numbered after the file set aside.
+        self.assertTrue(any(n.startswith('00000004-') for n in os.listdir(os.path.dirname(bad))))
+
+    def test_run_id_in_the_journal(self):
+        """Every journal entry of a run carries GUESTKEEPER_RUN_ID=, the id last-run shows;
+        entries outside a run do not."""
+        journal = harness.Journal(self.wd.path)
+        self.addCleanup(journal.close)
+        self.define('web1')
+        self.start_daemon(journal=journal)
+        self.client.wait_state('idle')
+        self.ctl('preserve')
+        run, = self.last_runs()
+        harness.wait_until(lambda: journal.matching(MESSAGE_ID='7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f'), 10,
+                           'the run finished in the journal')
+        started, = journal.matching(MESSAGE_ID='3f0a5c6e8b2d4f7a9c1e0b3d5f7a9c2e')
+        finished, = journal.matching(MESSAGE_ID='7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f')
+        saved, = journal.matching(GUEST_NAME='web1', MESSAGE='web1: saved')
+        for e in (started, finished, saved):
+            self.assertEqual(e.get('GUESTKEEPER_RUN_ID'), run['id'], e)
+        self.assertIn(f'run ID {run["id"]}', started['MESSAGE'])
+        ready, = [e for e in journal.matching() if e['MESSAGE'].startswith('Ready:')]
+        self.assertNotIn('GUESTKEEPER_RUN_ID', ready)
+        during = journal.entries[journal.entries.index(started):journal.entries.index(finished) + 1]
+        self.assertTrue(all(e.get('GUESTKEEPER_RUN_ID') == run['id'] for e in during), during)
+
     def test_preserve_with_failure_exits_1(self):
         self.define('web1')
         cfg = self.write_config('[Shutdown]\nSave=none\nShutdown=none\nPowerOff=none\n')

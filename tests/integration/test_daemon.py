@@ -67,8 +67,9 @@ class Base(unittest.TestCase):
             f.write(f'[Guests]\nURIs={uris or self.uri}\n{extra}')
         return path
 
-    def start_daemon(self, config=None, env=None, wait_ready=True):
-        self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, config or self.write_config(), env)
+    def start_daemon(self, config=None, env=None, wait_ready=True, journal=None):
+        self.daemon = harness.Daemon(self.wd.path, self.bus, self.notify, config or self.write_config(), env,
+                                     journal=journal)
         self.addCleanup(self.daemon.kill)
         with self.notify.lock:
             self.notify.messages.clear()  # READY=1 must be this daemon's

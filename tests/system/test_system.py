@@ -18,6 +18,10 @@ import tempfile
 import time
 import unittest
 
+import gi
+gi.require_version('GLib', '2.0')
+from gi.repository import GLib  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'e2e'))
 import guests as guests_mod  # noqa: E402
@@ -255,12 +259,33 @@ class SystemTest(unittest.TestCase):
         self.assertIn('big: saved', by_guest)
         self.assertNotIn('small: saved', by_guest)
         self.assertIn('Preserve run finished', self.c.journal(0, 'MESSAGE_ID=7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f'))
+        # The run kept in runs/: a poweroff (systemd 252's logind does not say; the shutdown
+        # target's job, queued by the time of our SIGTERM, does), and its id in the journal.
+        shutdown_run, = self.runs_kept()
+        self.assertEqual((shutdown_run['Kind'], shutdown_run['Reason'], shutdown_run['RequestedBy']),
+                         ('preserve', 'poweroff', 'logind'))
+        by_run = self.c.journal(0, f'GUESTKEEPER_RUN_ID={shutdown_run["ID"]}')
+        self.assertIn('big: saved', by_run)
+        self.assertIn('Preserve run finished', by_run)
+        self.assertNotIn('Ready:', by_run)
 
         self.c.boot()
         r = self.results()
         self.assert_resumed(r, GUESTS)
         second = self.c.journal(1)
         self.assertRegex(second, r'Restore run finished: 3 guests, 3 done, 0 failed')
+        restore_run = self.runs_kept()[1]
+        self.assertEqual((restore_run['Kind'], restore_run['Reason'], restore_run['Done']), ('restore', 'start-up', '3'))
+
+    def runs_kept(self):
+        """The [Run] sections of the container's run history, oldest first."""
+        d = self.c.path('/var/lib/guestkeeper/runs')
+        out = []
+        for name in sorted(os.listdir(d)):
+            kf = GLib.KeyFile()
+            kf.load_from_file(os.path.join(d, name), GLib.KeyFileFlags.NONE)
+            out.append({k: kf.get_string('Run', k) for k in kf.get_keys('Run')[0]})
+        return out
 
     def test_libvirt_guests_service_for_comparison(self):
         """libvirt-guests.service alone (ON_SHUTDOWN=suspend, ON_BOOT=start) on the same setup:
