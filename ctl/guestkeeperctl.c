@@ -508,15 +508,6 @@ typedef struct GuestRowT {
         GArray *steps; /* StepRow */
 } GuestRowT;
 
-static char *duration_text(guint64 usec)
-{
-        double sec = (double) usec / 1e6;
-
-        if (sec < 60)
-                return g_strdup_printf("%.2f s", sec);
-        return g_strdup_printf("%u min %u s", (unsigned) (sec / 60), (unsigned) sec % 60);
-}
-
 static char *wall_text(guint64 usec, bool iso)
 {
         g_autoptr(GDateTime) t = iso ? g_date_time_new_from_unix_utc((gint64) (usec / G_USEC_PER_SEC))
@@ -548,7 +539,7 @@ static void json_optional_string(GString *o, const char *key, const char *v)
 /* "web1  saved  1.52 s  512.0 MiB written", then one line per step. */
 static void print_run_guest(const GuestRowT *g, int name_width)
 {
-        g_autofree char *took = g->steps->len ? duration_text(g->duration) : g_strdup("-");
+        g_autofree char *took = g->steps->len ? format_usec(g->duration) : g_strdup("-");
         g_autofree char *bytes =
                 g->bytes >= 0 ? g_format_size_full((guint64) g->bytes, G_FORMAT_SIZE_IEC_UNITS) : NULL;
 
@@ -556,7 +547,7 @@ static void print_run_guest(const GuestRowT *g, int name_width)
                took, bytes ? "  " : "", bytes ?: "", bytes ? " written" : "");
         for (guint k = 0; k < g->steps->len; k++) {
                 const StepRow *s = &g_array_index(g->steps, StepRow, k);
-                g_autofree char *at = duration_text(s->start), *len = duration_text(s->duration);
+                g_autofree char *at = format_usec(s->start), *len = format_usec(s->duration);
 
                 printf("      %-9s +%-9s %9s%s%s\n", s->kind, at, len, *s->error ? "  failed: " : "",
                        s->error);
@@ -706,7 +697,7 @@ static int read_run(sd_bus_message *reply, GString *json, bool first)
 
         {
                 g_autofree char *s = wall_text(started, false), *f = wall_text(finished, false);
-                g_autofree char *took = duration_text(duration);
+                g_autofree char *took = format_usec(duration);
 
                 printf("%s%s %s run %s%s\n", first ? "" : "\n", failed ? "×" : "●", kind, id,
                        cancelled ? " (cancelled)" : "");

@@ -295,9 +295,9 @@ class CtlTest(Base):
         self.assertIn(f'● preserve run {pre["id"]}\n', out)
         self.assertIn('     Reason: rehearsal\n', out)
         self.assertIn(f'    Journal: journalctl GUESTKEEPER_RUN_ID={pre["id"]}\n', out)
-        self.assertRegex(out, r'\n    web1  saved +\d+\.\d\d s\n      save +\+\d+\.\d\d s +\d+\.\d\d s\n')
+        self.assertRegex(out, r'\n    web1  saved +\d+\.\d s\n      save +\+\d+\.\d s +\d+\.\d s\n')
         self.assertIn(f'● restore run {res["id"]}\n', out)
-        self.assertRegex(out, r'\n    tmp   restored +\d+\.\d\d s\n      start +\+')
+        self.assertRegex(out, r'\n    tmp   restored +\d+\.\d s\n      start +\+')
         self.assertLess(out.index('preserve run'), out.index('restore run'))
 
         # A host shutdown, then the next boot: the restore at start-up.
