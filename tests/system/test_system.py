@@ -521,6 +521,8 @@ class SystemTest(unittest.TestCase):
         self.assertRegex(second, r'Restore run finished: 2 guests, 2 done \(2 restored after an unclean stop\), '
                                  r'0 failed')
         self.assertIn('Last run: restore', status)
+        for name in names:
+            self.assertRegex(status, rf'{name} \(qemu:///system\): restored after an unclean stop')
 
     def test_hold_across_reboot(self):
         """A maintenance hold: `guestkeeperctl preserve --hold` saves the guests and keeps them
