@@ -15,6 +15,7 @@
 #include "takeover.h"
 #include "macro.h"
 #include "util.h"
+#include "terms.h"
 
 #define NAME  GK_BUS_NAME
 #define PATH  GK_OBJECT_PATH
@@ -231,14 +232,64 @@ static int get_props(sd_bus *bus, Props *p)
         return 0;
 }
 
+/* The guests whose last outcome is "recovered" (started again after an unclean stop), as GStrv
+ * of uri, uuid, name. */
+static int get_recovered(sd_bus *bus, GPtrArray **ret)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+        const char *uri, *uuid, *name, *state, *outcome;
+        int r;
+
+        if (call(bus, "ListGuests", &reply))
+                return 1;
+        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(sssss)", &uri, &uuid, &name, &state, &outcome)) > 0)
+                if (g_str_equal(outcome, outcome_to_string(OUTCOME_RECOVERED)))
+                        g_ptr_array_add(out, g_strdupv((char *[]){(char *) uri, (char *) uuid, (char *) name,
+                                                                  NULL}));
+        if (r < 0)
+                return fail("cannot parse ListGuests(): %s", g_strerror(-r));
+        *ret = g_steal_pointer(&out);
+        return 0;
+}
+
+/* A JSON array of guests, each GStrv uri, uuid, name[, why]. Built apart: json_guest_begin() puts
+ * its comma by the length of the string it appends to. */
+static void json_guest_array(GString *o, GPtrArray *guests)
+{
+        GString *a = g_string_new("[");
+
+        for (guint i = 0; guests && i < guests->len; i++) {
+                char **g = guests->pdata[i];
+
+                json_guest_begin(a, g[0], g[1], g[2]);
+                if (g[3]) {
+                        g_string_append(a, ",\"why\":");
+                        json_string(a, g[3]);
+                }
+                g_string_append_c(a, '}');
+        }
+        g_string_append_c(a, ']');
+        g_string_append(o, a->str);
+        g_string_free(a, TRUE);
+}
+
 static int cmd_status(sd_bus *bus)
 {
         char progress[G_ASCII_DTOSTR_BUF_SIZE];
+        g_autoptr(GPtrArray) recovered = NULL;
         Props p = {};
         int r = get_props(bus, &p);
 
         if (r)
                 return r;
+        r = get_recovered(bus, &recovered);
+        if (r) {
+                props_clear(&p);
+                return r;
+        }
         if (arg_json) {
                 GString *o = g_string_new("{\"version\":");
                 json_string(o, p.version);
@@ -251,18 +302,10 @@ static int cmd_status(sd_bus *bus)
                 json_string_array(o, p.conflicts, -1);
                 g_string_append(o, ",\"last_run\":");
                 json_string(o, p.last_run);
-                g_string_append_printf(o, ",\"held\":%s,\"restore_waiting\":[", p.held ? "true" : "false");
-                for (guint i = 0; p.waiting && i < p.waiting->len; i++) {
-                        char **w = p.waiting->pdata[i];
-
-                        if (i > 0)
-                                g_string_append_c(o, ',');
-                        json_guest_begin(o, w[0], w[1], w[2]);
-                        g_string_append(o, ",\"why\":");
-                        json_string(o, w[3]);
-                        g_string_append_c(o, '}');
-                }
-                g_string_append_c(o, ']');
+                g_string_append_printf(o, ",\"held\":%s,\"restore_waiting\":", p.held ? "true" : "false");
+                json_guest_array(o, p.waiting);
+                g_string_append(o, ",\"recovered\":");
+                json_guest_array(o, recovered);
                 /* Not printf's %f: it follows LC_NUMERIC, and "0,500" is not JSON. */
                 g_string_append_printf(o,
                                        ",\"guests_total\":%u,\"guests_done\":%u,\"guests_failed\":%u,"
@@ -282,6 +325,10 @@ static int cmd_status(sd_bus *bus)
                                p.total, p.done, p.failed, p.progress * 100);
                 else
                         printf("     Last run: none since the daemon started\n");
+                for (guint i = 0; i < recovered->len; i++)
+                        printf("%s %s (%s): restored after an unclean stop\n",
+                               i == 0 ? "    Recovered:" : "              ",
+                               ((char **) recovered->pdata[i])[2], ((char **) recovered->pdata[i])[0]);
                 if (p.held)
                         printf("         HELD: maintenance: preserved guests stay down until "
                                "'guestkeeperctl restore'\n");

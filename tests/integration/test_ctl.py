@@ -6,6 +6,7 @@ and JSON, exit statuses, and clear errors when the daemon is not running."""
 import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,50 @@ class CtlTest(Base):
         self.assertEqual(self.state('web1'), 'running')
         st = json.loads(self.ctl('--json', 'status').stdout)
         self.assertEqual((st['last_run'], st['guests_done']), ('restore', 2))
+
+    def test_status_names_recovered_guests(self):
+        """A guest the running set lists, found off at the next start (SIGKILLed daemon, guest
+        destroyed: a power cut as libvirt sees it) and started again: status names it."""
+        self.define('web1')
+        self.define('web2')
+        daemon = self.start_daemon()
+        self.client.wait_state('idle')
+        running = os.path.join(daemon.state_dir, 'running')
+        harness.wait_until(lambda: os.path.exists(running) and sorted(harness.parse_record(running)) == ['web1', 'web2'],
+                           10, 'the running set')
+        daemon.kill()
+        self.conn.lookupByName('web1').destroy()
+        self.start_daemon()
+        self.client.wait_run_finished('restore')
+        out = self.ctl('status').stdout
+        self.assertIn(f'Recovered: web1 ({self.uri}): restored after an unclean stop', out)
+        self.assertNotIn('web2', out)
+        st = json.loads(self.ctl('--json', 'status').stdout)
+        self.assertEqual([(g['name'], g['uri']) for g in st['recovered']], [('web1', self.uri)])
+        self.assertEqual(st['restore_waiting'], [])
+
+    def test_status_names_guests_waiting_to_be_restored(self):
+        """A recorded guest on a URI that does not answer waits to be restored: status says so,
+        and its JSON stays JSON."""
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.ctl('preserve')
+        self.daemon.stop()
+        # The record now says web1 was saved on a URI whose libvirtd is not there.
+        down = f'test+unix:///default?socket={self.wd.path}/no-such-libvirt-sock'
+        path = os.path.join(self.daemon.state_dir, 'record')
+        with open(path) as f:
+            text = f.read()
+        with open(path, 'w') as f:
+            f.write(text.replace(f'URI={self.uri}\n', f'URI={down}\n'))
+        self.start_daemon(config=self.write_config('ConnectTimeoutSec=1\n', uris=f'{self.uri} {down}'))
+        harness.wait_until(lambda: self.ctl('status').stdout.count('Waiting: web1'), 20, 'web1 waiting')
+        self.assertRegex(self.ctl('status').stdout, rf'Waiting: web1 \({re.escape(down)}\): \S')
+        st = json.loads(self.ctl('--json', 'status').stdout)
+        self.assertEqual([(g['name'], g['uri']) for g in st['restore_waiting']], [('web1', down)])
+        self.assertTrue(st['restore_waiting'][0]['why'])
+        self.assertEqual(st['recovered'], [])
 
     def follow_a_slow_preserve(self):
         """`guestkeeperctl preserve`, following a run whose save takes 3 s, once it is under way."""

@@ -6,12 +6,15 @@ dbus, a real logind, libvirtd running TCG guests — with the built project inst
 PrepareForShutdown; guestkeeper.service has TimeoutStopSec=3, shorter than its saves take,
 so only its EXTEND_TIMEOUT_USEC keepalives keep systemd waiting. Boot again: the guests run,
 the saved ones resumed (their heartbeat goes on). Then the same with libvirt-guests.service.
+A power cut (SIGKILL to the container's PID 1) with guests running: the next boot starts them
+again. A maintenance hold (preserve --hold) through a daemon restart and a reboot.
 
 Each run gets a fresh overlay on the cached tree (tests/system/build-rootfs)."""
 
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +38,9 @@ BOOT_TIMEOUT = 600
 GUESTS = [('small', 128, 0), ('medium', 512, 400), ('big', 1024, 800)]
 TIMEOUT_STOP_SEC = 1
 SAVE_ALL_ONE_AT_A_TIME = '[Guests]\nURIs=qemu:///system\n[Shutdown]\nSave=all\nParallelSaves=1\n'
+# Two small guests (saved in ~2 s each) for the tests about what comes back, not about the save.
+TWO_GUESTS = [('small', 128, 0), ('medium', 256, 100)]
+SYSTEM_URI = '[Guests]\nURIs=qemu:///system\n'
 
 
 def seconds_of_day(stamp):
@@ -82,34 +88,87 @@ class Container:
         return run(['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-ec',
                     f'{self._mount()}\n{script}'], timeout=600)
 
-    def boot(self):
-        """Boots the tree until it powers itself off; returns the console output."""
+    def boot(self, cut_when=None):
+        """Boots the tree until it powers itself off; returns the console output. With
+        @cut_when (a callable), the power is cut instead as soon as it returns true."""
         # A machine without systemd as PID 1 may have no /run/systemd to mount the tmpfs on
         # (seen on a freshly installed one): create it, and remove what was created.
         if not os.path.isdir('/run/systemd'):
             os.makedirs('/run/systemd')
             try:
-                return self._boot()
+                return self._boot(cut_when)
             finally:
                 shutil.rmtree('/run/systemd', ignore_errors=True)
-        return self._boot()
+        return self._boot(cut_when)
 
-    def _boot(self):
+    def _boot(self, cut_when):
         self.boots += 1
         log = os.path.join(self.dir, f'console-{self.boots}.log')
         script = (f'{self._mount()}\nmount -t tmpfs tmpfs /run/systemd\n'
                   f'exec systemd-nspawn -q -D {self.merged} -b --register=no --keep-unit --console=pipe')
         t = time.monotonic()
         with open(log, 'w') as out:
-            p = subprocess.run(['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-ec', script],
-                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               timeout=BOOT_TIMEOUT)
+            # unshare and sh exec: this is systemd-nspawn's PID.
+            p = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-ec', script],
+                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                if cut_when:
+                    self._cut(p, cut_when, t + BOOT_TIMEOUT)
+                p.wait(timeout=max(1, t + BOOT_TIMEOUT - time.monotonic()))
+            finally:
+                if p.poll() is None:  # a SIGKILLed nspawn would leave the container running
+                    self._kill_pid1(p.pid)
+                    p.wait(timeout=60)
         self.last_boot_seconds = time.monotonic() - t
         with open(log, errors='replace') as f:
             text = f.read()
-        if p.returncode != 0:
+        if p.returncode != 0 and not cut_when:
             raise AssertionError(f'container exited {p.returncode}: {text[-3000:]}')
         return text
+
+    @staticmethod
+    def _pid1(nspawn):
+        """The container's systemd: the process under @nspawn that is PID 1 in its own PID
+        namespace (not necessarily nspawn's direct child). None if there is none (yet)."""
+        parent, nspid = {}, {}
+        for d in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open(f'/proc/{d}/status') as f:
+                    status = f.read()
+            except OSError:  # gone meanwhile
+                continue
+            parent[int(d)] = int(re.search(r'^PPid:\s+(\d+)', status, re.M).group(1))
+            nspid[int(d)] = re.search(r'^NSpid:\s+(.*)$', status, re.M).group(1).split()
+        for pid, ns in nspid.items():
+            if len(ns) > 1 and ns[-1] == '1':
+                p = pid
+                while p in parent and p != nspawn:
+                    p = parent[p]
+                if p == nspawn:
+                    return pid
+        return None
+
+    def _kill_pid1(self, nspawn):
+        pid = self._pid1(nspawn)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def _cut(self, p, cut_when, deadline):
+        """The power cut: SIGKILL to the container's PID 1 ends the whole container at once
+        (every process of its PID namespace: journald, libvirtd, QEMU, guestkeeperd)."""
+        while not cut_when():
+            if p.poll() is not None:
+                raise AssertionError(f'container exited {p.returncode} before the power cut')
+            if time.monotonic() > deadline:
+                raise AssertionError('the condition for the power cut never came')
+            time.sleep(0.2)
+        pid = self._kill_pid1(p.pid)
+        if not pid:
+            raise AssertionError("no container PID 1 under systemd-nspawn")
+        p.wait(timeout=60)
+        if os.path.exists(f'/proc/{pid}'):
+            raise AssertionError(f'the container PID 1 ({pid}) outlived its SIGKILL')
 
     def path(self, p):
         return os.path.join(self.upper, p.lstrip('/'))
@@ -434,6 +493,115 @@ class SystemTest(unittest.TestCase):
         self.c.boot()
         r = self.results()
         self.assert_resumed(r, GUESTS)
+
+    def running_set(self):
+        """The guests /var/lib/guestkeeper/running lists (empty if it is not there yet)."""
+        try:
+            return sorted(re.findall(r'(?m)^Name=(.*)$', self.read('/var/lib/guestkeeper/running')))
+        except FileNotFoundError:
+            return []
+
+    def test_power_cut(self):
+        """guestkeeper.service active, two guests running and one defined but off; once the
+        running set lists the two, the container is killed outright (SIGKILL to its PID 1: no
+        shutdown, no save, every process gone at once). The next boot of the same tree starts
+        the two again (a cold boot: their init runs again) and leaves the third off."""
+        names = sorted(n for n, _, _ in TWO_GUESTS)
+        self.prepare(['guestkeeper.service'], mode='powercut', guests=TWO_GUESTS, config=SYSTEM_URI)
+
+        def armed():
+            return os.path.exists(self.c.path('/var/lib/gk-scenario/armed')) and self.running_set() == names
+
+        console = self.c.boot(cut_when=armed)
+        # What the next boot starts from: the two that ran, not the one that was off.
+        before_cut = self.read('/var/lib/guestkeeper/running')
+        self.assertEqual(self.running_set(), names, before_cut)
+        first = self.c.journal(0)
+        # A power cut, not a shutdown: nothing was asked to stop, nothing was saved.
+        self.assertNotIn('PrepareForShutdown', first)
+        self.assertNotIn('Preserve run started', first)
+        self.assertIn('boot 1: guests ready; waiting for the power cut', self.read('/var/lib/gk-scenario/log'))
+        self.assertIn('terminated by signal KILL', console)
+
+        self.c.boot()
+        r = self.results()
+        second = self.c.journal(1)
+        status = self.read('/var/lib/gk-scenario/status-recovered')
+        with open(os.path.join(BUILD_DIR, 'system-power-cut.txt'), 'w') as f:
+            f.write(f'--- running set before the cut\n{before_cut}\n--- result\n{r}\n--- status\n{status}\n'
+                    '--- next boot\n' + '\n'.join(line for line in second.split('\n')
+                                                   if 'guestkeeperd[' in line) + '\n')
+        print(f'\n  power cut: the next boot took {self.c.last_boot_seconds:.0f} s; {r}', file=sys.stderr)
+        for name in names:
+            g = r[f'recovered:{name}']
+            self.assertEqual(g['state'], 'running', r)
+            self.assertEqual(g['inits'], '2', f'{name} did not boot afresh: {r}')
+            self.assertEqual(g['outcome'], 'recovered', r)
+            self.assertRegex(second, rf'guestkeeperd\[\d+\]: {name} was running and stopped while guestkeeper was '
+                                     'not watching')
+            self.assertRegex(second, rf'guestkeeperd\[\d+\]: {name}: restored after an unclean stop')
+        self.assertEqual(r['recovered:probe']['state'], 'shut_off', r)
+        self.assertNotEqual(r['recovered:probe']['outcome'], 'recovered', r)
+        self.assertNotIn('probe was running', second)
+        self.assertRegex(second, r'Restore run finished: 2 guests, 2 done \(2 restored after an unclean stop\), '
+                                 r'0 failed')
+        self.assertIn('Last run: restore', status)
+        for name in names:
+            self.assertRegex(status, rf'{name} \(qemu:///system\): restored after an unclean stop')
+
+    def test_hold_across_reboot(self):
+        """A maintenance hold: `guestkeeperctl preserve --hold` saves the guests and keeps them
+        down through a daemon restart and a clean reboot, `status` saying HELD all along;
+        `guestkeeperctl restore` resumes every one (from its managed-save image) and ends it."""
+        names = [n for n, _, _ in TWO_GUESTS]
+        self.prepare(['guestkeeper.service'], mode='hold', guests=TWO_GUESTS, config=SYSTEM_URI)
+        self.c.boot()
+        first = self.c.journal(0)
+        r = self.results()
+        self.assertEqual(r['preserve:guestkeeperctl']['exit'], '0', self.read('/var/lib/gk-scenario/preserve.out'))
+        for stage in ('preserved', 'restarted'):
+            self.assertEqual(r[f'{stage}:guestkeeper']['held'], 'true', r)
+            self.assertIn('HELD:', self.read(f'/var/lib/gk-scenario/status-{stage}'), stage)
+            for name in names:
+                self.assertEqual(r[f'{stage}:{name}']['state'], 'shut_off', r)
+                self.assertEqual(r[f'{stage}:{name}']['saved'], 'yes', r)
+        self.assertIn("Maintenance hold: the preserved guests stay down until 'guestkeeperctl restore'", first)
+        self.assertRegex(first, r'Preserve run finished: 2 guests, 2 done, 0 failed')
+        # The restarted daemon said why it started nothing.
+        self.assertIn("Maintenance hold: 2 preserved guests stay down until 'guestkeeperctl restore'", first)
+        self.assertNotIn('Restore run started', first)
+
+        self.c.boot()
+        r = self.results()
+        second = self.c.journal(1)
+        with open(os.path.join(BUILD_DIR, 'system-hold.txt'), 'w') as f:
+            f.write(f'--- result\n{r}\n')
+            for stage in ('preserved', 'restarted', 'rebooted', 'restored'):
+                f.write(f'--- status, {stage}\n' + self.read(f'/var/lib/gk-scenario/status-{stage}'))
+            f.write('--- both boots\n' + '\n'.join(line for line in (first + second).split('\n')
+                                                   if 'guestkeeperd[' in line) + '\n')
+        print(f'\n  hold: {r}', file=sys.stderr)
+        # The reboot: still held, nothing started.
+        self.assertEqual(r['rebooted:guestkeeper']['held'], 'true', r)
+        self.assertIn('HELD:', self.read('/var/lib/gk-scenario/status-rebooted'))
+        self.assertIn("Maintenance hold: 2 preserved guests stay down until 'guestkeeperctl restore'", second)
+        for name in names:
+            self.assertEqual(r[f'rebooted:{name}']['state'], 'shut_off', r)
+            self.assertEqual(r[f'rebooted:{name}']['saved'], 'yes', r)
+        # restore: every guest resumed from its image (one GK-INIT, the heartbeat went on), the
+        # hold is over.
+        self.assertEqual(r['restore:guestkeeperctl']['exit'], '0', self.read('/var/lib/gk-scenario/restore.out'))
+        self.assertEqual(r['restored:guestkeeper']['held'], 'false', r)
+        self.assertNotIn('HELD:', self.read('/var/lib/gk-scenario/status-restored'))
+        self.assertIn('Maintenance hold released', second)
+        self.assertRegex(second, r'Restore run finished: 2 guests, 2 done, 0 failed')
+        for name in names:
+            g = r[f'restored:{name}']
+            self.assertEqual(g['state'], 'running', r)
+            self.assertEqual(g['inits'], '1', f'{name} booted instead of resuming: {r}')
+            self.assertEqual(g['saved'], 'no', r)
+            self.assertGreater(int(g['last_tick']), int(r[f'rebooted:{name}']['last_tick']), r)
+        self.assertEqual(r['restored:probe']['state'], 'shut_off', r)
 
 
 if __name__ == '__main__':
