@@ -30,6 +30,7 @@ typedef struct Watched {
         bool refreshing;
         bool refresh_again;
         bool tried;          /* a list came back, or failed, at least once */
+        bool unknown;        /* an event named a guest the cache does not know: a list must tell */
         guint64 epoch;       /* bumps at every event: a list taken before the last event is stale */
         GHashTable *removed; /* uuids events removed since the last refresh started */
         guint reconnect_source;
@@ -140,6 +141,7 @@ static void refresh_done(gpointer p)
                 if (stale)
                         w->refresh_again = true;
                 else {
+                        w->unknown = false;
                         old = g_steal_pointer(&w->guests);
                         w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, guest_info_destroy);
                 }
@@ -212,11 +214,13 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
                 return;
         }
         if (event == GUEST_EVENT_CONNECTED) {
+                w->unknown = true;
                 refresh(w);
                 return;
         }
         g = g_hash_table_lookup(w->guests, uuid);
         if (!g) {
+                w->unknown = true;
                 refresh(w); /* a guest we did not know: learn its name */
                 return;
         }
@@ -277,6 +281,7 @@ static Watched *watched_new(GuestCache *c, const char *uri, const char *faults)
         w->guests = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, guest_info_destroy);
         w->removed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         w->listener = hypervisor_add_listener(w->hv, on_hypervisor_event, w);
+        w->unknown = true; /* until the first list */
         return w;
 }
 
@@ -420,9 +425,10 @@ GPtrArray *guest_cache_snapshot(GuestCache *c, guint index)
 
         g_return_val_if_fail(index < c->watched->len, NULL);
         w = c->watched->pdata[index];
-        /* A list in flight may bring a guest an event announced but the cache does not know
-         * yet: only a settled cache is complete. */
-        if (!w->reachable || w->refreshing || w->reconnect_source)
+        /* Complete unless an event named a guest the cache does not know yet (its list is in
+         * flight). A list after a run or a metadata change only refreshes what events keep
+         * current anyway: a shutdown right after a restore need not wait for it. */
+        if (!w->tried || !w->reachable || w->unknown || w->reconnect_source)
                 return NULL;
         a = g_ptr_array_new_full(g_hash_table_size(w->guests), guest_info_destroy);
         g_hash_table_iter_init(&it, w->guests);
