@@ -19,6 +19,7 @@ extern void (*write_file_durable_before_rename)(const char *tmp_path);
 
 /* A duration for people: "3.2 s", "1 min 20 s", "2 h 5 min". */
 char *format_usec(guint64 usec);
+
 /* Appends "@key=@value\n", @value escaped as GKeyFile reads it back (g_key_file_get_string()):
  * \n \r \t \\, and leading/trailing spaces as \s. Invalid UTF-8 is replaced: GKeyFile refuses
  * it, and one bad guest name must not make a whole file unreadable. Faster than GKeyFile's own
