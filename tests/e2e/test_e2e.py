@@ -241,6 +241,7 @@ class E2E(unittest.TestCase):
 class GuestFaultsE2E(E2E):
     """Guests that pause, stop by themselves, or outlast the deadline, for real."""
 
+    test_hung_uri_next_to_real_guests = None
     test_host_shutdown_then_next_boot = None
     test_stuck_guest_powered_off_after_timeout = None
     test_rehearsal_preserve_then_restore = None
@@ -426,6 +427,7 @@ class PolicyE2E(E2E):
 class LibvirtdCrashE2E(E2E):
     """Its own libvirtd: this test kills it."""
 
+    test_hung_uri_next_to_real_guests = None
     test_host_shutdown_then_next_boot = None
     test_stuck_guest_powered_off_after_timeout = None
     test_rehearsal_preserve_then_restore = None
