@@ -27,6 +27,7 @@ typedef struct LibvirtHypervisor {
         virConnectPtr conn; /* written under both locks, read under either */
         int lifecycle_id;   /* guarded by connect_lock */
         int metadata_id;    /* guarded by connect_lock */
+        gint no_job_stats;  /* atomic: the driver has no job statistics (test:///), until a reconnect */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -273,6 +274,7 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
                  * would wake the idle daemon every few seconds for nothing. */
                 if (!local)
                         (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+                g_atomic_int_set(&lh->no_job_stats, 0);
                 fresh = true;
         }
         c = lh->conn;
@@ -624,6 +626,24 @@ static int lv_create_xml(Hypervisor *h, const char *xml, char **ret_error)
         return r;
 }
 
+/* The job statistics of a guest, or -EOPNOTSUPP without a call once the driver said it has none:
+ * a save asks them first (a job under way) and then while it runs (its progress). */
+static int job_stats(Hypervisor *h, const char *uuid, int *ret_type, virTypedParameterPtr *ret_params,
+                     int *ret_nparams, char **ret_error)
+{
+        int r;
+
+        if (g_atomic_int_get(&LV(h)->no_job_stats)) {
+                *ret_error = g_strdup("the driver has no job statistics");
+                return -EOPNOTSUPP;
+        }
+        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
+                        virDomainGetJobStats(d, ret_type, ret_params, ret_nparams, 0));
+        if (r == -EOPNOTSUPP)
+                g_atomic_int_set(&LV(h)->no_job_stats, 1);
+        return r;
+}
+
 static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
                            char **ret_error)
 {
@@ -632,8 +652,7 @@ static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_process
         int nparams = 0, type = 0;
         int r;
 
-        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
-                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        r = job_stats(h, uuid, &type, &params, &nparams, ret_error);
         if (r < 0)
                 return r;
         if (type != VIR_DOMAIN_JOB_BOUNDED && type != VIR_DOMAIN_JOB_UNBOUNDED) {
@@ -678,8 +697,7 @@ static int lv_domain_job(Hypervisor *h, const char *uuid, char **ret_kind, char 
         int nparams = 0, type = 0, op = 0;
         int r;
 
-        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
-                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        r = job_stats(h, uuid, &type, &params, &nparams, ret_error);
         if (r < 0)
                 return r;
         if (type != VIR_DOMAIN_JOB_NONE) {
