@@ -13,6 +13,7 @@ static char *uri;
 static Workers *workers;
 static GuestCache *cache;
 static unsigned changes;
+static unsigned lists;
 
 static GMutex gate_lock;
 static GCond gate_cond;
@@ -24,7 +25,12 @@ static void on_changed(GuestCache *c, void *userdata)
         changes++;
 }
 
-static const GuestCacheCallbacks callbacks = {.changed = on_changed};
+static void on_listed(GuestCache *c, const char *list_uri, bool ok, void *userdata)
+{
+        lists++;
+}
+
+static const GuestCacheCallbacks callbacks = {.changed = on_changed, .listed = on_listed};
 
 static void setup(void)
 {
@@ -32,6 +38,7 @@ static void setup(void)
         workers = workers_new(NULL, 1);
         cache = guest_cache_new(workers, &callbacks, NULL);
         changes = 0;
+        lists = 0;
 }
 
 static void teardown(void)
@@ -166,8 +173,9 @@ START_TEST(test_event_updates_without_list)
         unsigned before;
 
         guest_cache_set_uris(cache, (char *[]){uri, NULL});
-        barrier(); /* the first list (its CONNECTED event asks for another) */
-        barrier(); /* the second */
+        barrier(); /* the first list: its connection's CONNECTED event asks for no other */
+        barrier();
+        ck_assert_uint_eq(lists, 1);
         ck_assert_uint_eq(n_guests(uri), 5);
 
         hvs = guest_cache_hypervisors(cache);

@@ -73,9 +73,19 @@ END_TEST
 START_TEST(test_awkward_values_round_trip)
 {
         static const char *const names[] = {
-                "  leading",     "trailing  ",     " both ",     "tab\there",    "back\\slash\\n",
-                "new\nline\r\n", "[group] = like", "#hash;semi", "ünïcødé 名前", "=",
+                "  leading",
+                "trailing  ",
+                " both ",
+                "tab\there",
+                "back\\slash\\n",
+                "new\nline\r\n",
+                "[group] = like",
+                "#hash;semi",
+                "ünïcødé 名前",
+                "=",
                 "\\s",
+                "   ",
+                "x \\ \t\n ",
         };
         g_autoptr(Record) r = record_new(path);
         g_autoptr(Record) back = NULL;

@@ -89,7 +89,7 @@ char *format_usec(guint64 usec)
 void keyfile_append(GString *out, const char *key, const char *value)
 {
         g_autofree char *valid = NULL;
-        const char *v = value, *first, *last;
+        const char *v = value, *first, *last, *p;
 
         g_string_append(out, key);
         g_string_append_c(out, '=');
@@ -101,14 +101,19 @@ void keyfile_append(GString *out, const char *key, const char *value)
         last = v + strlen(v);
         while (last > first && last[-1] == ' ')
                 last--;
-        for (const char *p = v; *p; p++)
-                switch (*p) {
-                case ' ':
-                        if (p < first || p >= last)
-                                g_string_append(out, "\\s");
-                        else
-                                g_string_append_c(out, ' ');
+        for (p = v; p < first; p++)
+                g_string_append(out, "\\s");
+        /* The characters that need no escape are copied a run at a time: a record of 1000
+         * guests is written in a few milliseconds on the main context. */
+        while (p < last) {
+                size_t n = strcspn(p, "\n\r\t\\");
+
+                n = MIN(n, (size_t) (last - p));
+                g_string_append_len(out, p, (gssize) n);
+                p += n;
+                if (p >= last)
                         break;
+                switch (*p++) {
                 case '\n':
                         g_string_append(out, "\\n");
                         break;
@@ -118,11 +123,11 @@ void keyfile_append(GString *out, const char *key, const char *value)
                 case '\t':
                         g_string_append(out, "\\t");
                         break;
-                case '\\':
-                        g_string_append(out, "\\\\");
-                        break;
                 default:
-                        g_string_append_c(out, *p);
+                        g_string_append(out, "\\\\");
                 }
+        }
+        for (; *p; p++)
+                g_string_append(out, "\\s");
         g_string_append_c(out, '\n');
 }

@@ -35,10 +35,11 @@ struct HvSlot {
         Engine *engine;
         Hypervisor *hv;
         guint listener;
-        GHashTable *guests; /* uuid → Guest* */
-        char *uri;          /* resolved once listed */
-        GPtrArray *listed;  /* GuestInfo*, from the list job */
-        GPtrArray *preset;  /* GuestInfo*, given before the start: no list job */
+        GHashTable *guests;         /* uuid → Guest* */
+        char *uri;                  /* resolved once listed */
+        GPtrArray *listed;          /* GuestInfo*, from the list job */
+        GHashTable *listed_by_uuid; /* uuid → GuestInfo* in @listed */
+        GPtrArray *preset;          /* GuestInfo*, given before the start: no list job */
         bool reachable;
         bool list_done;        /* the list came back, or was given up on */
         GSource *list_timeout; /* gives up on a list that does not come back */
@@ -162,6 +163,8 @@ void guest_set_error(Guest *g, const char *what, const char *error);
 void guest_history_begin(Guest *g, EngineStepKind kind);
 void guest_history_end(Guest *g, const char *error);
 Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent);
+/* What the URI's list said of the guest @uuid, or NULL. */
+const GuestInfo *engine_listed(HvSlot *slot, const char *uuid);
 
 void engine_schedule(Engine *e);
 void engine_maybe_finish_run(Engine *e);

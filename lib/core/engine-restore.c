@@ -151,12 +151,9 @@ static HvSlot *slot_for_uri(Engine *e, const char *uri)
 /* The guest's metadata as the restore's list saw it (inactive guests included). */
 static const char *listed_metadata(HvSlot *slot, const char *uuid)
 {
-        for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
-                GuestInfo *info = slot->listed->pdata[k];
-                if (streq_ptr(info->uuid, uuid))
-                        return info->metadata;
-        }
-        return NULL;
+        const GuestInfo *info = engine_listed(slot, uuid);
+
+        return info ? info->metadata : NULL;
 }
 
 void engine_begin_restore(Engine *e)

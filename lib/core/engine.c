@@ -263,7 +263,7 @@ void engine_maybe_finish_run(Engine *e)
                 return;
         e->phase = PHASE_FLUSHING;
         /* Always pass through a write: the finished callback comes after the record. */
-        engine_record_touch(e);
+        record_writer_write_now(e->writer);
 }
 
 static gboolean deadline_cb(gpointer p)
@@ -328,6 +328,10 @@ void engine_slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *l
         } else {
                 slot->reachable = true;
                 slot->listed = list;
+                slot->listed_by_uuid = g_hash_table_new(g_str_hash, g_str_equal);
+                for (guint k = 0; k < list->len; k++)
+                        g_hash_table_insert(slot->listed_by_uuid, ((GuestInfo *) list->pdata[k])->uuid,
+                                            list->pdata[k]);
         }
         g_assert(e->lists_pending > 0);
         if (--e->lists_pending == 0)
@@ -395,6 +399,11 @@ static gboolean list_timeout_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
+const GuestInfo *engine_listed(HvSlot *slot, const char *uuid)
+{
+        return slot->listed_by_uuid ? g_hash_table_lookup(slot->listed_by_uuid, uuid) : NULL;
+}
+
 Guest *guest_new(Engine *e, HvSlot *slot, const char *uuid, const char *name, bool persistent)
 {
         Guest *g = g_new0(Guest, 1);
@@ -451,21 +460,18 @@ static void engine_go(Engine *e)
         for (guint i = 0; i < e->guests->len; i++) {
                 Guest *g = e->guests->pdata[i];
                 HvSlot *slot = g->slot;
+                const GuestInfo *info;
 
                 if (e->kind == RUN_PRESERVE) {
                         guest_advance(g);
                         continue;
                 }
                 /* Restore: one list per URI told us what is running already. */
-                for (guint k = 0; slot->listed && k < slot->listed->len; k++) {
-                        GuestInfo *info = slot->listed->pdata[k];
-                        if (streq_ptr(info->uuid, g->pub.uuid) && guest_state_is_active(info->state)) {
-                                engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running",
-                                           g->pub.name);
-                                g_clear_pointer(&g->pub.error, g_free);
-                                guest_finish(g, guest_restored_outcome(g));
-                                break;
-                        }
+                info = engine_listed(slot, g->pub.uuid);
+                if (info && guest_state_is_active(info->state)) {
+                        engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s is already running", g->pub.name);
+                        g_clear_pointer(&g->pub.error, g_free);
+                        guest_finish(g, guest_restored_outcome(g));
                 }
                 if (g->pub.finished)
                         continue;
@@ -591,6 +597,8 @@ Engine *engine_unref(Engine *e)
                 g_free(e->slots[i].uri);
                 if (e->slots[i].listed)
                         g_ptr_array_unref(e->slots[i].listed);
+                if (e->slots[i].listed_by_uuid)
+                        g_hash_table_unref(e->slots[i].listed_by_uuid);
                 if (e->slots[i].preset)
                         g_ptr_array_unref(e->slots[i].preset);
         }

@@ -1,19 +1,27 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "record-writer.h"
 
+#include "macro.h"
 #include "util.h"
 #include "worker.h"
 
 #define FLUSH_PRIORITY (G_PRIORITY_DEFAULT + 1)
+
+/* Between the end of a write and the start of the next one asked by record_writer_touch(): a
+ * burst of outcomes (a thousand saves a second) is a few writes, not one after the other for as
+ * long as it lasts, each serializing every guest on the main context. */
+#define WRITE_GAP_USEC (50 * USEC_PER_MSEC)
 
 struct RecordWriter {
         Record *record;
         Workers *thread; /* one thread: writes in order */
         RecordWritten written;
         void *userdata;
-        GSource *flush_source;
+        GSource *flush_source; /* the next write: an idle source, or a timer while in the gap */
         bool dirty;
         bool writing;
+        bool urgent;        /* record_writer_write_now() came during a write: no gap after it */
+        guint64 ended_usec; /* monotonic end of the last write */
         unsigned writes;
 };
 
@@ -26,6 +34,7 @@ typedef struct WriteJob {
 } WriteJob;
 
 static void start_write(RecordWriter *w);
+static void schedule_flush(RecordWriter *w);
 
 static void write_job_run(gpointer p)
 {
@@ -50,8 +59,11 @@ static void write_job_done(gpointer p)
         bool more = w->dirty;
 
         w->writing = false;
-        if (more)
+        w->ended_usec = now_usec();
+        if (more && w->urgent)
                 start_write(w);
+        else if (more)
+                schedule_flush(w);
         if (w->written)
                 w->written(w, wj->r, more, w->userdata);
 }
@@ -62,6 +74,7 @@ static void start_write(RecordWriter *w)
 
         g_clear_pointer(&w->flush_source, g_source_destroy);
         w->dirty = false;
+        w->urgent = false;
         w->writing = true;
         w->writes++;
         wj->w = w;
@@ -80,26 +93,37 @@ static gboolean flush_cb(gpointer p)
         return G_SOURCE_REMOVE;
 }
 
-void record_writer_touch(RecordWriter *w)
+static void schedule_flush(RecordWriter *w)
 {
+        guint64 now = now_usec(), at = w->ended_usec > 0 ? w->ended_usec + WRITE_GAP_USEC : 0;
         GSource *s;
 
-        w->dirty = true;
-        if (w->flush_source || w->writing)
-                return; /* the write in flight, or the flush already queued, will take it */
-        s = g_idle_source_new();
-        g_source_set_priority(s, FLUSH_PRIORITY);
+        if (at > now)
+                s = g_timeout_source_new((guint) MAX(1, (at - now + 999) / USEC_PER_MSEC));
+        else {
+                s = g_idle_source_new();
+                g_source_set_priority(s, FLUSH_PRIORITY);
+        }
         g_source_set_callback(s, flush_cb, w, NULL);
         g_source_attach(s, NULL);
         w->flush_source = s;
         g_source_unref(s);
 }
 
+void record_writer_touch(RecordWriter *w)
+{
+        w->dirty = true;
+        if (w->flush_source || w->writing)
+                return; /* the write in flight, or the flush already queued, will take it */
+        schedule_flush(w);
+}
+
 void record_writer_write_now(RecordWriter *w)
 {
-        if (w->writing)
+        if (w->writing) {
                 w->dirty = true;
-        else
+                w->urgent = true;
+        } else
                 start_write(w);
 }
 

@@ -5,7 +5,8 @@
  * second). The record is serialized on the main context and written by one dedicated thread, one write at a
  * time; changes that arrive while a write is in flight go into the next one. A requested write runs from an
  * idle source just below the worker results (G_PRIORITY_DEFAULT), so the outcomes ready in one main-loop
- * turn share a write even when none is in flight. fsync never runs on the main context. */
+ * turn share a write even when none is in flight; it starts no sooner than a short gap after the previous
+ * write ended, so a burst of changes is a few writes. fsync never runs on the main context. */
 
 #include <stdbool.h>
 #include <glib.h>
@@ -26,7 +27,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(RecordWriter, record_writer_free);
 
 /* The record changed: a write that starts after now will hold the change. */
 void record_writer_touch(RecordWriter *w);
-/* Starts a write now (when none is in flight; else it follows the one in flight). */
+/* Starts a write now (when none is in flight; else it follows the one in flight, without the gap). */
 void record_writer_write_now(RecordWriter *w);
 /* No more callbacks; writes still requested are done. */
 void record_writer_detach(RecordWriter *w);

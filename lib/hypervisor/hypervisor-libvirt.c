@@ -27,6 +27,7 @@ typedef struct LibvirtHypervisor {
         virConnectPtr conn; /* written under both locks, read under either */
         int lifecycle_id;   /* guarded by connect_lock */
         int metadata_id;    /* guarded by connect_lock */
+        gint no_job_stats;  /* atomic: the driver has no job statistics (test:///), until a reconnect */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -273,6 +274,7 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
                  * would wake the idle daemon every few seconds for nothing. */
                 if (!local)
                         (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+                g_atomic_int_set(&lh->no_job_stats, 0);
                 fresh = true;
         }
         c = lh->conn;
@@ -397,29 +399,75 @@ static GuestState state_from_libvirt(virDomainPtr d, int st)
         }
 }
 
+/* The UUIDs of the guests that pass @flags, or NULL on an error. */
+static GHashTable *uuids_listed(virConnectPtr c, unsigned flags)
+{
+        GHashTable *set;
+        virDomainPtr *doms = NULL;
+        int n = virConnectListAllDomains(c, &doms, flags);
+
+        if (n < 0)
+                return NULL;
+        set = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        for (int i = 0; i < n; i++) {
+                char uuid[VIR_UUID_STRING_BUFLEN];
+
+                if (virDomainGetUUIDString(doms[i], uuid) >= 0)
+                        g_hash_table_add(set, g_strdup(uuid));
+                virDomainFree(doms[i]);
+        }
+        free(doms);
+        return set;
+}
+
+/* A guest's state from the filtered lists; only a state none of them pins down (blocked, shutting
+ * down, crashed…) costs a call of its own. */
+static GuestState state_listed(virDomainPtr d, const char *uuid, GHashTable *const sets[static 4])
+{
+        int st, reason;
+
+        if (virDomainGetID(d) == (unsigned) -1) /* inactive */
+                return g_hash_table_contains(sets[3], uuid) ? GUEST_STATE_SAVED : GUEST_STATE_SHUTOFF;
+        if (g_hash_table_contains(sets[1], uuid))
+                return GUEST_STATE_RUNNING;
+        if (g_hash_table_contains(sets[2], uuid))
+                return GUEST_STATE_PAUSED;
+        if (virDomainGetState(d, &st, &reason, 0) < 0)
+                return _GUEST_STATE_INVALID;
+        return state_from_libvirt(d, st);
+}
+
+/* A few lists filtered by libvirt give every guest's persistence and state (instead of three
+ * calls per guest); one call per guest is left, for its XML. */
 static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char **ret_error)
 {
         g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func(guest_info_destroy);
+        /* persistent, running, paused, managed save */
+        GHashTable *sets[4] = {};
         virDomainPtr *doms = NULL;
         virConnectPtr c;
-        int n, r;
+        int n, r = 0;
 
         c = get_conn(h, ret_error, &r);
         if (!c)
                 return r;
         n = virConnectListAllDomains(c, &doms, include_inactive ? 0 : VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-        if (n < 0) {
+        if (n < 0 || !(sets[0] = uuids_listed(c, VIR_CONNECT_LIST_DOMAINS_PERSISTENT)) ||
+            !(sets[1] =
+                      uuids_listed(c, VIR_CONNECT_LIST_DOMAINS_ACTIVE | VIR_CONNECT_LIST_DOMAINS_RUNNING)) ||
+            !(sets[2] =
+                      uuids_listed(c, VIR_CONNECT_LIST_DOMAINS_ACTIVE | VIR_CONNECT_LIST_DOMAINS_PAUSED)) ||
+            !(sets[3] = include_inactive ? uuids_listed(c, VIR_CONNECT_LIST_DOMAINS_INACTIVE |
+                                                                   VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)
+                                         : g_hash_table_new(g_str_hash, g_str_equal)))
                 r = error_from_libvirt(ret_error, "cannot list guests");
-                virConnectClose(c);
-                return r;
-        }
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < MAX(n, 0); i++) {
                 char uuid[VIR_UUID_STRING_BUFLEN];
                 GuestInfo *g;
-                int st = 0, reason;
+                GuestState state;
 
-                if (virDomainGetUUIDString(doms[i], uuid) < 0 ||
-                    virDomainGetState(doms[i], &st, &reason, 0) < 0) {
+                if (r < 0 || virDomainGetUUIDString(doms[i], uuid) < 0 ||
+                    (state = state_listed(doms[i], uuid, sets)) == _GUEST_STATE_INVALID) {
                         /* Vanished between list and query: not ours to report. */
                         virResetLastError();
                         virDomainFree(doms[i]);
@@ -428,8 +476,9 @@ static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 g = g_new0(GuestInfo, 1);
                 g->uuid = g_strdup(uuid);
                 g->name = g_strdup(virDomainGetName(doms[i]));
-                g->persistent = virDomainIsPersistent(doms[i]) == 1;
-                g->state = state_from_libvirt(doms[i], st);
+                /* An inactive guest is persistent, or it would not be listed. */
+                g->persistent = !guest_state_is_active(state) || g_hash_table_contains(sets[0], uuid);
+                g->state = state;
                 {
                         /* One call gives the memory, the host devices and our metadata. The
                          * secure form only where it is kept: what re-creates a transient guest. */
@@ -451,7 +500,12 @@ static int lv_list(Hypervisor *h, bool include_inactive, GPtrArray **ret, char *
                 virDomainFree(doms[i]);
         }
         free(doms);
+        for (size_t i = 0; i < G_N_ELEMENTS(sets); i++)
+                if (sets[i])
+                        g_hash_table_unref(sets[i]);
         virConnectClose(c);
+        if (r < 0)
+                return r;
         *ret = g_steal_pointer(&list);
         return 0;
 }
@@ -572,6 +626,24 @@ static int lv_create_xml(Hypervisor *h, const char *xml, char **ret_error)
         return r;
 }
 
+/* The job statistics of a guest, or -EOPNOTSUPP without a call once the driver said it has none:
+ * a save asks them first (a job under way) and then while it runs (its progress). */
+static int job_stats(Hypervisor *h, const char *uuid, int *ret_type, virTypedParameterPtr *ret_params,
+                     int *ret_nparams, char **ret_error)
+{
+        int r;
+
+        if (g_atomic_int_get(&LV(h)->no_job_stats)) {
+                *ret_error = g_strdup("the driver has no job statistics");
+                return -EOPNOTSUPP;
+        }
+        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
+                        virDomainGetJobStats(d, ret_type, ret_params, ret_nparams, 0));
+        if (r == -EOPNOTSUPP)
+                g_atomic_int_set(&LV(h)->no_job_stats, 1);
+        return r;
+}
+
 static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
                            char **ret_error)
 {
@@ -580,8 +652,7 @@ static int lv_job_progress(Hypervisor *h, const char *uuid, guint64 *ret_process
         int nparams = 0, type = 0;
         int r;
 
-        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
-                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        r = job_stats(h, uuid, &type, &params, &nparams, ret_error);
         if (r < 0)
                 return r;
         if (type != VIR_DOMAIN_JOB_BOUNDED && type != VIR_DOMAIN_JOB_UNBOUNDED) {
@@ -626,8 +697,7 @@ static int lv_domain_job(Hypervisor *h, const char *uuid, char **ret_kind, char 
         int nparams = 0, type = 0, op = 0;
         int r;
 
-        r = DOMAIN_CALL(h, uuid, ret_error, "cannot get job stats",
-                        virDomainGetJobStats(d, &type, &params, &nparams, 0));
+        r = job_stats(h, uuid, &type, &params, &nparams, ret_error);
         if (r < 0)
                 return r;
         if (type != VIR_DOMAIN_JOB_NONE) {

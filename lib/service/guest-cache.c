@@ -204,6 +204,10 @@ static void on_hypervisor_event(Hypervisor *h, const char *uuid, GuestEvent even
         Watched *w = userdata;
         GuestInfo *g;
 
+        /* The first list, under way, runs on this connection or a later one: it misses no
+         * event, and a second list of every guest would only delay a run's start. */
+        if (event == GUEST_EVENT_CONNECTED && w->refreshing && !w->tried)
+                return;
         w->epoch++;
         if (event == GUEST_EVENT_DISCONNECTED) {
                 g_autofree char *uri = hypervisor_get_uri(h);

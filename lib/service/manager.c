@@ -1435,6 +1435,10 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         m->state = MANAGER_STARTING;
         m->workers = workers_new(NULL, 32);
         m->cache = guest_cache_new(m->workers, &cache_callbacks, m);
+        /* The guests are listed on a worker while the state files are read: at start-up the
+         * restore waits for that list. Its result is handled once the main loop runs. */
+        hypervisor_libvirt_global_init();
+        guest_cache_set_uris(m->cache, m->config->uris);
         m->outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         m->reconciled = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         m->waiting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, waiting_free);
@@ -1536,9 +1540,6 @@ void manager_name_acquired(Manager *m, const char *error)
 void manager_start(Manager *m)
 {
         guint64 wd = 0;
-
-        hypervisor_libvirt_global_init();
-        guest_cache_set_uris(m->cache, m->config->uris);
 
         check_conflicts(m);
 
