@@ -170,8 +170,11 @@ class CtlTest(Base):
         self.assertEqual(self.state('a'), 'saved')
         self.assertIn('pci will not be saved: host device passthrough cannot be saved; shutting it down instead',
                       self.daemon.log_text())
-        # The saves were measured: the speed file exists for the next plans.
-        with open(os.path.join(self.daemon.state_dir, 'save-bandwidth')) as f:
+        # The saves were measured: the speed file exists for the next plans (written on a worker
+        # once the run is over).
+        speed = os.path.join(self.daemon.state_dir, 'save-bandwidth')
+        harness.wait_until(lambda: os.path.exists(speed), 10, 'the speed file')
+        with open(speed) as f:
             self.assertRegex(f.read(), r'^fixed_usec=1300000\nbytes_per_sec=\d+\nruns=1\n$')
 
     def test_preserve_restore_follow(self):
