@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "guest-cache.h"
 
+#include "gk-build-config.h"
 #include "hypervisor-faults.h"
 #include "job.h"
 #include "log.h"
@@ -340,6 +341,14 @@ void guest_cache_set_uris(GuestCache *c, char *const *uris)
 {
         /* Testing aid (guestkeeperd(8), ENVIRONMENT): inject faults into the real backend. */
         const char *faults = g_getenv("GUESTKEEPER_FAULTS");
+
+#if !GK_FAULT_INJECTION
+        /* A release build: a leftover variable must not change what the daemon does. */
+        if (faults && *faults)
+                log_warning("GUESTKEEPER_FAULTS is set but this build has no fault injection "
+                            "(-Dfault-injection=false); ignored");
+        faults = NULL;
+#endif
 
         g_ptr_array_set_size(c->watched, 0);
         for (char *const *u = uris; u && *u; u++) {
