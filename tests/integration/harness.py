@@ -21,7 +21,8 @@ from gi.repository import Gio, GLib  # noqa: E402
 
 BUILD_DIR = os.environ.get('GK_BUILD_DIR', os.path.join(os.path.dirname(__file__), '../../build'))
 SOURCE_DIR = os.environ.get('GK_SOURCE_DIR', os.path.join(os.path.dirname(__file__), '../..'))
-DAEMON = os.path.join(BUILD_DIR, 'daemon', 'guestkeeperd')
+# GK_DAEMON: an installed daemon instead (the package's autopkgtest, debian/tests/).
+DAEMON = os.environ.get('GK_DAEMON') or os.path.join(BUILD_DIR, 'daemon', 'guestkeeperd')
 PYTHON = '/usr/bin/python3'
 # The QEMU capability cache survives between runs: the first probe takes seconds.
 LIBVIRT_CACHE = '/var/tmp/guestkeeper-test-libvirt-cache'
