@@ -11,6 +11,7 @@ again. A maintenance hold (preserve --hold) through a daemon restart and a reboo
 
 Each run gets a fresh overlay on the cached tree (tests/system/build-rootfs)."""
 
+import hashlib
 import os
 import re
 import shutil
@@ -181,6 +182,62 @@ class Container:
         return run(['journalctl', '-D', jdir, '-b', boot_id, '--no-pager', '-o', 'short-precise', *args]).stdout
 
 
+def source_hash():
+    """A hash of the checkout's files as tools/build-deb copies them (git's files, committed or
+    not): the .deb is rebuilt only when one of them changed."""
+    files = run(['git', '-C', SOURCE_DIR, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'])
+    h = hashlib.sha256()
+    for name in sorted(set(files.stdout.split('\0')) - {''}):
+        path = os.path.join(SOURCE_DIR, name)
+        if os.path.isfile(path):
+            h.update(name.encode() + b'\0')
+            with open(path, 'rb') as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def package_debs():
+    """The package as tools/build-deb builds it, and a newer build of the same (its version
+    with "+test1", repacked with dpkg-deb): the upgrade. Cached by source_hash()."""
+    cache = os.path.join(BUILD_DIR, 'system-deb')
+    out = os.path.join(cache, source_hash())
+    if not os.path.exists(os.path.join(out, 'complete')):
+        shutil.rmtree(cache, ignore_errors=True)  # older sources' packages too
+        deb = run([os.path.join(SOURCE_DIR, 'tools', 'build-deb'), out], timeout=1200).stdout.strip().split('\n')[-1]
+        tree = os.path.join(out, 'repack')
+        run(['dpkg-deb', '-R', deb, tree])
+        control = os.path.join(tree, 'DEBIAN', 'control')
+        with open(control) as f:
+            text = f.read()
+        version = re.search(r'(?m)^Version: (.*)$', text).group(1)
+        with open(control, 'w') as f:
+            f.write(text.replace(f'Version: {version}', f'Version: {version}+test1'))
+        run(['dpkg-deb', '--root-owner-group', '-b', tree,
+             os.path.join(out, os.path.basename(deb).replace(f'_{version}_', f'_{version}+test1_'))])
+        shutil.rmtree(tree)
+        open(os.path.join(out, 'complete'), 'w').close()
+    debs = [os.path.join(out, f) for f in os.listdir(out) if f.endswith('.deb')]
+    return sorted(debs, key=lambda d: '+test1_' in d)
+
+
+PENDING_RECORD = """[Record]
+Version=1
+Updated=2026-11-23T11:12:52.118910Z
+Guests=1
+
+[Guest 0]
+URI=qemu:///system
+UUID=6695eb01-f6a4-8304-79aa-97f2502e0001
+Name=parked
+Persistent=true
+Steps=save,shutdown,poweroff
+Outcome=saved
+
+[End]
+Guests=1
+"""
+
+
 class SystemTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -200,15 +257,18 @@ class SystemTest(unittest.TestCase):
         self.c = Container(self.rootfs, self.tmp)
 
     def prepare(self, services, mode='plain', guests=GUESTS, config=None, timeout_stop=TIMEOUT_STOP_SEC,
-                libvirt_guests_conf='URIS=qemu:///system\nON_BOOT=start\nON_SHUTDOWN=suspend\n', chaos=None):
+                libvirt_guests_conf='URIS=qemu:///system\nON_BOOT=start\nON_SHUTDOWN=suspend\n', chaos=None,
+                install_project=True):
         """Installs the project, the guests and the scenario; enables @services. @config: the
         guestkeeper.conf to install (None: none); @libvirt_guests_conf: /etc/default/libvirt-guests
         (None: as Debian ships it); @chaos: a script run as ExecStop of a unit stopped at the same
-        time as guestkeeper.service (no ordering between the two)."""
+        time as guestkeeper.service (no ordering between the two); @install_project: False for
+        a tree where the test installs the package itself."""
         stage = os.path.join(self.tmp, 'stage')
         os.makedirs(os.path.join(stage, 'var/lib/gk-guest'))
         env = dict(os.environ, DESTDIR=stage)
-        run(['meson', 'install', '-C', self.build, '--quiet'], env=env)
+        if install_project:
+            run(['meson', 'install', '-C', self.build, '--quiet'], env=env)
         g = os.path.join(stage, 'var/lib/gk-guest')
         shutil.copy(os.path.join(self.image, 'vmlinuz'), g)
         shutil.copy(os.path.join(self.image, 'initramfs.gz'), g)
@@ -250,12 +310,13 @@ class SystemTest(unittest.TestCase):
             os.makedirs(os.path.join(stage, 'etc/guestkeeper'), exist_ok=True)
             with open(os.path.join(stage, 'etc/guestkeeper/guestkeeper.conf'), 'w') as f:
                 f.write(config)
-        os.makedirs(os.path.join(units, 'guestkeeper.service.d'))
-        with open(os.path.join(units, 'guestkeeper.service.d', 'test.conf'), 'w') as f:
-            # Shorter than the saves take: only the keepalives can carry the stop.
-            f.write(f'[Service]\nTimeoutStopSec={timeout_stop}\n')
-            if os.environ.get('GK_SYSTEM_CORES'):  # debugging aid: a crash leaves state/core
-                f.write('LimitCORE=infinity\nWorkingDirectory=/var/lib/guestkeeper\n')
+        if install_project:
+            os.makedirs(os.path.join(units, 'guestkeeper.service.d'))
+            with open(os.path.join(units, 'guestkeeper.service.d', 'test.conf'), 'w') as f:
+                # Shorter than the saves take: only the keepalives can carry the stop.
+                f.write(f'[Service]\nTimeoutStopSec={timeout_stop}\n')
+                if os.environ.get('GK_SYSTEM_CORES'):  # debugging aid: a crash leaves state/core
+                    f.write('LimitCORE=infinity\nWorkingDirectory=/var/lib/guestkeeper\n')
         if libvirt_guests_conf is not None:
             os.makedirs(os.path.join(stage, 'etc/default'), exist_ok=True)
             with open(os.path.join(stage, 'etc/default/libvirt-guests'), 'w') as f:
@@ -493,6 +554,67 @@ class SystemTest(unittest.TestCase):
         self.c.boot()
         r = self.results()
         self.assert_resumed(r, GUESTS)
+
+    def test_package_install_upgrade_purge(self):
+        """The .deb (tools/build-deb) on a Debian 12 host as Debian ships libvirt: libvirt-guests
+        enabled and active, a guest running. `apt install ./guestkeeper_….deb`: enabled and
+        started, the conflict reported, libvirt-guests still active; a newer build: the daemon
+        restarted; `apt purge`: nothing left but the pending record. The guest never sees a
+        lifecycle event (same QEMU process, booted once)."""
+        old, new = package_debs()
+        version = re.escape(os.path.basename(old).split('_')[1])
+        guests = [('small', 128, 0)]
+        self.prepare(['libvirt-guests.service'], mode='package', guests=guests, libvirt_guests_conf=None,
+                     install_project=False)
+        with open(os.path.join(self.tmp, 'pending-record'), 'w') as f:
+            f.write(PENDING_RECORD)
+        pkg = f'{self.c.merged}/var/lib/gk-guest/pkg'
+        self.c.in_overlay(f'mkdir -p {pkg}/install {pkg}/upgrade\ncp {old} {pkg}/install/\ncp {new} {pkg}/upgrade/\n'
+                          f'cp {self.tmp}/pending-record {self.c.merged}/var/lib/gk-guest/')
+        self.c.boot()
+        journal = self.c.journal(0)
+        out = self.read('/var/lib/gk-scenario/package')
+        events = self.read('/var/lib/gk-scenario/events')
+        install, upgrade, purge = (self.read(f'/var/lib/gk-scenario/{x}.out') for x in ('install', 'upgrade', 'purge'))
+        with open(os.path.join(BUILD_DIR, 'system-package.txt'), 'w') as f:
+            f.write(f'{out}\n--- install\n{install}\n--- upgrade\n{upgrade}\n--- purge\n{purge}\n--- events\n{events}\n'
+                    '--- status after the install\n' + self.read('/var/lib/gk-scenario/status-installed') +
+                    '--- journal\n' + '\n'.join(line for line in journal.split('\n')
+                                                 if 'guestkeeperd[' in line or 'guestkeeper.service' in line) + '\n')
+        print(f'\n  package: {out}', file=sys.stderr)
+        lines = dict(line.split(': ', 1) for line in out.split('\n') if ': ' in line)
+        qemu = re.search(r'qemu: (small=\d+)', lines['before']).group(1)
+        self.assertRegex(lines['before'], r'^guestkeeper=inactive/ pid=0 libvirt-guests=active/enabled ')
+        # Installed: enabled and started by the package, libvirt-guests left alone and the
+        # conflict reported, with the way out.
+        self.assertIn('install exit=0', out, install)
+        self.assertRegex(lines['installed'], rf'^guestkeeper=active/enabled pid=[1-9]\d* '
+                                             rf'libvirt-guests=active/enabled qemu: {qemu} +version={version}$')
+        self.assertIn('guestkeeperctl import-libvirt-guests --takeover', install)
+        self.assertIn('libvirt-guests.service is enabled', self.read('/var/lib/gk-scenario/status-installed'))
+        # Upgraded: a new daemon (new MainPID), the same guest process.
+        self.assertIn('upgrade exit=0', out, upgrade)
+        self.assertRegex(lines['upgraded'], rf'^guestkeeper=active/enabled pid=[1-9]\d* '
+                                            rf'libvirt-guests=active/enabled qemu: {qemu} +version={version}\+test1$')
+        pid = re.compile(r'pid=(\d+)')
+        self.assertNotEqual(pid.search(lines['installed']).group(1), pid.search(lines['upgraded']).group(1))
+        # Purged: no unit, no binary, no configuration; the pending record kept, and said so.
+        self.assertIn('purge exit=0', out, purge)
+        self.assertRegex(lines['purged'], rf'^guestkeeper=inactive/ pid=0 libvirt-guests=active/enabled '
+                                          rf'qemu: {qemu} +dpkg=$')
+        self.assertNotIn('left:', out)
+        self.assertIn('unit files: 0', out)
+        self.assertIn('record kept', out)
+        self.assertIn('/var/lib/guestkeeper kept', purge)
+        # The guest: running all along, booted once, not one lifecycle event.
+        self.assertIn('small state=running inits=1', out)
+        self.assertRegex(events, r"event 'lifecycle' for domain '?probe'?: Defined", events)
+        self.assertNotIn("domain 'small'", events, events)
+        self.assertNotIn('domain small', events, events)
+        # Until the poweroff that ends the test, neither service acted on a guest.
+        before_poweroff = journal[:journal.find('Stopping libvirt-guests.service')]
+        self.assertNotRegex(before_poweroff, r'libvirt-guests\.sh\[\d+\]: .*(Shutting down|Suspending)')
+        self.assertNotIn('Preserve run started', before_poweroff)
 
     def running_set(self):
         """The guests /var/lib/guestkeeper/running lists (empty if it is not there yet)."""
