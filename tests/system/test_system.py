@@ -591,12 +591,17 @@ class SystemTest(unittest.TestCase):
         self.assertRegex(lines['installed'], rf'^guestkeeper=active/enabled pid=[1-9]\d* '
                                              rf'libvirt-guests=active/enabled qemu: {qemu} +version={version}$')
         self.assertIn('guestkeeperctl import-libvirt-guests --takeover', install)
+        note_doc = re.search(r'See (/\S+)\.$', install, re.M).group(1)
+        self.assertIn(f'.{note_doc}\n', run(['dpkg-deb', '-c', old]).stdout.replace(' ', '\n'))
         self.assertIn('libvirt-guests.service is enabled', self.read('/var/lib/gk-scenario/status-installed'))
         # Upgraded: a new daemon (new MainPID), the same guest process.
         self.assertIn('upgrade exit=0', out, upgrade)
         self.assertRegex(lines['upgraded'], rf'^guestkeeper=active/enabled pid=[1-9]\d* '
                                             rf'libvirt-guests=active/enabled qemu: {qemu} +version={version}\+test1$')
         pid = re.compile(r'pid=(\d+)')
+        # The upgrade's restart and the purge's stop: two SIGTERMs outside a shutdown.
+        self.assertEqual(len(re.findall(r'guestkeeperd\[\d+\]: SIGTERM and the host is not shutting down .*: '
+                                        r'exiting, no guest touched', journal)), 2, journal[-3000:])
         self.assertNotEqual(pid.search(lines['installed']).group(1), pid.search(lines['upgraded']).group(1))
         # Purged: no unit, no binary, no configuration; the pending record kept, and said so.
         self.assertIn('purge exit=0', out, purge)
