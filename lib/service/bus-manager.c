@@ -428,17 +428,57 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-static int name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
-{
-        const sd_bus_error *e;
+/* The name is queued for, not refused: at a restart the bus may still list the old process as its
+ * owner for a moment after it exited. NameAcquired says when it is ours; a name still owned after
+ * NAME_WAIT_USEC belongs to another guestkeeperd, and two must never preserve the same guests. */
+#define NAME_WAIT_USEC (10 * USEC_PER_SEC)
 
-        if (!sd_bus_message_is_method_error(reply, NULL)) {
-                manager_name_acquired(userdata, NULL);
+static int name_acquired_signal(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const char *name;
+
+        if (sd_bus_message_read(msg, "s", &name) >= 0 && g_str_equal(name, GK_BUS_NAME) && !m->name_owned)
+                manager_name_acquired(m, NULL);
+        return 0;
+}
+
+static int name_wait_expired(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (!m->name_owned)
+                manager_name_acquired(m, "another process owns it (is guestkeeperd already running?)");
+        return 0;
+}
+
+static int name_requested(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        uint32_t ret;
+        int r;
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* An error reply may carry no message; it always has a name. */
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+                manager_name_acquired(m, e->message ?: e->name);
                 return 0;
         }
-        /* An error reply may carry no message; it always has a name. */
-        e = sd_bus_message_get_error(reply);
-        manager_name_acquired(userdata, e->message ?: e->name);
+        r = sd_bus_message_read(reply, "u", &ret);
+        if (r < 0) {
+                manager_name_acquired(m, "RequestName() returned no result");
+                return 0;
+        }
+        if (ret == 1 /* primary owner */ || ret == 4 /* already the owner */) {
+                if (!m->name_owned)
+                        manager_name_acquired(m, NULL);
+                return 0;
+        }
+        log_notice("The bus name " GK_BUS_NAME " is still owned by another process; waiting for it");
+        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, NAME_WAIT_USEC, 0, name_wait_expired,
+                                       m);
+        if (r < 0)
+                manager_name_acquired(m, "another process owns it");
         return 0;
 }
 
@@ -464,7 +504,11 @@ int manager_connect_bus(Manager *m, char **ret_error)
                 *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
                 return r;
         }
-        r = sd_bus_request_name_async(m->bus, NULL, GK_BUS_NAME, 0, name_acquired, m);
+        r = sd_bus_match_signal_async(m->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                      "org.freedesktop.DBus", "NameAcquired", name_acquired_signal, NULL, m);
+        if (r >= 0)
+                r = sd_bus_request_name_async(m->bus, NULL, GK_BUS_NAME, SD_BUS_NAME_QUEUE, name_requested,
+                                              m);
         if (r < 0) {
                 *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
                 return r;

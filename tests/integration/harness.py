@@ -223,6 +223,14 @@ def name_has_owner(bus, name):
     return r.returncode == 0
 
 
+def name_owner_pid(bus, name):
+    """The PID of the process that owns @name on @bus, or None."""
+    r = subprocess.run(['busctl', f'--address={bus.address}', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                        'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', name],
+                       capture_output=True, text=True)
+    return int(r.stdout.split()[1]) if r.returncode == 0 else None
+
+
 class Libvirtd:
     """A private libvirtd: /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and
     /var/log/libvirt bind-mounted from a temp dir in its own mount namespace."""

@@ -77,7 +77,11 @@ class Base(unittest.TestCase):
             self.client = harness.Client(self.bus)
         self.daemon.start(wait_ready=False)
         if wait_ready:
-            self.notify.wait_for('READY', '1', timeout=20)
+            try:
+                self.notify.wait_for('READY', '1', timeout=20)
+            except AssertionError as e:
+                raise AssertionError(f'{e}\nguestkeeperd exit status {self.daemon.proc.poll()}, its log:\n'
+                                     + self.daemon.log_text()[-3000:]) from None
         return self.daemon
 
     def record(self):
@@ -162,6 +166,32 @@ class DaemonTest(Base):
         self.client.wait_state('idle')
         self.assertEqual(self.guests()['web1'][4], 'restored')
         wait_until(lambda: self.logind.our_inhibitors(), 10, 'the inhibitor taken again')
+
+    def test_second_instance_waits_for_the_name_then_gives_up(self):
+        """A name still owned at start-up is waited for (a restart's old process may still be
+        listed); one owned for good is another guestkeeperd: exit 1, say so, touch nothing."""
+        self.define('web1')
+        first = self.start_daemon()
+        self.client.wait_state('idle')
+        second = harness.Daemon(self.wd.path, self.bus, self.notify, first.config, name='second')
+        self.addCleanup(second.kill)
+        second.start(wait_ready=False)
+        self.assertEqual(second.proc.wait(30 * harness.SCALE), 1)
+        log = second.log_text()
+        self.assertIn('still owned by another process; waiting for it', log)
+        self.assertIn('Cannot own the bus name org.guestkeeper1: another process owns it', log)
+        self.assertEqual(self.client.get('State'), 'idle')
+        self.assertEqual(harness.name_owner_pid(self.bus, 'org.guestkeeper1'), first.proc.pid)
+        self.assertEqual(self.state('web1'), 'running')
+        # When the owner goes, a waiting instance takes the name over.
+        third = harness.Daemon(self.wd.path, self.bus, self.notify, first.config, name='third')
+        self.addCleanup(third.kill)
+        third.start(wait_ready=False)
+        wait_until(lambda: 'waiting for it' in third.log_text(), 10, 'the third instance waiting')
+        self.assertEqual(first.stop(), 0)
+        wait_until(lambda: harness.name_owner_pid(self.bus, 'org.guestkeeper1') == third.proc.pid, 10,
+                   'the third instance owning the name')
+        self.assertEqual(self.state('web1'), 'running')
 
     def test_sigterm_outside_shutdown_touches_nothing(self):
         self.define('web1')
