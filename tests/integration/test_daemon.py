@@ -337,8 +337,8 @@ class DaemonTest(Base):
 
 
 class PolkitTest(Base):
-    """Non-root callers of the privileged methods are asked about to polkit (dbusmock's polkitd
-    template): its answer decides; root is never asked; the main loop never waits for it."""
+    """The privileged methods called by someone other than root, dbusmock's polkitd template on
+    the bus: its answer decides; root is never asked; the main loop never waits for it."""
 
     def setUp(self):
         super().setUp()
@@ -395,7 +395,7 @@ class PolkitTest(Base):
         self.client.call('Reload')
         self.assertEqual(self.state('web1'), 'running')
         self.assertEqual(self.polkit.queries(), [])
-        self.assertNotIn('polkit', self.daemon.log_text())
+        self.assertNotIn('() by uid', self.daemon.log_text())  # no authorization to log
 
     def test_bus_answers_while_polkit_thinks(self):
         """polkitd holds its answer: the daemon keeps answering others; the answer, when it
