@@ -429,6 +429,45 @@ class PolkitTest(Base):
         self.assertEqual(self.state('web1'), 'running')
 
 
+class PolkitAnswersTest(Base):
+    """What polkitd may say besides yes and no, from a hand-made polkitd: authentication
+    required, or an error of its own."""
+
+    def start_polkitd(self, code):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        p = subprocess.Popen([harness.PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.PolicyKit1',
+                              '/org/freedesktop/PolicyKit1/Authority', 'org.freedesktop.PolicyKit1.Authority'],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.terminate)
+        wait_until(lambda: harness.name_has_owner(self.bus, 'org.freedesktop.PolicyKit1'), 15, 'the polkitd mock')
+        harness.busctl(self.bus, 'call', 'org.freedesktop.PolicyKit1', '/org/freedesktop/PolicyKit1/Authority',
+                       'org.freedesktop.DBus.Mock', 'AddMethod', 'sssss', 'org.freedesktop.PolicyKit1.Authority',
+                       'CheckAuthorization', '(sa{sv})sa{ss}us', '(bba{ss})', code)
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+
+    def test_authentication_required(self):
+        self.start_polkitd('ret = (False, True, {})')
+        r = harness.call_as(self.bus, 65534, 'RestoreGuests')
+        self.assertIn('org.freedesktop.DBus.Error.AccessDenied RestoreGuests() refused: org.guestkeeper1.restore '
+                      'requires authentication for uid 65534; call with interactive authorization allowed and a '
+                      'polkit agent running', r.stdout)
+        self.assertRegex(self.daemon.log_text(), r'RestoreGuests\(\) by uid 65534 \(python3\[\d+\]\): refused, '
+                                                 r'polkit requires authentication \(org.guestkeeper1.restore\)')
+
+    def test_polkit_error(self):
+        self.start_polkitd('raise dbus.exceptions.DBusException("Action org.guestkeeper1.reload is not registered", '
+                           'name="org.freedesktop.PolicyKit1.Error.Failed")')
+        r = harness.call_as(self.bus, 65534, 'Reload')
+        self.assertIn('org.freedesktop.DBus.Error.AccessDenied Reload() refused: polkit could not authorize '
+                      'org.guestkeeper1.reload for uid 65534: Action org.guestkeeper1.reload is not registered',
+                      r.stdout)
+        self.assertRegex(self.daemon.log_text(), r'Reload\(\) by uid 65534 \(python3\[\d+\]\): refused, polkit '
+                                                 'failed: Action org.guestkeeper1.reload is not registered')
+
+
 class LibvirtdFaultTest(Base):
     """Own libvirtd per test: these tests stop and restart it."""
 
