@@ -8,6 +8,7 @@
 #include <inttypes.h>
 
 #include "bus-names.h"
+#include "bus-polkit.h"
 #include "bus-util.h"
 #include "event-glue.h"
 #include "log.h"
@@ -16,25 +17,11 @@
 #define OBJECT_PATH GK_OBJECT_PATH
 #define INTERFACE   GK_INTERFACE
 
-/* The daemon checks the caller itself (org.guestkeeper1(5)): a permissive bus policy is not enough
- * to change anything. Root only. */
-static int check_root(sd_bus_message *msg, sd_bus_error *error)
+/* The daemon checks the caller itself (org.guestkeeper1(5), "ACCESS"): a permissive bus policy is not
+ * enough to change anything. Root, or whoever polkit authorizes for @action. */
+static int authorize(Manager *m, sd_bus_message *msg, const char *action, sd_bus_error *error)
 {
-        g_autoptr(sd_bus_creds) creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_AUGMENT,
-                                      &creds);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller: %m");
-        if (sd_bus_creds_get_euid(creds, &uid) < 0 && sd_bus_creds_get_uid(creds, &uid) < 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot identify the caller");
-        if (uid != 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "%s is for root only (caller uid %u)",
-                                         sd_bus_message_get_member(msg), (unsigned) uid);
-        return 0;
+        return bus_authorize(msg, action, m->polkit, error);
 }
 
 /* Who called, for the run's history: "uid 0 via guestkeeperctl[4242] in session-3.scope". */
@@ -76,8 +63,8 @@ static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *er
         Manager *m = userdata;
         int r;
 
-        r = check_root(msg, error);
-        if (r < 0)
+        r = authorize(m, msg, GK_ACTION_PRESERVE, error);
+        if (r != 0)
                 return r;
         m->requester = describe_caller(msg);
         if (manager_preserve(m, false) == -EBUSY) {
@@ -100,8 +87,8 @@ static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bu
         if (flags & ~(uint64_t) GK_PRESERVE_HOLD)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64,
                                          flags & ~(uint64_t) GK_PRESERVE_HOLD);
-        r = check_root(msg, error);
-        if (r < 0)
+        r = authorize(m, msg, GK_ACTION_PRESERVE, error);
+        if (r != 0)
                 return r;
         m->requester = describe_caller(msg);
         if (manager_preserve(m, flags & GK_PRESERVE_HOLD) == -EBUSY) {
@@ -118,8 +105,8 @@ static int method_restore(sd_bus_message *msg, void *userdata, sd_bus_error *err
         Manager *m = userdata;
         int r;
 
-        r = check_root(msg, error);
-        if (r < 0)
+        r = authorize(m, msg, GK_ACTION_RESTORE, error);
+        if (r != 0)
                 return r;
         m->requester = describe_caller(msg);
         if (manager_restore(m) == -EBUSY) {
@@ -136,8 +123,8 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Manager *m = userdata;
         int r;
 
-        r = check_root(msg, error);
-        if (r < 0)
+        r = authorize(m, msg, GK_ACTION_RELOAD, error);
+        if (r != 0)
                 return r;
         if (manager_reload(m, &why) < 0)
                 return sd_bus_error_set(error, GK_ERROR_INVALID_CONFIG, why);
@@ -408,7 +395,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("RestoreWaiting", "a(ssss)", get_restore_waiting, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* UNPRIVILEGED: sd-bus would otherwise demand CAP_SYS_ADMIN with a generic error;
-         * check_root() does the check, with a message that says what was refused. */
+         * authorize() does the check, with a message that says what was refused. */
         SD_BUS_METHOD_WITH_ARGS("ListGuests", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", guests),
                                 method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssba(sss))", guests), method_plan,
@@ -428,17 +415,57 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-static int name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
-{
-        const sd_bus_error *e;
+/* The name is queued for, not refused: at a restart the bus may still list the old process as its
+ * owner for a moment after it exited. NameAcquired says when it is ours; a name still owned after
+ * NAME_WAIT_USEC belongs to another guestkeeperd, and two must never preserve the same guests. */
+#define NAME_WAIT_USEC (10 * USEC_PER_SEC)
 
-        if (!sd_bus_message_is_method_error(reply, NULL)) {
-                manager_name_acquired(userdata, NULL);
+static int name_acquired_signal(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const char *name;
+
+        if (sd_bus_message_read(msg, "s", &name) >= 0 && g_str_equal(name, GK_BUS_NAME) && !m->name_owned)
+                manager_name_acquired(m, NULL);
+        return 0;
+}
+
+static int name_wait_expired(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (!m->name_owned)
+                manager_name_acquired(m, "another process owns it (is guestkeeperd already running?)");
+        return 0;
+}
+
+static int name_requested(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        uint32_t ret;
+        int r;
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* An error reply may carry no message; it always has a name. */
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+                manager_name_acquired(m, e->message ?: e->name);
                 return 0;
         }
-        /* An error reply may carry no message; it always has a name. */
-        e = sd_bus_message_get_error(reply);
-        manager_name_acquired(userdata, e->message ?: e->name);
+        r = sd_bus_message_read(reply, "u", &ret);
+        if (r < 0) {
+                manager_name_acquired(m, "RequestName() returned no result");
+                return 0;
+        }
+        if (ret == 1 /* primary owner */ || ret == 4 /* already the owner */) {
+                if (!m->name_owned)
+                        manager_name_acquired(m, NULL);
+                return 0;
+        }
+        log_notice("The bus name " GK_BUS_NAME " is still owned by another process; waiting for it");
+        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, NAME_WAIT_USEC, 0, name_wait_expired,
+                                       m);
+        if (r < 0)
+                manager_name_acquired(m, "another process owns it");
         return 0;
 }
 
@@ -464,7 +491,11 @@ int manager_connect_bus(Manager *m, char **ret_error)
                 *ret_error = g_strdup_printf("Cannot register the D-Bus object: %s", g_strerror(-r));
                 return r;
         }
-        r = sd_bus_request_name_async(m->bus, NULL, GK_BUS_NAME, 0, name_acquired, m);
+        r = sd_bus_match_signal_async(m->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                      "org.freedesktop.DBus", "NameAcquired", name_acquired_signal, NULL, m);
+        if (r >= 0)
+                r = sd_bus_request_name_async(m->bus, NULL, GK_BUS_NAME, SD_BUS_NAME_QUEUE, name_requested,
+                                              m);
         if (r < 0) {
                 *ret_error = g_strdup_printf("Cannot request the bus name: %s", g_strerror(-r));
                 return r;
@@ -475,12 +506,14 @@ int manager_connect_bus(Manager *m, char **ret_error)
                 return r;
         }
         logind_want_inhibitor(m->logind, true);
+        m->polkit = polkit_registry_new();
         return 0;
 }
 
 void manager_disconnect_bus(Manager *m)
 {
         g_clear_pointer(&m->logind, logind_free);
+        m->polkit = polkit_registry_free(m->polkit);
         if (m->bus) {
                 sd_bus_flush_close_unref(m->bus);
                 m->bus = NULL;

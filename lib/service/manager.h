@@ -11,6 +11,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus-polkit.h"
 #include "config.h"
 #include "engine.h"
 #include "guest-cache.h"
@@ -91,6 +92,7 @@ typedef struct Manager {
         GSource *event_source;
         sd_bus *bus;
         Logind *logind;
+        PolkitRegistry *polkit; /* the privileged calls waiting for polkit's answer */
         bool name_owned;
         bool ready;
         bool querying_shutdown;

@@ -208,6 +208,75 @@ class Logind:
         return [i for i in self.inhibitors() if i[1] == 'guestkeeper']
 
 
+class Polkitd:
+    """dbusmock's polkitd template on the private bus: it refuses every action until told
+    otherwise (allow()); every CheckAuthorization is in its log."""
+
+    def __init__(self, bus, log_path):
+        self.bus = bus
+        self.log_path = log_path
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        self.proc = subprocess.Popen([PYTHON, '-m', 'dbusmock', '--system', '--template', 'polkitd',
+                                      '-l', log_path], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: name_has_owner(bus, 'org.freedesktop.PolicyKit1'), 15, 'the polkitd mock')
+
+    def mock(self, method, sig, *args):
+        return busctl(self.bus, 'call', 'org.freedesktop.PolicyKit1', '/org/freedesktop/PolicyKit1/Authority',
+                      'org.freedesktop.DBus.Mock', method, sig, *args)
+
+    def allow(self, *actions):
+        self.mock('SetAllowed', 'as', str(len(actions)), *actions)
+
+    def queries(self):
+        """(subject's bus name, action, flags) of every CheckAuthorization, in order."""
+        import re
+        try:
+            with open(self.log_path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return []
+        return [(m[1], m[2], int(m[3])) for m in
+                re.finditer(r"CheckAuthorization .*?dbus\.String\('(:[\d.]+)'.*?\) \"([^\"]*)\" \{\} (\d+) ", text)]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+# A GDBus client as another user: prints its unique name, then "OK" or the error's name and
+# message as sent (busctl rewords well-known error names).
+CALL_AS = '''import sys
+from gi.repository import Gio, GLib
+addr, method, sig, interactive = sys.argv[1:5]
+c = Gio.DBusConnection.new_for_address_sync(addr, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+                                            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+print(c.get_unique_name(), flush=True)
+args = GLib.Variant(sig, tuple(int(a) for a in sys.argv[5:])) if sig else None
+flags = Gio.DBusCallFlags.ALLOW_INTERACTIVE_AUTHORIZATION if interactive == '1' else Gio.DBusCallFlags.NONE
+try:
+    c.call_sync("org.guestkeeper1", "/org/guestkeeper1", "org.guestkeeper1.Manager", method, args, None,
+                flags, 30000, None)
+    print("OK")
+except GLib.Error as e:
+    name = Gio.DBusError.get_remote_error(e)
+    print(name, e.message.removeprefix(f"GDBus.Error:{name}: "))
+    sys.exit(1)
+'''
+
+
+def call_as(bus, uid, method, sig='', *args, interactive=False, wait=True):
+    """Calls a Manager method as @uid (gid the same, no supplementary groups). With @wait, the
+    finished process (stdout: its unique name, then OK or "ERROR.NAME message"); else the
+    running Popen."""
+    cmd = ['setpriv', f'--reuid={uid}', f'--regid={uid}', '--clear-groups', PYTHON, '-c', CALL_AS,
+           bus.address, method, sig, '1' if interactive else '0', *map(str, args)]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
 def busctl(bus, *args, user=None, check=True):
     cmd = ['busctl', f'--address={bus.address}', *args]
     if user is not None:
@@ -222,6 +291,14 @@ def name_has_owner(bus, name):
     r = subprocess.run(['busctl', f'--address={bus.address}', 'status', name],
                        capture_output=True, text=True)
     return r.returncode == 0
+
+
+def name_owner_pid(bus, name):
+    """The PID of the process that owns @name on @bus, or None."""
+    r = subprocess.run(['busctl', f'--address={bus.address}', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                        'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', name],
+                       capture_output=True, text=True)
+    return int(r.stdout.split()[1]) if r.returncode == 0 else None
 
 
 class Libvirtd:

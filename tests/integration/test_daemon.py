@@ -77,7 +77,11 @@ class Base(unittest.TestCase):
             self.client = harness.Client(self.bus)
         self.daemon.start(wait_ready=False)
         if wait_ready:
-            self.notify.wait_for('READY', '1', timeout=20)
+            try:
+                self.notify.wait_for('READY', '1', timeout=20)
+            except AssertionError as e:
+                raise AssertionError(f'{e}\nguestkeeperd exit status {self.daemon.proc.poll()}, its log:\n'
+                                     + self.daemon.log_text()[-3000:]) from None
         return self.daemon
 
     def record(self):
@@ -163,6 +167,32 @@ class DaemonTest(Base):
         self.assertEqual(self.guests()['web1'][4], 'restored')
         wait_until(lambda: self.logind.our_inhibitors(), 10, 'the inhibitor taken again')
 
+    def test_second_instance_waits_for_the_name_then_gives_up(self):
+        """A name still owned at start-up is waited for (a restart's old process may still be
+        listed); one owned for good is another guestkeeperd: exit 1, say so, touch nothing."""
+        self.define('web1')
+        first = self.start_daemon()
+        self.client.wait_state('idle')
+        second = harness.Daemon(self.wd.path, self.bus, self.notify, first.config, name='second')
+        self.addCleanup(second.kill)
+        second.start(wait_ready=False)
+        self.assertEqual(second.proc.wait(30 * harness.SCALE), 1)
+        log = second.log_text()
+        self.assertIn('still owned by another process; waiting for it', log)
+        self.assertIn('Cannot own the bus name org.guestkeeper1: another process owns it', log)
+        self.assertEqual(self.client.get('State'), 'idle')
+        self.assertEqual(harness.name_owner_pid(self.bus, 'org.guestkeeper1'), first.proc.pid)
+        self.assertEqual(self.state('web1'), 'running')
+        # When the owner goes, a waiting instance takes the name over.
+        third = harness.Daemon(self.wd.path, self.bus, self.notify, first.config, name='third')
+        self.addCleanup(third.kill)
+        third.start(wait_ready=False)
+        wait_until(lambda: 'waiting for it' in third.log_text(), 10, 'the third instance waiting')
+        self.assertEqual(first.stop(), 0)
+        wait_until(lambda: harness.name_owner_pid(self.bus, 'org.guestkeeper1') == third.proc.pid, 10,
+                   'the third instance owning the name')
+        self.assertEqual(self.state('web1'), 'running')
+
     def test_sigterm_outside_shutdown_touches_nothing(self):
         self.define('web1')
         self.define('scratch', persistent=False)
@@ -212,24 +242,18 @@ class DaemonTest(Base):
         self.assertEqual(self.record(), {})
 
     def test_unprivileged_caller(self):
+        """No polkit on the bus: only root may act, and the refusal says why."""
         self.define('web1')
         self.start_daemon()
         self.client.wait_state('idle')
-        for method in ('PreserveGuests', 'RestoreGuests', 'Reload'):
-            # A GDBus client as nobody: it reports the error name and message as sent
-            # (busctl rewords well-known error names).
-            code = ('import sys; from gi.repository import Gio\n'
-                    'c = Gio.DBusConnection.new_for_address_sync(sys.argv[1], Gio.DBusConnectionFlags.'
-                    'AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)\n'
-                    'try:\n c.call_sync("org.guestkeeper1", "/org/guestkeeper1", "org.guestkeeper1.Manager", '
-                    'sys.argv[2], None, None, 0, 5000, None)\n'
-                    'except Exception as e:\n print(Gio.DBusError.get_remote_error(e), e.message); sys.exit(1)\n')
-            r = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', harness.PYTHON,
-                                '-c', code, self.bus.address, method], capture_output=True, text=True, timeout=30)
-            r.stderr = r.stdout + r.stderr
+        for method, action in (('PreserveGuests', 'preserve'), ('RestoreGuests', 'restore'), ('Reload', 'reload')):
+            r = harness.call_as(self.bus, 65534, method)
             self.assertNotEqual(r.returncode, 0, method)
-            self.assertIn('org.freedesktop.DBus.Error.AccessDenied', r.stderr, method)
-            self.assertIn(f'{method} is for root only (caller uid 65534)', r.stderr, method)
+            self.assertIn('org.freedesktop.DBus.Error.AccessDenied', r.stdout, method)
+            self.assertIn(f"{method}() needs root, or polkit's authorization for org.guestkeeper1.{action}, and "
+                          'polkit is unavailable (caller uid 65534)', r.stdout, method)
+            self.assertRegex(self.daemon.log_text(), rf'{method}\(\) by uid 65534 \(python3\[\d+\]\): refused, '
+                                                     'polkit is unavailable')
         out = harness.busctl(self.bus, 'get-property', 'org.guestkeeper1', '/org/guestkeeper1',
                              'org.guestkeeper1.Manager', 'State', user=65534)
         self.assertEqual(out.strip(), 's "idle"')
@@ -340,6 +364,138 @@ class DaemonTest(Base):
         self.assertEqual(d.proc.wait(10), 1)
         self.assertIn(f'{cfg}: [Boot] StartDelaySec: "soon" is not a time span (seconds, or e.g. "5min", "1h 30s")',
                       d.log_text())
+
+
+class PolkitTest(Base):
+    """The privileged methods called by someone other than root, dbusmock's polkitd template on
+    the bus: its answer decides; root is never asked; the main loop never waits for it."""
+
+    def setUp(self):
+        super().setUp()
+        self.polkit = harness.Polkitd(self.bus, os.path.join(self.wd.path, 'polkitd.log'))
+        self.addCleanup(self.polkit.stop)
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+
+    def called(self, r):
+        """The caller's unique name and what it got."""
+        name, answer = r.stdout.split('\n', 1)
+        return name, answer.strip()
+
+    def test_refused_when_polkit_says_no(self):
+        calls = (('PreserveGuests', '', (), 'preserve'), ('PreserveGuestsWithFlags', '(t)', (1,), 'preserve'),
+                 ('RestoreGuests', '', (), 'restore'), ('Reload', '', (), 'reload'))
+        names = []
+        for method, sig, args, action in calls:
+            r = harness.call_as(self.bus, 65534, method, sig, *args)
+            name, answer = self.called(r)
+            names.append((name, f'org.guestkeeper1.{action}', 0))
+            self.assertNotEqual(r.returncode, 0, method)
+            self.assertEqual(answer, f'org.freedesktop.DBus.Error.AccessDenied {method}() refused: polkit does not '
+                                     f'authorize org.guestkeeper1.{action} for uid 65534')
+            self.assertRegex(self.daemon.log_text(), rf'{method}\(\) by uid 65534 \(python3\[\d+\]\): refused by '
+                                                     rf'polkit \(org.guestkeeper1.{action}\)')
+        # One query per call, about the caller's own bus name, not interactive.
+        self.assertEqual(self.polkit.queries(), names)
+        self.assertEqual(self.state('web1'), 'running')
+        self.assertEqual(self.client.get('State'), 'idle')
+
+    def test_allowed_when_polkit_says_yes(self):
+        self.polkit.allow('org.guestkeeper1.preserve')
+        r = harness.call_as(self.bus, 65534, 'PreserveGuests', interactive=True)
+        name, answer = self.called(r)
+        self.assertEqual((r.returncode, answer), (0, 'OK'), r.stdout)
+        self.assertEqual(self.client.wait_run_finished('preserve')[1:], (1, 0))
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertRegex(self.daemon.log_text(), r'PreserveGuests\(\) by uid 65534 \(python3\[\d+\]\): authorized '
+                                                 r'by polkit \(org.guestkeeper1.preserve\)')
+        # The caller allowed interactive authorization: polkit was told so.
+        self.assertEqual(self.polkit.queries(), [(name, 'org.guestkeeper1.preserve', 1)])
+        # The answer is per action: restoring is still refused.
+        r = harness.call_as(self.bus, 65534, 'RestoreGuests')
+        self.assertIn('polkit does not authorize org.guestkeeper1.restore for uid 65534', r.stdout)
+        self.assertEqual(self.state('web1'), 'saved')
+
+    def test_root_is_never_asked(self):
+        self.client.call('PreserveGuests')
+        self.client.wait_run_finished('preserve')
+        self.client.call('RestoreGuests')
+        self.client.wait_run_finished('restore')
+        self.client.call('Reload')
+        self.assertEqual(self.state('web1'), 'running')
+        self.assertEqual(self.polkit.queries(), [])
+        self.assertNotIn('() by uid', self.daemon.log_text())  # no authorization to log
+
+    def test_bus_answers_while_polkit_thinks(self):
+        """polkitd holds its answer: the daemon keeps answering others; the answer, when it
+        comes, completes the call, once."""
+        self.polkit.allow('org.guestkeeper1.preserve')
+        self.polkit.mock('SimulateHang', 'b', 'true')
+        p = harness.call_as(self.bus, 65534, 'PreserveGuests', wait=False)
+        self.addCleanup(p.kill)
+        wait_until(lambda: self.polkit.mock('HaveHangingCalls', '') == 'b true\n', 15, 'the query at polkitd')
+        self.assertEqual(self.client.get('State'), 'idle')
+        self.assertIn('web1', self.client.list_guests())
+        self.assertIsNone(p.poll())
+        self.polkit.mock('ReleaseHangingCalls', '')
+        out, _ = p.communicate(timeout=30)
+        self.assertEqual((p.returncode, out.split('\n')[1]), (0, 'OK'), out)
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertEqual(len(self.polkit.queries()), 1)
+
+    def test_stopping_while_polkit_thinks(self):
+        """The daemon stops with a query under way: the caller is told, nothing runs."""
+        self.polkit.allow('org.guestkeeper1.preserve')
+        self.polkit.mock('SimulateHang', 'b', 'true')
+        p = harness.call_as(self.bus, 65534, 'PreserveGuests', wait=False)
+        self.addCleanup(p.kill)
+        wait_until(lambda: self.polkit.mock('HaveHangingCalls', '') == 'b true\n', 15, 'the query at polkitd')
+        self.assertEqual(self.daemon.stop(), 0)
+        out, _ = p.communicate(timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('org.freedesktop.DBus.Error.NoReply guestkeeperd stopped before polkit answered', out)
+        self.assertEqual(self.state('web1'), 'running')
+
+
+class PolkitAnswersTest(Base):
+    """What polkitd may say besides yes and no, from a hand-made polkitd: authentication
+    required, or an error of its own."""
+
+    def start_polkitd(self, code):
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        p = subprocess.Popen([harness.PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.PolicyKit1',
+                              '/org/freedesktop/PolicyKit1/Authority', 'org.freedesktop.PolicyKit1.Authority'],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.terminate)
+        wait_until(lambda: harness.name_has_owner(self.bus, 'org.freedesktop.PolicyKit1'), 15, 'the polkitd mock')
+        harness.busctl(self.bus, 'call', 'org.freedesktop.PolicyKit1', '/org/freedesktop/PolicyKit1/Authority',
+                       'org.freedesktop.DBus.Mock', 'AddMethod', 'sssss', 'org.freedesktop.PolicyKit1.Authority',
+                       'CheckAuthorization', '(sa{sv})sa{ss}us', '(bba{ss})', code)
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+
+    def test_authentication_required(self):
+        self.start_polkitd('ret = (False, True, {})')
+        r = harness.call_as(self.bus, 65534, 'RestoreGuests')
+        self.assertIn('org.freedesktop.DBus.Error.AccessDenied RestoreGuests() refused: org.guestkeeper1.restore '
+                      'requires authentication for uid 65534; call with interactive authorization allowed and a '
+                      'polkit agent running', r.stdout)
+        self.assertRegex(self.daemon.log_text(), r'RestoreGuests\(\) by uid 65534 \(python3\[\d+\]\): refused, '
+                                                 r'polkit requires authentication \(org.guestkeeper1.restore\)')
+
+    def test_polkit_error(self):
+        self.start_polkitd('raise dbus.exceptions.DBusException("Action org.guestkeeper1.reload is not registered", '
+                           'name="org.freedesktop.PolicyKit1.Error.Failed")')
+        r = harness.call_as(self.bus, 65534, 'Reload')
+        self.assertIn('org.freedesktop.DBus.Error.AccessDenied Reload() refused: polkit could not authorize '
+                      'org.guestkeeper1.reload for uid 65534: Action org.guestkeeper1.reload is not registered',
+                      r.stdout)
+        self.assertRegex(self.daemon.log_text(), r'Reload\(\) by uid 65534 \(python3\[\d+\]\): refused, polkit '
+                                                 'failed: Action org.guestkeeper1.reload is not registered')
 
 
 class LibvirtdFaultTest(Base):

@@ -7,7 +7,8 @@ PrepareForShutdown; guestkeeper.service has TimeoutStopSec=3, shorter than its s
 so only its EXTEND_TIMEOUT_USEC keepalives keep systemd waiting. Boot again: the guests run,
 the saved ones resumed (their heartbeat goes on). Then the same with libvirt-guests.service.
 A power cut (SIGKILL to the container's PID 1) with guests running: the next boot starts them
-again. A maintenance hold (preserve --hold) through a daemon restart and a reboot.
+again. A maintenance hold (preserve --hold) through a daemon restart and a reboot. polkitd
+deciding for a user who is not root.
 
 Each run gets a fresh overlay on the cached tree (tests/system/build-rootfs)."""
 
@@ -730,6 +731,37 @@ class SystemTest(unittest.TestCase):
             self.assertGreater(int(g['last_tick']), int(r[f'rebooted:{name}']['last_tick']), r)
         self.assertEqual(r['restored:probe']['state'], 'shut_off', r)
 
+
+    def test_polkit_decides_for_unprivileged_users(self):
+        """A local user (no session) asks for a preserve run: polkitd refuses (the actions need
+        an administrator's password in an active session); with the example rule copied to
+        /etc/polkit-1/rules.d and the user in the libvirt group, the same call saves the guest.
+        The journal names who asked and what polkit said."""
+        guests = [('small', 128, 0)]
+        self.prepare(['guestkeeper.service'], mode='polkit', guests=guests, config=SYSTEM_URI)
+        self.c.boot()
+        out = self.read('/var/lib/gk-scenario/polkit')
+        journal = self.c.journal(0)
+        with open(os.path.join(BUILD_DIR, 'system-polkit.txt'), 'w') as f:
+            f.write(out + '--- journal\n' + '\n'.join(line for line in journal.split('\n')
+                                                    if 'guestkeeperd[' in line or 'polkitd[' in line) + '\n')
+        print(f'\n  polkit: {out}', file=sys.stderr)
+        uid = re.search(r'^uid=(\d+)$', out, re.M).group(1)
+        self.assertNotEqual(uid, '0')
+        # guestkeeperctl shows the daemon's refusal as sent.
+        self.assertIn(f'PreserveGuests() refused: polkit does not authorize org.guestkeeper1.preserve for uid {uid}',
+                      out)
+        self.assertRegex(out, r'refused exit=[1-9]\d* state=s "idle"')
+        before, after = map(int, re.search(r'rules: (\d+) -> (\d+)', out).groups())
+        self.assertEqual(after, before + 1, out)
+        self.assertIn('allowed exit=0', out)
+        self.assertIn('after: state=preserved', out)
+        self.assertIn('small state=shut_off saved=yes', out)
+        self.assertRegex(journal, rf'guestkeeperd\[\d+\]: PreserveGuests\(\) by uid {uid} '
+                                  r'\(guestkeeperctl\[\d+\]\): refused by polkit \(org\.guestkeeper1\.preserve\)')
+        self.assertRegex(journal, rf'guestkeeperd\[\d+\]: PreserveGuests\(\) by uid {uid} \(busctl\[\d+\]\): '
+                                  r'authorized by polkit \(org\.guestkeeper1\.preserve\)')
+        self.assertRegex(journal, r'Preserve run finished: 1 guests, 1 done, 0 failed')
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)
