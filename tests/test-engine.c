@@ -18,7 +18,8 @@ typedef struct Run {
         bool finished;
         unsigned changes;
         GPtrArray *messages;
-        GPtrArray *events; /* "name outcome" at each step start and outcome, in order */
+        GPtrArray *preflight; /* the messages about pre-flight (ENGINE_TOPIC_PREFLIGHT) */
+        GPtrArray *events;    /* "name outcome" at each step start and outcome, in order */
         /* cancel when this guest starts its save, or its graceful shutdown */
         const char *cancel_on_saving;
         const char *cancel_on_shutting_down;
@@ -62,12 +63,14 @@ static void on_changed(Engine *e, const EngineGuest *g, void *ud)
                 engine_cancel(e);
 }
 
-static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
-                       void *ud)
+static void on_message(Engine *e, EngineLevel level, EngineTopic topic, const EngineGuest *g,
+                       const char *uri, const char *text, void *ud)
 {
         Run *run = ud;
 
         g_ptr_array_add(run->messages, g_strdup(text));
+        if (topic == ENGINE_TOPIC_PREFLIGHT)
+                g_ptr_array_add(run->preflight, g_strdup(text));
 }
 
 static void on_finished(Engine *e, void *ud)
@@ -94,6 +97,7 @@ static Run *run_new(RunKind kind, Hypervisor **hvs, guint n)
         };
 
         run->messages = g_ptr_array_new_with_free_func(g_free);
+        run->preflight = g_ptr_array_new_with_free_func(g_free);
         run->events = g_ptr_array_new_with_free_func(g_free);
         run->e = engine_new(&o, hvs, n, workers, record, &callbacks, run);
         return run;
@@ -103,6 +107,7 @@ static void run_free(Run *run)
 {
         engine_unref(run->e);
         g_ptr_array_unref(run->messages);
+        g_ptr_array_unref(run->preflight);
         g_ptr_array_unref(run->events);
         g_free(run);
 }
@@ -1002,7 +1007,7 @@ START_TEST(test_preflight_drops_saves_that_cannot_be_done)
         ck_assert_int_eq(guest(run, "vfio")->outcome, OUTCOME_SHUTDOWN);
         ck_assert_uint_eq(fake_calls(hv, "vfio", FAKE_SAVE), 0);
         ck_assert_str_eq(guest(run, "vfio")->error, "host device passthrough cannot be saved");
-        ck_assert(testlib_has_message(run->messages,
+        ck_assert(testlib_has_message(run->preflight,
                                       "vfio will not be saved: host device passthrough cannot "
                                       "be saved; shutting it down instead"));
         /* The record says so before anything happens, and keeps the reason. */
@@ -1052,7 +1057,7 @@ START_TEST(test_preflight_deadline_shortest_first)
         run = run_to_end(RUN_PRESERVE);
         ck_assert_int_lt(event_at(run, "small", "saving"), event_at(run, "mid", "saving"));
         ck_assert_int_lt(event_at(run, "mid", "saving"), event_at(run, "large", "saving"));
-        ck_assert(testlib_has_message(run->messages,
+        ck_assert(testlib_has_message(run->preflight,
                                       "Pre-flight: the saves are estimated to take 18.9 s, more "
                                       "than the deadline of 10.0 s: 2 of 3 saves are expected "
                                       "to end in time (shortest first)"));

@@ -45,8 +45,8 @@ static void on_changed(Engine *e, const EngineGuest *g, void *ud)
                g->finished && g->error ? g->error : "");
 }
 
-static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
-                       void *ud)
+static void on_message(Engine *e, EngineLevel level, EngineTopic topic, const EngineGuest *g,
+                       const char *uri, const char *text, void *ud)
 {
         if (level > ENGINE_LEVEL_NOTICE)
                 return;

@@ -332,10 +332,11 @@ static void engine_preflight(Engine *e)
         if (e->guests->len == 0)
                 return;
         if (e->probe_timed_out)
-                engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
-                           "Free space of the save directories unknown (no answer within %" G_GUINT64_FORMAT
-                           " s): saving without checking it",
-                           PREFLIGHT_PROBE_TIMEOUT_USEC / USEC_PER_SEC);
+                engine_say_about(
+                        e, ENGINE_LEVEL_WARNING, ENGINE_TOPIC_PREFLIGHT, NULL, NULL,
+                        "Free space of the save directories unknown (no answer within %" G_GUINT64_FORMAT
+                        " s): saving without checking it",
+                        PREFLIGHT_PROBE_TIMEOUT_USEC / USEC_PER_SEC);
         for (guint i = 0; i < e->guests->len; i++) {
                 Guest *g = e->guests->pdata[i];
 
@@ -361,11 +362,12 @@ static void engine_preflight(Engine *e)
                         g->pub.steps = g->rec->steps = pg[i].planned;
                         g_free(g->pub.error);
                         g->pub.error = g_strdup(pg[i].reason);
-                        engine_say(e, ENGINE_LEVEL_WARNING, g, NULL, "%s will not be saved: %s; %s",
-                                   g->pub.name, pg[i].reason,
-                                   pg[i].planned & STEP_MASK(STEP_SHUTDOWN)   ? "shutting it down instead"
-                                   : pg[i].planned & STEP_MASK(STEP_POWEROFF) ? "powering it off instead"
-                                                                              : "no other step is allowed");
+                        engine_say_about(
+                                e, ENGINE_LEVEL_WARNING, ENGINE_TOPIC_PREFLIGHT, g, NULL,
+                                "%s will not be saved: %s; %s", g->pub.name, pg[i].reason,
+                                pg[i].planned & STEP_MASK(STEP_SHUTDOWN)   ? "shutting it down instead"
+                                : pg[i].planned & STEP_MASK(STEP_POWEROFF) ? "powering it off instead"
+                                                                           : "no other step is allowed");
                 }
                 preflight_guest_clear(&pg[i]);
         }
@@ -374,7 +376,8 @@ static void engine_preflight(Engine *e)
                    total, plan.dropped ? "; some saves dropped" : "");
         warning = preflight_plan_warning(&plan);
         if (warning)
-                engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL, "Pre-flight: %s", warning);
+                engine_say_about(e, ENGINE_LEVEL_WARNING, ENGINE_TOPIC_PREFLIGHT, NULL, NULL,
+                                 "Pre-flight: %s", warning);
         /* The run order is the order the steps are queued in. */
         g_ptr_array_sort_with_data(e->guests, rank_cmp, ranks);
 }

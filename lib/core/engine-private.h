@@ -146,8 +146,9 @@ typedef struct EngineJob {
 
 /* ---- engine.c ---- */
 
-void engine_say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
-        G_GNUC_PRINTF(5, 6);
+void engine_say_about(Engine *e, EngineLevel level, EngineTopic topic, Guest *g, const char *uri,
+                      const char *fmt, ...) G_GNUC_PRINTF(6, 7);
+#define engine_say(e, level, g, uri, ...) engine_say_about(e, level, ENGINE_TOPIC_NONE, g, uri, __VA_ARGS__)
 void engine_note_progress(Engine *e);
 void guest_set_outcome(Guest *g, Outcome o);
 void engine_record_touch(Engine *e);

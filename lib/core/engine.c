@@ -29,7 +29,8 @@ static void engine_go(Engine *e);
 
 /* ---- callbacks to the owner ---- */
 
-void engine_say(Engine *e, EngineLevel level, Guest *g, const char *uri, const char *fmt, ...)
+void engine_say_about(Engine *e, EngineLevel level, EngineTopic topic, Guest *g, const char *uri,
+                      const char *fmt, ...)
 {
         g_autofree char *text = NULL;
         va_list ap;
@@ -39,7 +40,8 @@ void engine_say(Engine *e, EngineLevel level, Guest *g, const char *uri, const c
         va_start(ap, fmt);
         text = g_strdup_vprintf(fmt, ap);
         va_end(ap);
-        e->cb->message(e, level, g ? &g->pub : NULL, uri ? uri : (g ? g->pub.uri : NULL), text, e->userdata);
+        e->cb->message(e, level, topic, g ? &g->pub : NULL, uri ? uri : (g ? g->pub.uri : NULL), text,
+                       e->userdata);
 }
 
 void engine_note_progress(Engine *e)
@@ -77,8 +79,8 @@ static void on_record_written(RecordWriter *w, int r, bool more, void *userdata)
         if (e->phase == PHASE_NEW)
                 return; /* detached */
         if (r < 0)
-                engine_say(e, ENGINE_LEVEL_ERR, NULL, NULL, "Failed to write the record %s: %s",
-                           e->record->path, g_strerror(-r));
+                engine_say_about(e, ENGINE_LEVEL_ERR, ENGINE_TOPIC_RECORD_WRITE, NULL, NULL,
+                                 "Failed to write the record %s: %s", e->record->path, g_strerror(-r));
         if (e->phase == PHASE_RECORDING) {
                 if (r < 0)
                         engine_say(
@@ -274,9 +276,9 @@ static gboolean deadline_cb(gpointer p)
         e->deadline_source = NULL;
         e->deadline_passed = true;
         scheduler_open_all(e->sched);
-        engine_say(e, ENGINE_LEVEL_WARNING, NULL, NULL,
-                   "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
-                   e->config->deadline_usec / USEC_PER_SEC);
+        engine_say_about(e, ENGINE_LEVEL_WARNING, ENGINE_TOPIC_DEADLINE, NULL, NULL,
+                         "Deadline of %" G_GUINT64_FORMAT " s spent: powering off every guest still running",
+                         e->config->deadline_usec / USEC_PER_SEC);
 
         for (guint i = 0; i < snapshot->len; i++) {
                 Guest *g = snapshot->pdata[i];
@@ -322,9 +324,9 @@ void engine_slot_listed(Engine *e, HvSlot *slot, const char *error, GPtrArray *l
         else if (!list) {
                 slot->reachable = false;
                 g_ptr_array_add(e->unreachable, g_strdup_printf("%s: %s", slot->uri, error));
-                engine_say(e, ENGINE_LEVEL_ERR, NULL, slot->uri,
-                           "Cannot reach %s: %s; its guests are not %s", slot->uri, error,
-                           e->kind == RUN_PRESERVE ? "preserved" : "restored");
+                engine_say_about(e, ENGINE_LEVEL_ERR, ENGINE_TOPIC_UNREACHABLE, NULL, slot->uri,
+                                 "Cannot reach %s: %s; its guests are not %s", slot->uri, error,
+                                 e->kind == RUN_PRESERVE ? "preserved" : "restored");
         } else {
                 slot->reachable = true;
                 slot->listed = list;

@@ -84,12 +84,22 @@ typedef enum EngineLevel {
         ENGINE_LEVEL_DEBUG,
 } EngineLevel;
 
+/* What a message is about, when a sysadmin may need to act on it (the owner gives it a
+ * MESSAGE_ID). */
+typedef enum EngineTopic {
+        ENGINE_TOPIC_NONE,
+        ENGINE_TOPIC_PREFLIGHT,    /* pre-flight dropped saves or expects the run to be short */
+        ENGINE_TOPIC_UNREACHABLE,  /* a URI could not be reached at the start of the run */
+        ENGINE_TOPIC_DEADLINE,     /* DeadlineSec spent */
+        ENGINE_TOPIC_RECORD_WRITE, /* the record could not be written */
+} EngineTopic;
+
 typedef struct EngineCallbacks {
         /* A guest's outcome changed (a step started, or it finished). */
         void (*guest_changed)(Engine *e, const EngineGuest *g, void *userdata);
         /* Something worth saying; @g or @uri may be NULL. */
-        void (*message)(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri,
-                        const char *text, void *userdata);
+        void (*message)(Engine *e, EngineLevel level, EngineTopic topic, const EngineGuest *g,
+                        const char *uri, const char *text, void *userdata);
         /* Progress: a step started, a guest finished, or a save's bytes advanced. */
         void (*progress)(Engine *e, void *userdata);
         /* The run is over and the record is on disk. */

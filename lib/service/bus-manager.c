@@ -24,32 +24,62 @@ static int authorize(Manager *m, sd_bus_message *msg, const char *action, sd_bus
         return bus_authorize(msg, action, m->polkit, error);
 }
 
-/* Who called, for the run's history: "uid 0 via guestkeeperctl[4242] in session-3.scope". */
-static char *describe_caller(sd_bus_message *msg)
+/* Who called, for the run's history: "uid 0 via guestkeeperctl[4242] in session-3.scope". @ret_uid
+ * and @ret_pid: (uid_t) -1 and 0 when unknown. */
+static char *describe_caller(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid)
 {
         g_autoptr(sd_bus_creds) creds = NULL;
         GString *s = g_string_new(NULL);
         const char *comm = NULL, *unit = NULL;
         pid_t pid = 0;
-        uid_t uid;
+        uid_t uid = (uid_t) -1;
 
         if (sd_bus_query_sender_creds(msg,
                                       SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_PID |
                                               SD_BUS_CREDS_COMM | SD_BUS_CREDS_UNIT | SD_BUS_CREDS_AUGMENT,
-                                      &creds) < 0)
-                return g_string_free(s, FALSE);
-        if (sd_bus_creds_get_euid(creds, &uid) >= 0 || sd_bus_creds_get_uid(creds, &uid) >= 0)
-                g_string_append_printf(s, "uid %u", (unsigned) uid);
-        (void) sd_bus_creds_get_pid(creds, &pid);
-        (void) sd_bus_creds_get_comm(creds, &comm);
-        (void) sd_bus_creds_get_unit(creds, &unit);
-        if (comm && pid > 0)
-                g_string_append_printf(s, "%svia %s[%i]", s->len ? " " : "", comm, (int) pid);
-        if (unit)
-                g_string_append_printf(s, "%sin %s", s->len ? " " : "", unit);
+                                      &creds) >= 0) {
+                if (sd_bus_creds_get_euid(creds, &uid) >= 0 || sd_bus_creds_get_uid(creds, &uid) >= 0)
+                        g_string_append_printf(s, "uid %u", (unsigned) uid);
+                (void) sd_bus_creds_get_pid(creds, &pid);
+                (void) sd_bus_creds_get_comm(creds, &comm);
+                (void) sd_bus_creds_get_unit(creds, &unit);
+                if (comm && pid > 0)
+                        g_string_append_printf(s, "%svia %s[%i]", s->len ? " " : "", comm, (int) pid);
+                if (unit)
+                        g_string_append_printf(s, "%sin %s", s->len ? " " : "", unit);
+        }
         if (s->len == 0)
                 g_string_append(s, sd_bus_message_get_sender(msg) ?: "unknown");
+        if (ret_uid)
+                *ret_uid = uid;
+        if (ret_pid)
+                *ret_pid = pid;
         return g_string_free(s, FALSE);
+}
+
+/* A privileged call the caller is allowed to make, with who made it (GUESTKEEPER_CALLER_UID=,
+ * GUESTKEEPER_CALLER_PID=): "PreserveGuests() called by uid 0 via guestkeeperctl[4242]: rehearsal".
+ * A call that starts a run logs once the run started, so the entry carries its GUESTKEEPER_RUN_ID=. */
+static void log_call(sd_bus_message *msg, const char *what)
+{
+        char uid_field[64], pid_field[64];
+        const char *extra[3] = {NULL};
+        g_autofree char *who = NULL;
+        unsigned n = 0;
+        pid_t pid;
+        uid_t uid;
+
+        who = describe_caller(msg, &uid, &pid);
+        if (uid != (uid_t) -1) {
+                g_snprintf(uid_field, sizeof uid_field, "GUESTKEEPER_CALLER_UID=%u", (unsigned) uid);
+                extra[n++] = uid_field;
+        }
+        if (pid > 0) {
+                g_snprintf(pid_field, sizeof pid_field, "GUESTKEEPER_CALLER_PID=%i", (int) pid);
+                extra[n++] = pid_field;
+        }
+        log_full_fields(LOG_NOTICE, 0, NULL, MESSAGE_ID_CALLED, extra, "%s() called by %s%s%s",
+                        sd_bus_message_get_member(msg), who, what ? ": " : "", what ?: "");
 }
 
 static int busy(sd_bus_error *error, Manager *m)
@@ -66,12 +96,12 @@ static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *er
         r = authorize(m, msg, GK_ACTION_PRESERVE, error);
         if (r != 0)
                 return r;
-        m->requester = describe_caller(msg);
+        m->requester = describe_caller(msg, NULL, NULL);
         if (manager_preserve(m, false) == -EBUSY) {
                 g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
         }
-        log_notice("PreserveGuests() called: rehearsal");
+        log_call(msg, "rehearsal");
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -90,13 +120,12 @@ static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bu
         r = authorize(m, msg, GK_ACTION_PRESERVE, error);
         if (r != 0)
                 return r;
-        m->requester = describe_caller(msg);
+        m->requester = describe_caller(msg, NULL, NULL);
         if (manager_preserve(m, flags & GK_PRESERVE_HOLD) == -EBUSY) {
                 g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
         }
-        log_notice("PreserveGuestsWithFlags(0x%" PRIx64 ") called: %s", flags,
-                   flags & GK_PRESERVE_HOLD ? "maintenance hold" : "rehearsal");
+        log_call(msg, flags & GK_PRESERVE_HOLD ? "maintenance hold" : "rehearsal");
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -108,12 +137,12 @@ static int method_restore(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = authorize(m, msg, GK_ACTION_RESTORE, error);
         if (r != 0)
                 return r;
-        m->requester = describe_caller(msg);
+        m->requester = describe_caller(msg, NULL, NULL);
         if (manager_restore(m) == -EBUSY) {
                 g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
         }
-        log_notice("RestoreGuests() called");
+        log_call(msg, NULL);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -126,6 +155,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = authorize(m, msg, GK_ACTION_RELOAD, error);
         if (r != 0)
                 return r;
+        log_call(msg, NULL);
         if (manager_reload(m, &why) < 0)
                 return sd_bus_error_set(error, GK_ERROR_INVALID_CONFIG, why);
         bus_manager_emit(m, (const char *const[]){"URIs", NULL});

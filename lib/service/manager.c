@@ -319,34 +319,65 @@ static void want_inhibitor(Manager *m, bool want)
 
 /* ---- runs ---- */
 
+/* A guest of the run for the journal: where it stands (GUESTKEEPER_STEP=, GUESTKEEPER_OUTCOME=). */
+static LogGuest log_guest(const EngineGuest *g)
+{
+        const char *outcome = outcome_to_string(g->outcome);
+
+        return (LogGuest){
+                .name = g->name,
+                .uuid = g->uuid,
+                .uri = g->uri,
+                .step = g->n_history > 0 ? engine_step_kind_to_string(g->history[g->n_history - 1].kind)
+                                         : NULL,
+                .outcome = outcome && *outcome ? outcome : NULL,
+        };
+}
+
 static void on_guest_changed(Engine *e, const EngineGuest *g, void *userdata)
 {
         Manager *m = userdata;
+        LogGuest lg = log_guest(g);
+        char duration[64] = "";
+        const char *extra[] = {duration, NULL};
 
         if (g->finished && outcome_is_restored(g->outcome))
                 guest_cache_note_running(m->cache, g->uri, g->uuid, g->name, g->persistent);
         g_hash_table_replace(m->outcomes, g_strconcat(g->uri, "\n", g->uuid, NULL),
                              GINT_TO_POINTER(g->outcome));
+        /* How long its last step took, on the entry that gives its outcome. */
+        if (g->finished && g->n_history > 0 && g->history[g->n_history - 1].end_usec > 0)
+                g_snprintf(duration, sizeof duration, "GUESTKEEPER_DURATION_USEC=%" G_GUINT64_FORMAT,
+                           g->history[g->n_history - 1].end_usec - g->history[g->n_history - 1].start_usec);
+        else
+                extra[0] = NULL;
         if (g->finished && g->outcome == OUTCOME_FAILED)
-                log_full(LOG_ERR, 0, &(LogGuest){g->name, g->uuid, g->uri}, MESSAGE_ID_GUEST_FAILED,
-                         "%s: %s failed: %s", g->name, run_kind_to_string(engine_kind(e)),
-                         g->error ?: "no step left");
+                log_full_fields(LOG_ERR, 0, &lg, MESSAGE_ID_GUEST_FAILED, extra, "%s: %s failed: %s",
+                                g->name, run_kind_to_string(engine_kind(e)), g->error ?: "no step left");
         else if (g->finished && g->outcome == OUTCOME_RECOVERED)
-                log_full(LOG_NOTICE, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL,
-                         "%s: restored after an unclean stop", g->name);
+                log_full_fields(LOG_NOTICE, 0, &lg, NULL, extra, "%s: restored after an unclean stop",
+                                g->name);
         else if (g->finished)
-                log_full(LOG_INFO, 0, &(LogGuest){g->name, g->uuid, g->uri}, NULL, "%s: %s", g->name,
-                         *outcome_to_string(g->outcome) ? outcome_to_string(g->outcome) : "untouched");
+                log_full_fields(LOG_INFO, 0, &lg, NULL, extra, "%s: %s", g->name,
+                                *outcome_to_string(g->outcome) ? outcome_to_string(g->outcome)
+                                                               : "untouched");
         schedule_flush(m);
 }
 
-static void on_message(Engine *e, EngineLevel level, const EngineGuest *g, const char *uri, const char *text,
-                       void *userdata)
+static void on_message(Engine *e, EngineLevel level, EngineTopic topic, const EngineGuest *g,
+                       const char *uri, const char *text, void *userdata)
 {
         static const int map[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG};
+        static const char *const message_ids[] = {
+                [ENGINE_TOPIC_NONE] = NULL,
+                [ENGINE_TOPIC_PREFLIGHT] = MESSAGE_ID_PREFLIGHT,
+                [ENGINE_TOPIC_UNREACHABLE] = MESSAGE_ID_UNREACHABLE,
+                [ENGINE_TOPIC_DEADLINE] = MESSAGE_ID_DEADLINE,
+                [ENGINE_TOPIC_RECORD_WRITE] = MESSAGE_ID_RECORD_WRITE_FAILED,
+        };
+        LogGuest lg = g ? log_guest(g) : (LogGuest){.uri = uri};
 
-        log_full(map[level], 0, g ? &(LogGuest){g->name, g->uuid, g->uri} : &(LogGuest){.uri = uri}, NULL,
-                 "%s", text);
+        log_full(map[level], 0, &lg, message_ids[topic], "%s", text);
 }
 
 static void on_progress(Engine *e, void *userdata)
@@ -362,6 +393,41 @@ static void restore_after_cancel(Manager *m)
         m->restore_pending = !manager_held(m);
         m->restore_since = now_usec();
         manager_start_run(m, RUN_RESTORE, false, manager_held(m) ? m->last_preserved : NULL);
+}
+
+/* The run's last entry: its figures as fields too, for the catalog and for filters. */
+static void log_run_finished(Manager *m, Engine *e, unsigned total, unsigned done, unsigned failed)
+{
+        RunKind kind = engine_kind(e);
+        guint64 start, end;
+        g_autofree char *f_duration = NULL, *f_total = NULL, *f_done = NULL, *f_failed = NULL;
+        const char *extra[5];
+
+        engine_times(e, &start, &end);
+        f_duration = g_strdup_printf("GUESTKEEPER_DURATION_USEC=%" G_GUINT64_FORMAT,
+                                     end > start ? end - start : 0);
+        f_total = g_strdup_printf("GUESTKEEPER_GUESTS_TOTAL=%u", total);
+        f_done = g_strdup_printf("GUESTKEEPER_GUESTS_DONE=%u", done);
+        f_failed = g_strdup_printf("GUESTKEEPER_GUESTS_FAILED=%u", failed);
+        extra[0] = f_duration;
+        extra[1] = f_total;
+        extra[2] = f_done;
+        extra[3] = f_failed;
+        extra[4] = NULL;
+        /* The reason is the history's: a rehearsal that a host shutdown turned real says so. */
+        log_set_run(m->run_id, run_kind_to_string(kind), run_reason_to_string(m->run_reason));
+        if (kind == RUN_RESTORE && (m->last->by_outcome[OUTCOME_RECOVERED] > 0 || m->last->waiting > 0))
+                log_full_fields(
+                        failed || m->last->by_outcome[OUTCOME_RECOVERED] ? LOG_WARNING : LOG_NOTICE, 0, NULL,
+                        failed ? MESSAGE_ID_RUN_FAILED : MESSAGE_ID_RUN_FINISHED, extra,
+                        "Restore run finished: %u guests, %u done (%u restored after an unclean stop), "
+                        "%u failed, %u waiting for a retry",
+                        total, done, m->last->by_outcome[OUTCOME_RECOVERED], failed, m->last->waiting);
+        else
+                log_full_fields(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL,
+                                failed ? MESSAGE_ID_RUN_FAILED : MESSAGE_ID_RUN_FINISHED, extra,
+                                "%s run finished: %u guests, %u done, %u failed",
+                                kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
 }
 
 static void on_finished(Engine *e, void *userdata)
@@ -395,19 +461,10 @@ static void on_finished(Engine *e, void *userdata)
         total = m->last->total;
         done = m->last->done;
         failed = m->last->failed;
+        log_run_finished(m, e, total, done, failed);
+        log_set_run(NULL, NULL, NULL);
         g_clear_pointer(&m->run, engine_unref);
         g_clear_pointer(&m->run_only, g_hash_table_unref);
-        if (kind == RUN_RESTORE && (m->last->by_outcome[OUTCOME_RECOVERED] > 0 || m->last->waiting > 0))
-                log_full(m->last->by_outcome[OUTCOME_RECOVERED] ? LOG_WARNING : LOG_NOTICE, 0, NULL,
-                         MESSAGE_ID_RUN_FINISHED,
-                         "Restore run finished: %u guests, %u done (%u restored after an unclean stop), "
-                         "%u failed, %u waiting for a retry",
-                         total, done, m->last->by_outcome[OUTCOME_RECOVERED], failed, m->last->waiting);
-        else
-                log_full(failed ? LOG_WARNING : LOG_NOTICE, 0, NULL, MESSAGE_ID_RUN_FINISHED,
-                         "%s run finished: %u guests, %u done, %u failed",
-                         kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
-        log_set_run_id(NULL);
         bus_manager_emit_run_finished(m, run_kind_to_string(kind), done, failed);
         bus_manager_emit(m, (const char *const[]){"Held", NULL});
 
@@ -484,8 +541,8 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
                         id = SD_ID128_MAKE(00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00, 00);
                 sd_id128_to_string(id, m->run_id);
         }
-        log_set_run_id(m->run_id);
         manager_run_origin(m, kind, host_shutdown);
+        log_set_run(m->run_id, run_kind_to_string(kind), run_reason_to_string(m->run_reason));
         m->run_started_wall = g_get_real_time();
         /* The last run's outcomes stay visible until this run touches the guest. */
         m->run = engine_new(&o, (Hypervisor **) hvs->pdata, hvs->len, m->workers, m->record,
@@ -633,7 +690,8 @@ static void on_logind_settled(Logind *l, const char *error, void *userdata)
         Manager *m = userdata;
 
         if (error)
-                log_warning("Cannot take logind's shutdown inhibitor: %s; running without it", error);
+                log_full(LOG_WARNING, 0, NULL, MESSAGE_ID_NO_INHIBITOR,
+                         "Cannot take logind's shutdown inhibitor: %s; running without it", error);
         maybe_ready(m);
 }
 
@@ -753,21 +811,23 @@ int manager_new(const ManagerOptions *o, Config *config, Manager **ret)
         record_path = g_build_filename(m->state_dir, "record", NULL);
         (void) record_load_or_set_aside(record_path, &m->record, &problem);
         if (problem)
-                log_error("Unreadable record: %s", problem);
+                log_full(LOG_ERR, 0, NULL, MESSAGE_ID_RECORD_UNREADABLE, "Unreadable record: %s", problem);
         else if (m->record->guests->len > 0)
                 log_info("Record %s lists %u guests%s", record_path, m->record->guests->len,
                          m->record->hold ? " (maintenance hold)" : "");
         running_path = g_build_filename(m->state_dir, "running", NULL);
         m->running = running_set_new(running_path, &running_problem);
         if (running_problem)
-                log_error("Unreadable running set: %s", running_problem);
+                log_full(LOG_ERR, 0, NULL, MESSAGE_ID_RECORD_UNREADABLE, "Unreadable running set: %s",
+                         running_problem);
         {
                 g_autofree char *runs_dir = g_build_filename(m->state_dir, "runs", NULL);
                 g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
 
                 m->history = run_history_load(runs_dir, problems);
                 for (guint i = 0; i < problems->len; i++)
-                        log_error("Unreadable run history: %s", (char *) problems->pdata[i]);
+                        log_full(LOG_ERR, 0, NULL, MESSAGE_ID_RECORD_UNREADABLE,
+                                 "Unreadable run history: %s", (char *) problems->pdata[i]);
                 m->history_writer = workers_new(NULL, 1);
         }
 

@@ -450,6 +450,79 @@ class CtlTest(Base):
         during = journal.entries[journal.entries.index(started):journal.entries.index(finished) + 1]
         self.assertTrue(all(e.get('GUESTKEEPER_RUN_ID') == run['id'] for e in during), during)
 
+    def test_journal_fields(self):
+        """The fields a sysadmin filters by: who called (uid, pid) on the call's entry, the run's
+        id, kind and reason on each of its entries, a guest's step, outcome and the step's
+        duration, the run's figures and duration at its end; a run with a failed guest ends with
+        a MESSAGE_ID of its own."""
+        called_id = '333038348bda4166a8f71098ff350207'
+        finished_id = '7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f'
+        failed_id = '9f4f62c203f344ebb709c46ed5eda07d'
+        journal = harness.Journal(self.wd.path)
+        self.addCleanup(journal.close)
+        self.define('web1')
+        self.define('web2')
+        self.start_daemon(journal=journal, env={'GUESTKEEPER_FAULTS': 'web2=save-fails'})
+        self.client.wait_state('idle')
+        self.ctl('preserve')
+        pre, = self.last_runs()
+        harness.wait_until(lambda: journal.matching(MESSAGE_ID=finished_id), 10, 'the run finished in the journal')
+
+        call, = journal.matching(MESSAGE_ID=called_id)
+        self.assertRegex(call['MESSAGE'], r'^PreserveGuests\(\) called by uid 0 via guestkeeperctl\[\d+\]')
+        self.assertEqual(call['GUESTKEEPER_CALLER_UID'], '0')
+        self.assertIn(f'guestkeeperctl[{call["GUESTKEEPER_CALLER_PID"]}]', call['MESSAGE'])
+        self.assertEqual(call['GUESTKEEPER_RUN_ID'], pre['id'])
+
+        of_run = journal.matching(GUESTKEEPER_RUN_ID=pre['id'])
+        self.assertGreater(len(of_run), 5)
+        for e in of_run:
+            self.assertEqual((e.get('GUESTKEEPER_RUN_KIND'), e.get('GUESTKEEPER_RUN_REASON')),
+                             ('preserve', 'rehearsal'), e)
+        saved, = journal.matching(GUEST_NAME='web1', MESSAGE='web1: saved')
+        self.assertEqual((saved['GUESTKEEPER_STEP'], saved['GUESTKEEPER_OUTCOME']), ('save', 'saved'))
+        self.assertGreater(int(saved['GUESTKEEPER_DURATION_USEC']), 0)
+        save_failed, = [e for e in journal.matching(GUEST_NAME='web2')
+                        if e['MESSAGE'].startswith('Save of web2 failed')]
+        self.assertEqual(save_failed['GUESTKEEPER_STEP'], 'save')
+        self.assertNotIn('GUESTKEEPER_DURATION_USEC', save_failed)
+        shut, = journal.matching(GUEST_NAME='web2', MESSAGE='web2: shutdown')
+        self.assertEqual((shut['GUESTKEEPER_STEP'], shut['GUESTKEEPER_OUTCOME']), ('shutdown', 'shutdown'))
+        step, = [s for s in pre['guests'] if s['name'] == 'web2'][0]['steps'][1:]
+        self.assertAlmostEqual(int(shut['GUESTKEEPER_DURATION_USEC']) / 1e6, step['duration'], delta=0.01)
+        end, = journal.matching(MESSAGE_ID=finished_id)
+        self.assertEqual((end['GUESTKEEPER_GUESTS_TOTAL'], end['GUESTKEEPER_GUESTS_DONE'],
+                          end['GUESTKEEPER_GUESTS_FAILED']), ('2', '2', '0'))
+        self.assertGreater(int(end['GUESTKEEPER_DURATION_USEC']), int(saved['GUESTKEEPER_DURATION_USEC']))
+
+        self.ctl('restore')
+        harness.wait_until(lambda: len(journal.matching(MESSAGE_ID=finished_id)) == 2, 10, 'the restore finished')
+        back = self.last_runs()[-1]
+        self.assertEqual(back['kind'], 'restore')
+        call = journal.matching(MESSAGE_ID=called_id)[-1]
+        self.assertRegex(call['MESSAGE'], r'^RestoreGuests\(\) called by uid 0 via guestkeeperctl\[\d+\]')
+        self.assertEqual(call['GUESTKEEPER_RUN_ID'], back['id'])
+        restored, = journal.matching(GUEST_NAME='web1', GUESTKEEPER_RUN_ID=back['id'],
+                                     GUESTKEEPER_OUTCOME='restored')
+        self.assertEqual((restored['GUESTKEEPER_STEP'], restored['GUESTKEEPER_RUN_KIND'],
+                          restored['GUESTKEEPER_RUN_REASON']), ('start', 'restore', 'requested'))
+
+        # Nothing allowed any more: the next run fails, and says so with its own MESSAGE_ID.
+        self.write_config('[Shutdown]\nSave=none\nShutdown=none\nPowerOff=none\n')
+        self.ctl('reload')
+        call = journal.matching(MESSAGE_ID=called_id)[-1]
+        self.assertRegex(call['MESSAGE'], r'^Reload\(\) called by uid 0 via guestkeeperctl\[\d+\]')
+        self.assertEqual(call['GUESTKEEPER_CALLER_UID'], '0')
+        self.assertNotIn('GUESTKEEPER_RUN_ID', call)
+        self.ctl('preserve', check=False)
+        harness.wait_until(lambda: journal.matching(MESSAGE_ID=failed_id), 10, 'the failed run in the journal')
+        end, = journal.matching(MESSAGE_ID=failed_id)
+        self.assertEqual((end['PRIORITY'], end['GUESTKEEPER_GUESTS_FAILED']), ('4', '2'))
+        failed = journal.matching(MESSAGE_ID='c4e8a2f6b0d3e5a7c9f1b2d4e6a8c0f3',
+                                  GUESTKEEPER_RUN_ID=end['GUESTKEEPER_RUN_ID'])
+        self.assertEqual(sorted((e['GUEST_NAME'], e['GUESTKEEPER_OUTCOME']) for e in failed),
+                         [('web1', 'failed'), ('web2', 'failed')])
+
     def test_preserve_with_failure_exits_1(self):
         self.define('web1')
         cfg = self.write_config('[Shutdown]\nSave=none\nShutdown=none\nPowerOff=none\n')

@@ -66,6 +66,35 @@ class FaultTest(Base):
             os.unlink(self.daemon.log_path)
             self.client = None
 
+    def test_message_ids_a_sysadmin_acts_on(self):
+        """What needs a sysadmin carries its MESSAGE_ID (each explained by the journal catalog):
+        an unreadable record at start-up, a URI unreachable at a run, and the run's end with a
+        failure, not the MESSAGE_ID of a run that went well."""
+        journal = harness.Journal(self.wd.path)
+        self.addCleanup(journal.close)
+        state = os.path.join(self.wd.path, 'state')
+        os.makedirs(state)
+        with open(os.path.join(state, 'record'), 'w') as f:
+            f.write('\x00\xff garbage')
+        gone = 'test+unix:///default?socket=' + os.path.join(self.wd.path, 'no-libvirtd-here')
+        self.define('web1')
+        self.start_daemon(self.write_config('ConnectTimeoutSec=2\n', uris=f'{self.uri} {gone}'), journal=journal)
+        self.client.wait_state('idle')
+        unreadable, = journal.matching(MESSAGE_ID='53eba6bf678347519839ca67b84e3fc3')
+        self.assertTrue(unreadable['MESSAGE'].startswith(f'Unreadable record: {state}/record'), unreadable)
+        self.assertEqual(unreadable['PRIORITY'], '3')
+
+        self.client.call('PreserveGuests')
+        wait_until(lambda: journal.matching(MESSAGE_ID='9f4f62c203f344ebb709c46ed5eda07d'), 20,
+                   'the run with a failure in the journal')
+        end, = journal.matching(MESSAGE_ID='9f4f62c203f344ebb709c46ed5eda07d')
+        self.assertEqual((end['GUESTKEEPER_GUESTS_DONE'], end['GUESTKEEPER_GUESTS_FAILED']), ('1', '1'))
+        self.assertEqual(journal.matching(MESSAGE_ID='7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f'), [])
+        unreachable, = journal.matching(MESSAGE_ID='3d5729f856024d528bface4eac3e8fea')
+        self.assertEqual((unreachable['GUEST_URI'], unreachable['GUESTKEEPER_RUN_ID'], unreachable['PRIORITY']),
+                         (gone, end['GUESTKEEPER_RUN_ID'], '3'))
+        self.assertIn(f'Cannot reach {gone}', unreachable['MESSAGE'])
+
     def test_two_prepare_for_shutdown_in_a_row(self):
         self.define('web1')
         self.define('web2')

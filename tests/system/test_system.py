@@ -389,6 +389,17 @@ class SystemTest(unittest.TestCase):
         self.assertIn('big: saved', by_run)
         self.assertIn('Preserve run finished', by_run)
         self.assertNotIn('Ready:', by_run)
+        # journalctl -x explains the run's end with the installed catalog, its fields filled in
+        # (a package's trigger compiles the catalog; here the container's journalctl does, in a
+        # chroot: journalctl --root would read the host's compiled catalog).
+        self.assertTrue(os.path.exists(self.c.path('/usr/lib/systemd/catalog/guestkeeper.catalog')))
+        explained = self.c.in_overlay(
+            f'chroot {self.c.merged} journalctl --update-catalog\n'
+            f'chroot {self.c.merged} journalctl -D /var/log/journal -x --no-pager '
+            'MESSAGE_ID=7b1d9e3f5a2c4e6b8d0f1a3c5e7b9d4f').stdout
+        self.assertIn('Subject: A guestkeeper preserve run has finished', explained)
+        self.assertIn(f'The preserve run {shutdown_run["ID"]} (reason: poweroff)', explained)
+        self.assertIn('is over: 3 of 3 guests done, none failed.', explained)
 
         self.c.boot()
         r = self.results()
