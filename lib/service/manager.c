@@ -364,6 +364,18 @@ static void restore_after_cancel(Manager *m)
         manager_start_run(m, RUN_RESTORE, false, manager_held(m) ? m->last_preserved : NULL);
 }
 
+/* Cancel() of a preserve run: the guests it stopped come back, and a hold it set is released. */
+static void restore_after_request_cancel(Manager *m)
+{
+        if (m->run_set_hold) {
+                m->record->hold = false; /* on disk with the run's record writes */
+                log_notice("Maintenance hold released: its preserve run was cancelled");
+                bus_manager_emit(m, (const char *const[]){"Held", NULL});
+        }
+        want_inhibitor(m, true);
+        manager_start_run(m, RUN_RESTORE, false, m->last_preserved);
+}
+
 static void on_finished(Engine *e, void *userdata)
 {
         Manager *m = userdata;
@@ -421,10 +433,18 @@ static void on_finished(Engine *e, void *userdata)
                         do_exit(m, 0);
                         return;
                 }
+                if (m->preserve_after_run) {
+                        /* A shutdown came after Cancel(): the guests left running are preserved. */
+                        m->preserve_after_run = false;
+                        manager_start_run(m, RUN_PRESERVE, true, NULL);
+                        return;
+                }
                 if (m->cancel_after_run) {
                         m->cancel_after_run = false;
                         restore_after_cancel(m);
-                }
+                } else if (m->cancel_requester)
+                        restore_after_request_cancel(m);
+                g_clear_pointer(&m->cancel_requester, g_free);
                 guest_cache_refresh_all(m->cache);
                 manager_schedule_running_update(m);
                 return;
@@ -460,7 +480,7 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
                         kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
                 .list_timeout_usec = m->config->connect_timeout_usec,
                 .progress_interval_usec = 1 * USEC_PER_SEC,
-                .restore_only = kind == RUN_RESTORE ? only : NULL,
+                .only = only,
         };
 
         g_assert(!m->run);
@@ -515,23 +535,43 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
 
 int manager_preserve(Manager *m, bool hold)
 {
+        return manager_preserve_guests(m, hold, NULL);
+}
+
+int manager_preserve_guests(Manager *m, bool hold, GHashTable *only)
+{
+        bool set_hold = hold && !m->record->hold;
+
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
-        if (hold && !m->record->hold) {
+        if (set_hold) {
                 /* On disk with the run's first record write, before any guest is touched. */
                 m->record->hold = true;
                 log_notice(
                         "Maintenance hold: the preserved guests stay down until 'guestkeeperctl restore'");
                 bus_manager_emit(m, (const char *const[]){"Held", NULL});
         }
-        manager_start_run(m, RUN_PRESERVE, false, NULL);
+        manager_start_run(m, RUN_PRESERVE, false, only);
+        m->run_set_hold = set_hold;
         return 0;
 }
 
 int manager_restore(Manager *m)
 {
+        return manager_restore_guests(m, NULL);
+}
+
+/* The hold and the restores retried by the daemon itself are about every recorded guest: a
+ * restore of some (@only) leaves both as they are. */
+int manager_restore_guests(Manager *m, GHashTable *only)
+{
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
+        if (only) {
+                want_inhibitor(m, true);
+                manager_start_run(m, RUN_RESTORE, false, only);
+                return 0;
+        }
         if (m->record->hold) {
                 m->record->hold = false; /* on disk with the run's record writes */
                 log_notice("Maintenance hold released");
@@ -542,6 +582,40 @@ int manager_restore(Manager *m)
         m->restore_since = now_usec();
         g_hash_table_remove_all(m->waiting);
         manager_start_run(m, RUN_RESTORE, false, NULL);
+        return 0;
+}
+
+int manager_cancel(Manager *m, char **ret_error)
+{
+        g_autofree char *by = g_steal_pointer(&m->requester) ?: g_strdup("unknown");
+
+        if (!m->run || engine_is_cancelled(m->run) || m->cancel_after_run) {
+                *ret_error = g_strdup("No rehearsal or restore run is under way");
+                return -ESRCH;
+        }
+        if (m->run_is_shutdown || m->preserve_after_run) {
+                *ret_error =
+                        g_strdup("The run answers a host shutdown: guestkeeper cannot cancel it (cancel "
+                                 "the shutdown itself, e.g. 'shutdown -c')");
+                return -EBUSY;
+        }
+        if (m->exit_after_run) {
+                *ret_error = g_strdup("guestkeeperd is stopping: the run ends, then the daemon exits");
+                return -EBUSY;
+        }
+        log_notice("Cancel() called by %s: the %s run stops", by, run_kind_to_string(engine_kind(m->run)));
+        if (engine_kind(m->run) == RUN_PRESERVE)
+                m->cancel_requester = g_steal_pointer(&by);
+        else {
+                /* What is not started stays in the record for a later restore: no retries. */
+                m->restore_pending = false;
+                g_hash_table_remove_all(m->waiting);
+                if (m->retry_source) {
+                        g_source_remove(m->retry_source);
+                        m->retry_source = 0;
+                }
+        }
+        engine_cancel(m->run);
         return 0;
 }
 
@@ -581,6 +655,12 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
         if (start) {
                 switch (m->state) {
                 case MANAGER_PRESERVING:
+                        if (m->cancel_requester) {
+                                /* A cancelled rehearsal preserves nothing more: a run of its own. */
+                                g_clear_pointer(&m->cancel_requester, g_free);
+                                m->preserve_after_run = true;
+                                break;
+                        }
                         manager_learn_shutdown_type(m);
                         m->run_is_shutdown = true; /* a rehearsal turned real */
                         m->cancel_after_run = false;
@@ -805,6 +885,7 @@ Manager *manager_free(Manager *m)
         run_history_free(m->history);
         g_free(m->run_requested_by);
         g_free(m->requester);
+        g_free(m->cancel_requester);
         g_free(m->shutdown_type);
         guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);

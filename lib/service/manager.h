@@ -74,6 +74,8 @@ typedef struct Manager {
         bool cancel_after_run;   /* PrepareForShutdown(false) came during the run */
         bool preserve_after_run; /* a shutdown came during a restore */
         bool exit_after_run;     /* SIGTERM came during a run */
+        char *cancel_requester;  /* Cancel() came during a preserve run: who; what it stopped comes back */
+        bool run_set_hold;       /* the preserve run under way set the maintenance hold */
         guint64 run_started;
 
         /* The run's identity for the journal (GUESTKEEPER_RUN_ID=) and its history. */
@@ -126,6 +128,15 @@ int manager_reload(Manager *m, char **ret_error);
 /* PreserveGuests()/RestoreGuests(): -EBUSY while a run is under way. */
 int manager_preserve(Manager *m, bool hold);
 int manager_restore(Manager *m);
+/* PreserveGuestsNamed()/RestoreGuestsNamed(): the guests @names (names or UUIDs) only; @hold: for
+ * a preserve, as manager_preserve(). -EBUSY while
+ * a run is under way; -ENOENT for a name no guest has, -EINVAL for a guest there is nothing to do
+ * to (not running; not stopped by us): *ret_error names it, and nothing started. */
+int manager_run_named(Manager *m, RunKind kind, char *const *names, bool hold, char **ret_error);
+/* Cancel(): a rehearsal stops and what it stopped comes back; a restore starts no further guest.
+ * -ESRCH with no such run under way, -EBUSY for a host shutdown's run (not ours to cancel). The
+ * caller is m->requester, if set. */
+int manager_cancel(Manager *m, char **ret_error);
 /* Maintenance: preserved guests stay down across restarts and reboots until manager_restore(). */
 bool manager_held(Manager *m);
 
