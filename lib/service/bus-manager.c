@@ -447,6 +447,24 @@ static int get_count(sd_bus *bus, const char *path, const char *interface, const
                                                                            : failed);
 }
 
+static int get_in_flight(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(GPtrArray) gs = manager_in_flight(userdata);
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        for (guint i = 0; r >= 0 && i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                r = sd_bus_message_append(reply, "(ssss)", g->uri, g->uuid, g->name,
+                                          outcome_to_string(g->outcome));
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -457,6 +475,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("GuestsDone", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("GuestsFailed", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestsInFlight", "a(ssss)", get_in_flight, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastRun", "s", get_last_run, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Conflicts", "as", get_conflicts, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Held", "b", get_held, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -171,11 +171,39 @@ static char *full_status_line(Manager *m)
         return g_string_free(out, FALSE);
 }
 
+GPtrArray *manager_in_flight(Manager *m)
+{
+        g_autoptr(GPtrArray) gs = m->run ? engine_guests(m->run) : g_ptr_array_new();
+        GPtrArray *out = g_ptr_array_new();
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                if (!g->finished && outcome_is_in_flight(g->outcome))
+                        g_ptr_array_add(out, (gpointer) g);
+        }
+        return out;
+}
+
+/* "outcome uuid\n" of each guest in flight: what GuestsInFlight last said. */
+static char *in_flight_key(Manager *m)
+{
+        g_autoptr(GPtrArray) gs = manager_in_flight(m);
+        GString *s = g_string_new(NULL);
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                g_string_append_printf(s, "%s %s\n", outcome_to_string(g->outcome), g->uuid);
+        }
+        return g_string_free(s, FALSE);
+}
+
 /* Sends STATUS= and PropertiesChanged for what changed. */
 static void flush(Manager *m)
 {
-        g_autofree char *status = full_status_line(m);
-        const char *changed[5];
+        g_autofree char *status = full_status_line(m), *in_flight = in_flight_key(m);
+        const char *changed[6];
         unsigned total, done, failed, n = 0;
         double progress;
 
@@ -193,6 +221,11 @@ static void flush(Manager *m)
                 changed[n++] = "GuestsFailed";
         if (progress != m->emitted_progress)
                 changed[n++] = "Progress";
+        if (!streq_ptr(in_flight, m->emitted_in_flight)) {
+                changed[n++] = "GuestsInFlight";
+                g_free(m->emitted_in_flight);
+                m->emitted_in_flight = g_steal_pointer(&in_flight);
+        }
         changed[n] = NULL;
         m->emitted_total = total;
         m->emitted_done = done;
@@ -886,6 +919,7 @@ Manager *manager_free(Manager *m)
         g_free(m->run_requested_by);
         g_free(m->requester);
         g_free(m->cancel_requester);
+        g_free(m->emitted_in_flight);
         g_free(m->shutdown_type);
         guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);

@@ -107,6 +107,7 @@ typedef struct Manager {
         /* What PropertiesChanged last said, to emit only changes. */
         unsigned emitted_total, emitted_done, emitted_failed;
         double emitted_progress;
+        char *emitted_in_flight;
 
         void (*on_exit)(struct Manager *m, int code, void *userdata);
         void *on_exit_userdata;
@@ -172,6 +173,8 @@ GPtrArray *manager_last_runs(Manager *m, bool all);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);
+/* The guests of the run with a step under way (const EngineGuest*, in run order). */
+GPtrArray *manager_in_flight(Manager *m);
 
 /* bus-manager.c: opens the system bus on an sd-event embedded in GLib, registers the object,
  * asks for the name (asynchronously) and logind for the inhibitor. */
