@@ -605,6 +605,22 @@ START_TEST(test_cancel)
 
         ck_assert_int_eq(manager_restore(m), 0);
         RUN_UNTIL(m->state == MANAGER_IDLE);
+
+        /* A host shutdown after the cancel of a rehearsal: no restore, a run of its own. */
+        ck_assert_int_eq(manager_preserve(m, false), 0);
+        ck_assert_int_eq(manager_cancel(m, &why), 0);
+        manager_logind_callbacks.prepare_for_shutdown(NULL, true, m);
+        ck_assert_int_eq(manager_cancel(m, &why), -ESRCH);
+        g_clear_pointer(&why, g_free);
+        RUN_UNTIL(m->state == MANAGER_PRESERVED);
+        g_clear_pointer(&runs, g_ptr_array_unref);
+        runs = manager_last_runs(m, true);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[runs->len - 2])->reason, RUN_REASON_REHEARSAL);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[runs->len - 1])->reason, RUN_REASON_SHUTDOWN);
+        ck_assert_uint_eq(m->last->done, 4);
+        ck_assert_int_eq(manager_restore(m), 0);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+
         manager_logind_callbacks.prepare_for_shutdown(NULL, true, m);
         ck_assert_int_eq(m->state, MANAGER_PRESERVING);
         ck_assert_int_eq(manager_cancel(m, &why), -EBUSY);
