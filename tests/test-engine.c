@@ -740,6 +740,42 @@ START_TEST(test_no_repeat_powers_off)
 }
 END_TEST
 
+/* A preserve of some guests (PreserveGuestsNamed()): the others are left alone and stay out of
+ * the record. */
+START_TEST(test_preserve_only_named_guests)
+{
+        g_autoptr(GHashTable) only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autofree char *uri = hypervisor_get_uri(hv);
+        g_autofree char *save_dir = g_build_filename(dir, "save", NULL);
+        g_autoptr(Run) run = g_new0(Run, 1);
+        const char *uuid;
+        unsigned total, done, failed;
+
+        add("left", true);
+        uuid = fake_add_guest(hv, &(FakeGuestSpec){.name = "named", .persistent = true, .memory_kib = 1024});
+        g_hash_table_add(only, g_strconcat(uri, "\n", uuid, NULL));
+        run->messages = g_ptr_array_new_with_free_func(g_free);
+        run->preflight = g_ptr_array_new_with_free_func(g_free);
+        run->events = g_ptr_array_new_with_free_func(g_free);
+        run->e = engine_new(&(EngineOptions){.kind = RUN_PRESERVE,
+                                             .config = config,
+                                             .save_dir = save_dir,
+                                             .connect_retry_usec = 100 * USEC_PER_MSEC,
+                                             .progress_interval_usec = 20 * USEC_PER_MSEC,
+                                             .only = only},
+                            &hv, 1, workers, record, &callbacks, run);
+        engine_start(run->e);
+        RUN_UNTIL(run->finished);
+        engine_counts(run->e, &total, &done, &failed);
+        ck_assert_uint_eq(total, 1);
+        ck_assert_int_eq(guest(run, "named")->outcome, OUTCOME_SAVED);
+        ck_assert_int_eq(fake_guest_state(hv, "left"), GUEST_STATE_RUNNING);
+        ck_assert_uint_eq(fake_calls(hv, "left", FAKE_SAVE), 0);
+        ck_assert_ptr_nonnull(recorded("named"));
+        ck_assert_ptr_null(recorded("left"));
+}
+END_TEST
+
 START_TEST(test_restore_only_recorded_guests)
 {
         g_autoptr(Run) pre = NULL, post = NULL;
@@ -1106,6 +1142,7 @@ int main(void)
         tcase_add_test(tr, test_restore_order_and_agent_readiness);
         tcase_add_test(tr, test_restore_skips_skip);
         tcase_add_test(tr, test_restore_only_recorded_guests);
+        tcase_add_test(tr, test_preserve_only_named_guests);
         tcase_add_test(tr, test_restore_already_running_not_started_twice);
         tcase_add_test(tr, test_restore_failure_kept_for_next_time);
         tcase_add_test(tr, test_restore_parallel_starts_cap);

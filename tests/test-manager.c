@@ -5,7 +5,7 @@
  * test:/// connection of a process has its own state. */
 #include <libvirt/libvirt.h>
 
-#include "manager.h"
+#include "manager-private.h"
 #include "testlib.h"
 
 #define DEFAULT_URI "test:///default" /* one guest, "test", running */
@@ -492,6 +492,144 @@ START_TEST(test_hold)
 }
 END_TEST
 
+static bool record_lists(Record *r, const char *name)
+{
+        for (guint i = 0; i < r->guests->len; i++)
+                if (streq_ptr(((RecordGuest *) r->guests->pdata[i])->name, name))
+                        return true;
+        return false;
+}
+
+/* PreserveGuestsNamed()/RestoreGuestsNamed(): the named guests only, by name or UUID; a name
+ * no guest has, or a guest there is nothing to do to, starts nothing. */
+START_TEST(test_named)
+{
+        g_autoptr(Manager) m = start(true);
+        g_autoptr(Record) rec = NULL;
+        g_autofree char *why = NULL;
+        virConnectPtr c;
+
+        RUN_UNTIL(n_rows(m) == 5);
+        ck_assert_int_eq(manager_run_named(m, RUN_PRESERVE, (char *[]){"web1", "nope", NULL}, false, &why),
+                         -ENOENT);
+        ck_assert_str_eq(why, "No guest named nope");
+        g_clear_pointer(&why, g_free);
+        ck_assert_int_eq(manager_run_named(m, RUN_PRESERVE, (char *[]){"idle", NULL}, false, &why), -EINVAL);
+        ck_assert_str_eq(why, "idle is not running");
+        g_clear_pointer(&why, g_free);
+        ck_assert_int_eq(m->state, MANAGER_IDLE);
+        ck_assert_ptr_null(m->last);
+
+        ck_assert_int_eq(manager_run_named(m, RUN_PRESERVE,
+                                           (char *[]){"web1", "6695EB01-F6A4-8304-79AA-97F2502E0002", NULL},
+                                           false, &why),
+                         0);
+        RUN_UNTIL(m->state == MANAGER_PRESERVED);
+        ck_assert_uint_eq(m->last->total, 2);
+        ck_assert_uint_eq(m->last->done, 2);
+        c = conn_of(m);
+        ck_assert_int_eq(libvirt_state(c, "web1", NULL), VIR_DOMAIN_SHUTOFF);
+        ck_assert_int_eq(libvirt_state(c, "web2", NULL), VIR_DOMAIN_SHUTOFF);
+        ck_assert_int_eq(libvirt_state(c, "db1", NULL), VIR_DOMAIN_RUNNING);
+        ck_assert_int_eq(libvirt_state(c, "scratch", NULL), VIR_DOMAIN_RUNNING);
+        rec = record_on_disk();
+        ck_assert_uint_eq(rec->guests->len, 2);
+        g_clear_pointer(&rec, record_free);
+
+        ck_assert_int_eq(manager_run_named(m, RUN_RESTORE, (char *[]){"db1", NULL}, false, &why), -EINVAL);
+        ck_assert_str_eq(why, "db1 was not stopped by guestkeeper: nothing to restore");
+        g_clear_pointer(&why, g_free);
+        ck_assert_int_eq(manager_run_named(m, RUN_RESTORE, (char *[]){"nope", NULL}, false, &why), -ENOENT);
+        g_clear_pointer(&why, g_free);
+        ck_assert_int_eq(manager_run_named(m, RUN_RESTORE, (char *[]){"web2", NULL}, false, &why), 0);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        ck_assert_int_eq(m->last->kind, RUN_RESTORE);
+        ck_assert_uint_eq(m->last->total, 1);
+        ck_assert_int_eq(libvirt_state(c, "web2", NULL), VIR_DOMAIN_RUNNING);
+        ck_assert_int_eq(libvirt_state(c, "web1", NULL), VIR_DOMAIN_SHUTOFF);
+        virConnectClose(c);
+        rec = record_on_disk();
+        ck_assert(record_lists(rec, "web1"));
+        ck_assert(!record_lists(rec, "web2"));
+        /* web1 is not restored behind the caller's back. */
+        ck_assert(!manager_maybe_restore(m));
+}
+END_TEST
+
+/* Cancel(): a rehearsal's guests come back; a restore leaves the rest in the record, with no
+ * retry; a host shutdown's run is not ours to cancel. */
+START_TEST(test_cancel)
+{
+        g_autoptr(Manager) m = start(true);
+        g_autoptr(Record) rec = NULL;
+        g_autoptr(GPtrArray) runs = NULL;
+        g_autofree char *why = NULL;
+        virConnectPtr c;
+
+        RUN_UNTIL(n_rows(m) == 5);
+        ck_assert_int_eq(manager_cancel(m, &why), -ESRCH);
+        g_clear_pointer(&why, g_free);
+
+        ck_assert_int_eq(manager_preserve(m, true), 0);
+        m->requester = g_strdup("uid 0 via test[2]");
+        ck_assert_int_eq(manager_cancel(m, &why), 0);
+        ck_assert_int_eq(manager_cancel(m, &why), -ESRCH); /* once is enough */
+        g_clear_pointer(&why, g_free);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        ck_assert(!manager_held(m)); /* the hold the cancelled run set is gone */
+        runs = manager_last_runs(m, true);
+        ck_assert_uint_eq(runs->len, 2);
+        ck_assert(((RunRecord *) runs->pdata[0])->cancelled);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[1])->kind, RUN_RESTORE);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[1])->reason, RUN_REASON_CANCELLED);
+        ck_assert_str_eq(((RunRecord *) runs->pdata[1])->requested_by, "uid 0 via test[2]");
+        c = conn_of(m);
+        for (const char *const *n = (const char *const[]){"web1", "web2", "db1", "scratch", NULL}; *n; n++)
+                ck_assert_msg(libvirt_state(c, *n, NULL) == VIR_DOMAIN_RUNNING, "%s not running", *n);
+        rec = record_on_disk();
+        ck_assert_uint_eq(rec->guests->len, 0);
+        g_clear_pointer(&rec, record_free);
+
+        preserve(m);
+        m->config->parallel_starts = 1; /* the others wait for the first start: the cancel finds them */
+        ck_assert_int_eq(manager_restore(m), 0);
+        ck_assert_int_eq(manager_cancel(m, &why), 0);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+        ck_assert(m->last->kind == RUN_RESTORE);
+        ck_assert_uint_eq(m->last->done, 1);
+        rec = record_on_disk();
+        ck_assert_uint_eq(rec->guests->len, 3);
+        ck_assert_uint_eq(g_hash_table_size(m->waiting), 0);
+        ck_assert(!manager_maybe_restore(m));
+        virConnectClose(c);
+
+        ck_assert_int_eq(manager_restore(m), 0);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+
+        /* A host shutdown after the cancel of a rehearsal: no restore, a run of its own. */
+        ck_assert_int_eq(manager_preserve(m, false), 0);
+        ck_assert_int_eq(manager_cancel(m, &why), 0);
+        manager_logind_callbacks.prepare_for_shutdown(NULL, true, m);
+        ck_assert_int_eq(manager_cancel(m, &why), -ESRCH);
+        g_clear_pointer(&why, g_free);
+        RUN_UNTIL(m->state == MANAGER_PRESERVED);
+        g_clear_pointer(&runs, g_ptr_array_unref);
+        runs = manager_last_runs(m, true);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[runs->len - 2])->reason, RUN_REASON_REHEARSAL);
+        ck_assert_int_eq(((RunRecord *) runs->pdata[runs->len - 1])->reason, RUN_REASON_SHUTDOWN);
+        ck_assert_uint_eq(m->last->done, 4);
+        ck_assert_int_eq(manager_restore(m), 0);
+        RUN_UNTIL(m->state == MANAGER_IDLE);
+
+        manager_logind_callbacks.prepare_for_shutdown(NULL, true, m);
+        ck_assert_int_eq(m->state, MANAGER_PRESERVING);
+        ck_assert_int_eq(manager_cancel(m, &why), -EBUSY);
+        ck_assert_ptr_nonnull(strstr(why, "host shutdown"));
+        RUN_UNTIL(m->state == MANAGER_PRESERVED);
+        ck_assert_uint_eq(m->last->done, 4);
+}
+END_TEST
+
 static void on_exit_cb(Manager *m, int code, void *userdata)
 {
         *(int *) userdata = code;
@@ -546,6 +684,8 @@ int main(void)
         tcase_add_test(tc, test_lost_guest_started_again);
         tcase_add_test(tc, test_lost_guest_left_with_restore_after_crash_no);
         tcase_add_test(tc, test_hold);
+        tcase_add_test(tc, test_named);
+        tcase_add_test(tc, test_cancel);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);
 }

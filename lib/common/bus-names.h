@@ -12,6 +12,8 @@
 
 #define GK_ERROR_BUSY           "org.guestkeeper1.Error.Busy"
 #define GK_ERROR_INVALID_CONFIG "org.guestkeeper1.Error.InvalidConfig"
+#define GK_ERROR_NOT_RUNNING    "org.guestkeeper1.Error.NotRunning"
+#define GK_ERROR_NO_SUCH_GUEST  "org.guestkeeper1.Error.NoSuchGuest"
 
 /* PreserveGuestsWithFlags(): keep the preserved guests down, across restarts and reboots, until
  * RestoreGuests() (maintenance). */

@@ -397,6 +397,12 @@ void engine_begin_preserve(Engine *e)
                         if (!guest_state_is_active(info->state) ||
                             g_hash_table_contains(slot->guests, info->uuid))
                                 continue;
+                        if (e->only) {
+                                g_autofree char *key = g_strconcat(slot->uri, "\n", info->uuid, NULL);
+
+                                if (!g_hash_table_contains(e->only, key))
+                                        continue; /* not named: left alone, not in the record */
+                        }
                         policy_for_guest(e->config, info->name, info->persistent, info->metadata, &policy);
                         if (policy.error)
                                 engine_say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri, "%s: %s", info->name,

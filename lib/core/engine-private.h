@@ -86,7 +86,7 @@ struct Engine {
         guint64 connect_retry_usec;
         guint64 list_timeout_usec;
         guint64 progress_interval_usec;
-        GHashTable *restore_only; /* "uri\nuuid", NULL = all */
+        GHashTable *only; /* "uri\nuuid", NULL = all */
         char *speed_file;
         Workers *workers;
         RecordWriter *writer;

@@ -179,10 +179,10 @@ void engine_begin_restore(Engine *e)
                         engine_record_touch(e);
                         continue;
                 }
-                if (e->restore_only) {
+                if (e->only) {
                         g_autofree char *k = g_strconcat(rg->uri, "\n", rg->uuid, NULL);
 
-                        if (!g_hash_table_contains(e->restore_only, k))
+                        if (!g_hash_table_contains(e->only, k))
                                 continue; /* not this run's: stays in the record as it is */
                 }
                 if (!slot) {

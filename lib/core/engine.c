@@ -500,14 +500,14 @@ Engine *engine_new(const EngineOptions *opts, Hypervisor *const *hvs, guint n_hv
         e->connect_retry_usec = opts->connect_retry_usec;
         e->list_timeout_usec = opts->list_timeout_usec;
         e->progress_interval_usec = opts->progress_interval_usec;
-        if (opts->restore_only) {
+        if (opts->only) {
                 GHashTableIter it;
                 gpointer k;
 
-                e->restore_only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-                g_hash_table_iter_init(&it, opts->restore_only);
+                e->only = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+                g_hash_table_iter_init(&it, opts->only);
                 while (g_hash_table_iter_next(&it, &k, NULL))
-                        g_hash_table_add(e->restore_only, g_strdup(k));
+                        g_hash_table_add(e->only, g_strdup(k));
         }
         e->speed_file = g_strdup(opts->speed_file);
         save_speed_default(&e->speed);
@@ -612,8 +612,8 @@ Engine *engine_unref(Engine *e)
         scheduler_free(e->sched);
         config_free(e->config);
         g_free(e->save_dir);
-        if (e->restore_only)
-                g_hash_table_unref(e->restore_only);
+        if (e->only)
+                g_hash_table_unref(e->only);
         g_free(e->speed_file);
         g_strfreev(e->probe_paths);
         g_free(e->dirs);

@@ -114,8 +114,9 @@ typedef struct EngineOptions {
         guint64 list_timeout_usec;      /* a URI whose list does not come back by then is unreachable
                                          * for this run (0 = no limit) */
         guint64 progress_interval_usec; /* how often a save's job stats are read */
-        GHashTable *restore_only;       /* a restore of these record guests ("uri\nuuid") only; NULL:
-                                         * every one (borrowed, copied) */
+        GHashTable *only;               /* these guests ("uri\nuuid") only: a preserve of these running
+                                         * guests, a restore of these record guests; NULL: every one
+                                         * (borrowed, copied) */
         const char *speed_file;         /* the save speed measured in earlier runs (NULL: the default) */
 } EngineOptions;
 

@@ -20,6 +20,7 @@ static const char *const run_reason_table[_RUN_REASON_MAX] = {
         [RUN_REASON_REQUESTED] = "requested",
         [RUN_REASON_SHUTDOWN_CANCELLED] = "shutdown-cancelled",
         [RUN_REASON_MAINTENANCE] = "maintenance",
+        [RUN_REASON_CANCELLED] = "cancelled",
 };
 DEFINE_STRING_TABLE(run_reason, RunReason, _RUN_REASON_MAX);
 

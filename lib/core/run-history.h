@@ -29,6 +29,7 @@ typedef enum RunReason {
         RUN_REASON_REQUESTED,          /* RestoreGuests() */
         RUN_REASON_SHUTDOWN_CANCELLED, /* PrepareForShutdown(false): what the run stopped comes back */
         RUN_REASON_MAINTENANCE,        /* a preserve with the maintenance hold */
+        RUN_REASON_CANCELLED,          /* Cancel() of a preserve run: what it stopped comes back */
         _RUN_REASON_MAX,
         _RUN_REASON_INVALID = -EINVAL,
 } RunReason;

@@ -105,6 +105,14 @@ static int method_preserve(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static int check_preserve_flags(uint64_t flags, sd_bus_error *error)
+{
+        if (flags & ~(uint64_t) GK_PRESERVE_HOLD)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64,
+                                         flags & ~(uint64_t) GK_PRESERVE_HOLD);
+        return 0;
+}
+
 static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         Manager *m = userdata;
@@ -114,10 +122,9 @@ static int method_preserve_with_flags(sd_bus_message *msg, void *userdata, sd_bu
         r = sd_bus_message_read(msg, "t", &flags);
         if (r < 0)
                 return r;
-        if (flags & ~(uint64_t) GK_PRESERVE_HOLD)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%" PRIx64,
-                                         flags & ~(uint64_t) GK_PRESERVE_HOLD);
-        r = authorize(m, msg, GK_ACTION_PRESERVE, error);
+        r = check_preserve_flags(flags, error);
+        if (r >= 0)
+                r = authorize(m, msg, GK_ACTION_PRESERVE, error);
         if (r != 0)
                 return r;
         m->requester = describe_caller(msg, NULL, NULL);
@@ -142,6 +149,68 @@ static int method_restore(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 g_clear_pointer(&m->requester, g_free);
                 return busy(error, m);
         }
+        log_call(msg, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* PreserveGuestsNamed() and RestoreGuestsNamed(). */
+static int run_named(sd_bus_message *msg, Manager *m, RunKind kind, sd_bus_error *error)
+{
+        g_auto(GStrv) names = NULL;
+        g_autofree char *why = NULL, *list = NULL;
+        uint64_t flags = 0;
+        int r;
+
+        r = sd_bus_message_read_strv(msg, &names);
+        if (r >= 0 && kind == RUN_PRESERVE)
+                r = sd_bus_message_read(msg, "t", &flags);
+        if (r < 0)
+                return r;
+        r = check_preserve_flags(flags, error);
+        if (r >= 0)
+                r = authorize(m, msg, kind == RUN_PRESERVE ? GK_ACTION_PRESERVE : GK_ACTION_RESTORE, error);
+        if (r != 0)
+                return r;
+        m->requester = describe_caller(msg, NULL, NULL);
+        r = manager_run_named(m, kind, names, flags & GK_PRESERVE_HOLD, &why);
+        if (r < 0)
+                g_clear_pointer(&m->requester, g_free);
+        if (r == -EBUSY)
+                return busy(error, m);
+        if (r == -ENOENT)
+                return sd_bus_error_set(error, GK_ERROR_NO_SUCH_GUEST, why);
+        if (r < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, why);
+        list = g_strjoinv(", ", names);
+        log_call(msg, list);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_preserve_named(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        return run_named(msg, userdata, RUN_PRESERVE, error);
+}
+
+static int method_restore_named(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        return run_named(msg, userdata, RUN_RESTORE, error);
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autofree char *why = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = authorize(m, msg, GK_ACTION_CANCEL, error);
+        if (r != 0)
+                return r;
+        m->requester = describe_caller(msg, NULL, NULL);
+        r = manager_cancel(m, &why);
+        if (r == -ESRCH)
+                return sd_bus_error_set(error, GK_ERROR_NOT_RUNNING, why);
+        if (r < 0)
+                return sd_bus_error_set(error, GK_ERROR_BUSY, why);
         log_call(msg, NULL);
         return sd_bus_reply_method_return(msg, NULL);
 }
@@ -409,6 +478,24 @@ static int get_count(sd_bus *bus, const char *path, const char *interface, const
                                                                            : failed);
 }
 
+static int get_in_flight(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(GPtrArray) gs = manager_in_flight(userdata);
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        for (guint i = 0; r >= 0 && i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                r = sd_bus_message_append(reply, "(ssss)", g->uri, g->uuid, g->name,
+                                          outcome_to_string(g->outcome));
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -419,6 +506,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("GuestsDone", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("GuestsFailed", "u", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "d", get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestsInFlight", "a(ssss)", get_in_flight, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastRun", "s", get_last_run, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Conflicts", "as", get_conflicts, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Held", "b", get_held, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -440,6 +528,11 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("PreserveGuestsWithFlags", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT,
                                 method_preserve_with_flags, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("RestoreGuests", "", "", method_restore, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("PreserveGuestsNamed", SD_BUS_ARGS("as", guests, "t", flags),
+                                SD_BUS_NO_RESULT, method_preserve_named, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RestoreGuestsNamed", SD_BUS_ARGS("as", guests), SD_BUS_NO_RESULT,
+                                method_restore_named, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("RunFinished", SD_BUS_ARGS("s", kind, "u", done, "u", failed), 0),
         SD_BUS_VTABLE_END,

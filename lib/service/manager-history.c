@@ -63,6 +63,9 @@ void manager_run_origin(Manager *m, RunKind kind, bool host_shutdown)
         } else if (kind == RUN_PRESERVE) {
                 m->run_reason = manager_held(m) ? RUN_REASON_MAINTENANCE : RUN_REASON_REHEARSAL;
                 m->run_requested_by = g_steal_pointer(&m->requester) ?: g_strdup("unknown");
+        } else if (m->cancel_requester) {
+                m->run_reason = RUN_REASON_CANCELLED;
+                m->run_requested_by = g_steal_pointer(&m->cancel_requester);
         } else if (m->requester) {
                 m->run_reason = RUN_REASON_REQUESTED;
                 m->run_requested_by = g_steal_pointer(&m->requester);

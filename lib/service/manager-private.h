@@ -37,6 +37,9 @@ void manager_keep_run(Manager *m, Engine *e);
 /* manager.c */
 void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only);
 void manager_set_state(Manager *m, ManagerState s);
+/* manager_preserve() and manager_restore() of the guests @only ("uri\nuuid"; NULL: all). */
+int manager_preserve_guests(Manager *m, bool hold, GHashTable *only);
+int manager_restore_guests(Manager *m, GHashTable *only);
 
 /* manager-restore.c */
 /* Restores what may be restored now (record guests on URIs that answer, retries due); returns

@@ -171,11 +171,39 @@ static char *full_status_line(Manager *m)
         return g_string_free(out, FALSE);
 }
 
+GPtrArray *manager_in_flight(Manager *m)
+{
+        g_autoptr(GPtrArray) gs = m->run ? engine_guests(m->run) : g_ptr_array_new();
+        GPtrArray *out = g_ptr_array_new();
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                if (!g->finished && outcome_is_in_flight(g->outcome))
+                        g_ptr_array_add(out, (gpointer) g);
+        }
+        return out;
+}
+
+/* "outcome uuid\n" of each guest in flight: what GuestsInFlight last said. */
+static char *in_flight_key(Manager *m)
+{
+        g_autoptr(GPtrArray) gs = manager_in_flight(m);
+        GString *s = g_string_new(NULL);
+
+        for (guint i = 0; i < gs->len; i++) {
+                const EngineGuest *g = gs->pdata[i];
+
+                g_string_append_printf(s, "%s %s\n", outcome_to_string(g->outcome), g->uuid);
+        }
+        return g_string_free(s, FALSE);
+}
+
 /* Sends STATUS= and PropertiesChanged for what changed. */
 static void flush(Manager *m)
 {
-        g_autofree char *status = full_status_line(m);
-        const char *changed[5];
+        g_autofree char *status = full_status_line(m), *in_flight = in_flight_key(m);
+        const char *changed[6];
         unsigned total, done, failed, n = 0;
         double progress;
 
@@ -193,6 +221,11 @@ static void flush(Manager *m)
                 changed[n++] = "GuestsFailed";
         if (progress != m->emitted_progress)
                 changed[n++] = "Progress";
+        if (!streq_ptr(in_flight, m->emitted_in_flight)) {
+                changed[n++] = "GuestsInFlight";
+                g_free(m->emitted_in_flight);
+                m->emitted_in_flight = g_steal_pointer(&in_flight);
+        }
         changed[n] = NULL;
         m->emitted_total = total;
         m->emitted_done = done;
@@ -430,6 +463,18 @@ static void log_run_finished(Manager *m, Engine *e, unsigned total, unsigned don
                                 kind == RUN_PRESERVE ? "Preserve" : "Restore", total, done, failed);
 }
 
+/* Cancel() of a preserve run: the guests it stopped come back, and a hold it set is released. */
+static void restore_after_request_cancel(Manager *m)
+{
+        if (m->run_set_hold) {
+                m->record->hold = false; /* on disk with the run's record writes */
+                log_notice("Maintenance hold released: its preserve run was cancelled");
+                bus_manager_emit(m, (const char *const[]){"Held", NULL});
+        }
+        want_inhibitor(m, true);
+        manager_start_run(m, RUN_RESTORE, false, m->last_preserved);
+}
+
 static void on_finished(Engine *e, void *userdata)
 {
         Manager *m = userdata;
@@ -478,10 +523,18 @@ static void on_finished(Engine *e, void *userdata)
                         do_exit(m, 0);
                         return;
                 }
+                if (m->preserve_after_run) {
+                        /* A shutdown came after Cancel(): the guests left running are preserved. */
+                        m->preserve_after_run = false;
+                        manager_start_run(m, RUN_PRESERVE, true, NULL);
+                        return;
+                }
                 if (m->cancel_after_run) {
                         m->cancel_after_run = false;
                         restore_after_cancel(m);
-                }
+                } else if (m->cancel_requester)
+                        restore_after_request_cancel(m);
+                g_clear_pointer(&m->cancel_requester, g_free);
                 guest_cache_refresh_all(m->cache);
                 manager_schedule_running_update(m);
                 return;
@@ -517,7 +570,7 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
                         kind == RUN_PRESERVE ? CONNECT_RETRY_PRESERVE_USEC : CONNECT_RETRY_RESTORE_USEC,
                 .list_timeout_usec = m->config->connect_timeout_usec,
                 .progress_interval_usec = 1 * USEC_PER_SEC,
-                .restore_only = kind == RUN_RESTORE ? only : NULL,
+                .only = only,
         };
 
         g_assert(!m->run);
@@ -572,23 +625,43 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
 
 int manager_preserve(Manager *m, bool hold)
 {
+        return manager_preserve_guests(m, hold, NULL);
+}
+
+int manager_preserve_guests(Manager *m, bool hold, GHashTable *only)
+{
+        bool set_hold = hold && !m->record->hold;
+
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
-        if (hold && !m->record->hold) {
+        if (set_hold) {
                 /* On disk with the run's first record write, before any guest is touched. */
                 m->record->hold = true;
                 log_notice(
                         "Maintenance hold: the preserved guests stay down until 'guestkeeperctl restore'");
                 bus_manager_emit(m, (const char *const[]){"Held", NULL});
         }
-        manager_start_run(m, RUN_PRESERVE, false, NULL);
+        manager_start_run(m, RUN_PRESERVE, false, only);
+        m->run_set_hold = set_hold;
         return 0;
 }
 
 int manager_restore(Manager *m)
 {
+        return manager_restore_guests(m, NULL);
+}
+
+/* The hold and the restores retried by the daemon itself are about every recorded guest: a
+ * restore of some (@only) leaves both as they are. */
+int manager_restore_guests(Manager *m, GHashTable *only)
+{
         if (m->state != MANAGER_IDLE && m->state != MANAGER_PRESERVED)
                 return -EBUSY;
+        if (only) {
+                want_inhibitor(m, true);
+                manager_start_run(m, RUN_RESTORE, false, only);
+                return 0;
+        }
         if (m->record->hold) {
                 m->record->hold = false; /* on disk with the run's record writes */
                 log_notice("Maintenance hold released");
@@ -599,6 +672,40 @@ int manager_restore(Manager *m)
         m->restore_since = now_usec();
         g_hash_table_remove_all(m->waiting);
         manager_start_run(m, RUN_RESTORE, false, NULL);
+        return 0;
+}
+
+int manager_cancel(Manager *m, char **ret_error)
+{
+        g_autofree char *by = g_steal_pointer(&m->requester) ?: g_strdup("unknown");
+
+        if (!m->run || engine_is_cancelled(m->run) || m->cancel_after_run) {
+                *ret_error = g_strdup("No rehearsal or restore run is under way");
+                return -ESRCH;
+        }
+        if (m->run_is_shutdown || m->preserve_after_run) {
+                *ret_error =
+                        g_strdup("The run answers a host shutdown: guestkeeper cannot cancel it (cancel "
+                                 "the shutdown itself, e.g. 'shutdown -c')");
+                return -EBUSY;
+        }
+        if (m->exit_after_run) {
+                *ret_error = g_strdup("guestkeeperd is stopping: the run ends, then the daemon exits");
+                return -EBUSY;
+        }
+        log_notice("Cancel() called by %s: the %s run stops", by, run_kind_to_string(engine_kind(m->run)));
+        if (engine_kind(m->run) == RUN_PRESERVE)
+                m->cancel_requester = g_steal_pointer(&by);
+        else {
+                /* What is not started stays in the record for a later restore: no retries. */
+                m->restore_pending = false;
+                g_hash_table_remove_all(m->waiting);
+                if (m->retry_source) {
+                        g_source_remove(m->retry_source);
+                        m->retry_source = 0;
+                }
+        }
+        engine_cancel(m->run);
         return 0;
 }
 
@@ -638,6 +745,12 @@ static void on_prepare_for_shutdown(Logind *l, bool start, void *userdata)
         if (start) {
                 switch (m->state) {
                 case MANAGER_PRESERVING:
+                        if (m->cancel_requester) {
+                                /* A cancelled rehearsal preserves nothing more: a run of its own. */
+                                g_clear_pointer(&m->cancel_requester, g_free);
+                                m->preserve_after_run = true;
+                                break;
+                        }
                         manager_learn_shutdown_type(m);
                         m->run_is_shutdown = true; /* a rehearsal turned real */
                         m->cancel_after_run = false;
@@ -865,6 +978,8 @@ Manager *manager_free(Manager *m)
         run_history_free(m->history);
         g_free(m->run_requested_by);
         g_free(m->requester);
+        g_free(m->cancel_requester);
+        g_free(m->emitted_in_flight);
         g_free(m->shutdown_type);
         guest_cache_free(m->cache);
         g_hash_table_unref(m->outcomes);

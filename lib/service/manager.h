@@ -74,6 +74,8 @@ typedef struct Manager {
         bool cancel_after_run;   /* PrepareForShutdown(false) came during the run */
         bool preserve_after_run; /* a shutdown came during a restore */
         bool exit_after_run;     /* SIGTERM came during a run */
+        char *cancel_requester;  /* Cancel() came during a preserve run: who; what it stopped comes back */
+        bool run_set_hold;       /* the preserve run under way set the maintenance hold */
         guint64 run_started;
 
         /* The run's identity for the journal (GUESTKEEPER_RUN_ID=) and its history. */
@@ -105,6 +107,7 @@ typedef struct Manager {
         /* What PropertiesChanged last said, to emit only changes. */
         unsigned emitted_total, emitted_done, emitted_failed;
         double emitted_progress;
+        char *emitted_in_flight;
 
         void (*on_exit)(struct Manager *m, int code, void *userdata);
         void *on_exit_userdata;
@@ -126,6 +129,15 @@ int manager_reload(Manager *m, char **ret_error);
 /* PreserveGuests()/RestoreGuests(): -EBUSY while a run is under way. */
 int manager_preserve(Manager *m, bool hold);
 int manager_restore(Manager *m);
+/* PreserveGuestsNamed()/RestoreGuestsNamed(): the guests @names (names or UUIDs) only; @hold: for
+ * a preserve, as manager_preserve(). -EBUSY while
+ * a run is under way; -ENOENT for a name no guest has, -EINVAL for a guest there is nothing to do
+ * to (not running; not stopped by us): *ret_error names it, and nothing started. */
+int manager_run_named(Manager *m, RunKind kind, char *const *names, bool hold, char **ret_error);
+/* Cancel(): a rehearsal stops and what it stopped comes back; a restore starts no further guest.
+ * -ESRCH with no such run under way, -EBUSY for a host shutdown's run (not ours to cancel). The
+ * caller is m->requester, if set. */
+int manager_cancel(Manager *m, char **ret_error);
 /* Maintenance: preserved guests stay down across restarts and reboots until manager_restore(). */
 bool manager_held(Manager *m);
 
@@ -161,6 +173,8 @@ GPtrArray *manager_last_runs(Manager *m, bool all);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);
+/* The guests of the run with a step under way (const EngineGuest*, in run order). */
+GPtrArray *manager_in_flight(Manager *m);
 
 /* bus-manager.c: opens the system bus on an sd-event embedded in GLib, registers the object,
  * asks for the name (asynchronously) and logind for the inhibitor. */

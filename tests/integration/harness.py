@@ -5,6 +5,7 @@ listener, a private libvirtd (its own mount namespace, docs/testing.md) and the 
 Everything is started per test case and stopped by PID in cleanups, also when a test fails.
 Waiting is on conditions (a datagram, a signal, a socket), each with a generous timeout."""
 
+import json
 import os
 import shutil
 import signal
@@ -247,13 +248,14 @@ class Polkitd:
 
 # A GDBus client as another user: prints its unique name, then "OK" or the error's name and
 # message as sent (busctl rewords well-known error names).
-CALL_AS = '''import sys
+CALL_AS = '''import json
+import sys
 from gi.repository import Gio, GLib
 addr, method, sig, interactive = sys.argv[1:5]
 c = Gio.DBusConnection.new_for_address_sync(addr, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
                                             Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
 print(c.get_unique_name(), flush=True)
-args = GLib.Variant(sig, tuple(int(a) for a in sys.argv[5:])) if sig else None
+args = GLib.Variant(sig, tuple(json.loads(a) for a in sys.argv[5:])) if sig else None
 flags = Gio.DBusCallFlags.ALLOW_INTERACTIVE_AUTHORIZATION if interactive == '1' else Gio.DBusCallFlags.NONE
 try:
     c.call_sync("org.guestkeeper1", "/org/guestkeeper1", "org.guestkeeper1.Manager", method, args, None,
@@ -271,7 +273,7 @@ def call_as(bus, uid, method, sig='', *args, interactive=False, wait=True):
     finished process (stdout: its unique name, then OK or "ERROR.NAME message"); else the
     running Popen."""
     cmd = ['setpriv', f'--reuid={uid}', f'--regid={uid}', '--clear-groups', PYTHON, '-c', CALL_AS,
-           bus.address, method, sig, '1' if interactive else '0', *map(str, args)]
+           bus.address, method, sig, '1' if interactive else '0', *map(json.dumps, args)]
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -4,13 +4,19 @@
 and JSON, exit statuses, and clear errors when the daemon is not running."""
 
 import atexit
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -47,14 +53,52 @@ def german_locale_env():
 class CtlTest(Base):
     def ctl(self, *args, check=True, env=None):
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, **(env or {}))
-        r = subprocess.run([CTL, *args], capture_output=True, text=True, env=env, timeout=60)
+        # Never a terminal on stdin: preserve would ask before touching every guest.
+        r = subprocess.run([CTL, *args], capture_output=True, text=True, env=env, timeout=60,
+                           stdin=subprocess.DEVNULL)
         if check and r.returncode != 0:
             raise AssertionError(f'guestkeeperctl {" ".join(args)} exited {r.returncode}: {r.stderr}')
         return r
 
+    def ctl_pty(self, *args, env=None, answer=None, timeout=60):
+        """guestkeeperctl on a pseudo-terminal (stdin, stdout and stderr, 200 columns), as a person
+        runs it: returns the exit status and all it wrote there. @answer is typed once it asks
+        a question ("[y/N]"). No pager, colour setting or NO_COLOR comes from the caller's
+        environment."""
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 200, 0, 0))
+        e = {k: v for k, v in os.environ.items()
+             if k not in ('PAGER', 'SYSTEMD_PAGER', 'NO_COLOR', 'SYSTEMD_COLORS', 'LESS')}
+        e.update(DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, TERM='xterm', **(env or {}))
+        p = subprocess.Popen([CTL, *args], stdin=slave, stdout=slave, stderr=slave, env=e, start_new_session=True)
+        os.close(slave)
+        self.addCleanup(p.kill)
+        out, end = b'', time.monotonic() + timeout
+        try:
+            while time.monotonic() < end:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every writer closed the terminal
+                        break
+                    if not data:
+                        break
+                    out += data
+                    if answer is not None and b'[y/N]' in out:
+                        os.write(master, answer.encode())
+                        answer = None
+                elif p.poll() is not None:
+                    break
+            else:
+                raise AssertionError(f'guestkeeperctl {" ".join(args)} on a terminal did not end: {out!r}')
+        finally:
+            os.close(master)
+        return p.wait(timeout=10), out.decode(errors='replace')
+
     def test_not_running(self):
         r = self.ctl('status', check=False)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 4)
         self.assertIn('guestkeeperd is not running', r.stderr)
 
     def test_status_list_plan(self):
@@ -296,7 +340,25 @@ class CtlTest(Base):
         st = js('status')
         self.assertEqual((st['last_run'], st['progress'], st['guests_done']), ('preserve', 1.0, 2))
         self.assertEqual(js('restore'), {'kind': 'restore', 'done': 2, 'failed': 0})
+        self.assertEqual(js('preserve', 'web1'), {'kind': 'preserve', 'done': 1, 'failed': 0})
+        self.assertEqual(js('restore', 'web1'), {'kind': 'restore', 'done': 1, 'failed': 0})
+        self.assertEqual(js('preserve', '--no-block'), {'kind': 'preserve', 'started': True})
+        self.client.wait_run_finished('preserve', count=3)
+        self.assertEqual(js('restore', '--no-block'), {'kind': 'restore', 'started': True})
+        self.client.wait_run_finished('restore', count=3)
+        runs = js('last-run', '--all')
+        self.assertEqual(len(runs), 6)
+        self.assertIsInstance(runs[0]['duration'], float)
+        self.assertEqual(js('last-run')[-1]['kind'], 'restore')
+        shown = js('show')
+        self.assertEqual((shown['State'], shown['Progress'], shown['GuestsInFlight']), ('idle', 1.0, []))
+        self.assertEqual(js('show', '-p', 'Progress'), {'Progress': 1.0})
         self.assertEqual(js('reload'), {'reloaded': True})
+        # pretty: the same document, indented over several lines.
+        r = self.ctl('--json=pretty', 'status', env=de)
+        self.assertGreater(r.stdout.count('\n'), 10)
+        self.assertEqual(json.loads(r.stdout)['state'], 'idle')
+        self.assertEqual(self.ctl('--json', '--json=off', 'status').stdout.split(':')[0].split()[0], 'guestkeeperd')
         imp = js('import-libvirt-guests', lg)
         self.assertEqual((imp['file'], imp['defaults'], imp['warnings']), (lg, 'debian', []))
         self.assertIn('Save=persistent\n', imp['config'])
@@ -567,8 +629,18 @@ class CtlTest(Base):
                       conflicts[0])
         self.assertIn('--takeover', conflicts[0])
         self.assertIn('auto_shutdown_try_save = "persistent"', conflicts[1])
-        self.assertIn('CONFLICTS:', self.ctl('status').stdout)
-        self.assertEqual(len(json.loads(self.ctl('--json', 'status').stdout)['conflicts']), 2)
+        # A distinct exit status for monitoring scripts, in text and in JSON.
+        r = self.ctl('status', check=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn('CONFLICTS:', r.stdout)
+        r = self.ctl('--json', 'status', check=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)['conflicts']), 2)
+        # On a terminal the conflicts stand out (yellow); piped above, no escape at all.
+        self.assertNotIn('\x1b[', self.ctl('status', check=False).stdout)
+        code, out = self.ctl_pty('status', env={'SYSTEMD_PAGER': 'cat'})
+        self.assertEqual(code, 3, out)
+        self.assertIn('\x1b[0;1;33m    CONFLICTS:\x1b[0m', out)
         self.assertIn('warning: CONFLICT: libvirt-guests.service is enabled', self.daemon.log_text())
 
     def test_conflict_rechecked_on_reload_and_before_a_run(self):
@@ -642,6 +714,234 @@ class CtlTest(Base):
         self.assertIn('consider ShutdownTimeoutSec=300', r.stderr)
         self.assertEqual(self.ctl('--defaults=suse', 'import-libvirt-guests', path, check=False).returncode, 2)
         self.assertEqual(self.ctl('--defaults=debian', 'status', check=False).returncode, 2)
+
+    # --- show, pager, colour ---
+
+    def test_show(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        out = self.ctl('show').stdout
+        for line in ('State=idle', 'InhibitorHeld=yes', f'URIs={self.uri}', 'Held=no', 'GuestsTotal=0',
+                     'Progress=0', 'GuestsInFlight=', 'Conflicts=', 'RestoreWaiting='):
+            self.assertIn(f'\n{line}\n', '\n' + out, out)
+        self.assertRegex(out, r'(^|\n)Version=\S+\n')
+        # -p repeats and takes lists; the properties come in the daemon's order.
+        self.assertEqual(self.ctl('show', '-p', 'Held,State', '--property=URIs').stdout,
+                         f'State=idle\nURIs={self.uri}\nHeld=no\n')
+        self.assertEqual(self.ctl('show', '-p', 'State', '--value').stdout, 'idle\n')
+        self.assertEqual(json.loads(self.ctl('--json', 'show', '-p', 'State,Held,URIs').stdout),
+                         {'State': 'idle', 'Held': False, 'URIs': [self.uri]})
+        full = json.loads(self.ctl('--json=pretty', 'show').stdout)
+        self.assertEqual((full['GuestsTotal'], full['RestoreWaiting'], full['InhibitorHeld']), (0, [], True))
+        self.assertEqual(self.ctl('status', '-p', 'State', check=False).returncode, 2)
+        self.assertEqual(self.ctl('--json=long', 'status', check=False).returncode, 2)
+
+    def pager_script(self):
+        """A PAGER that records that it ran, with which LESS, and what it was given."""
+        d = self.wd.path
+        script = os.path.join(d, 'pager.sh')
+        with open(script, 'w') as f:
+            f.write(f'#!/bin/sh\necho "ran LESS=$LESS" >> {d}/pager.ran\ncat > {d}/pager.out\n')
+        os.chmod(script, 0o755)
+        return script, os.path.join(d, 'pager.ran'), os.path.join(d, 'pager.out')
+
+    def test_pager(self):
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 1, 10, 'guests listed')
+        script, ran, paged = self.pager_script()
+
+        code, out = self.ctl_pty('list', env={'PAGER': script})
+        self.assertEqual(code, 0, out)
+        with open(ran) as f:
+            self.assertEqual(f.read(), 'ran LESS=FRX\n')
+        with open(paged) as f:
+            self.assertRegex(f.read(), r'web1 +running')
+        self.assertNotIn('web1', out)
+        os.unlink(ran)
+
+        # SYSTEMD_PAGER wins over PAGER, and a LESS of the user's own is kept.
+        code, out = self.ctl_pty('status', env={'SYSTEMD_PAGER': script, 'PAGER': 'false', 'LESS': 'R'})
+        self.assertEqual(code, 0, out)
+        with open(ran) as f:
+            self.assertEqual(f.read(), 'ran LESS=R\n')
+        with open(paged) as f:
+            self.assertIn('guestkeeperd', f.read())
+        os.unlink(ran)
+
+        # --no-pager, PAGER=cat or empty, and output that is not a terminal: no pager.
+        for args, env in ((('--no-pager', 'list'), {'PAGER': script}), (('list',), {'PAGER': 'cat'}),
+                          (('list',), {'PAGER': ''})):
+            code, out = self.ctl_pty(*args, env=env)
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, r'web1 +running', (args, env))
+        self.assertRegex(self.ctl('list', env={'PAGER': script}).stdout, r'web1 +running')
+        self.assertFalse(os.path.exists(ran))
+
+    def test_colour(self):
+        """Failures in red on a terminal; none with NO_COLOR, SYSTEMD_COLORS=0, or piped."""
+        self.define('web1')
+        self.start_daemon(self.write_config('[Shutdown]\nSave=none\nShutdown=none\nPowerOff=none\n'))
+        self.client.wait_state('idle')
+        self.assertEqual(self.ctl('preserve', check=False).returncode, 1)
+        code, out = self.ctl_pty('list', env={'SYSTEMD_PAGER': 'cat'})
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r'web1 +running +\x1b\[0;1;31mfailed\x1b\[0m')
+        code, out = self.ctl_pty('last-run', env={'SYSTEMD_PAGER': 'cat'})
+        self.assertIn('\x1b[0;1;31m×\x1b[0m preserve run', out)
+        for env in ({'NO_COLOR': '1'}, {'SYSTEMD_COLORS': '0'}):
+            code, out = self.ctl_pty('list', env=dict(env, SYSTEMD_PAGER='cat'))
+            self.assertRegex(out, r'web1 +running +failed')
+            self.assertNotIn('\x1b[', out, env)
+        for args in (('list',), ('last-run',), ('status',)):
+            self.assertNotIn('\x1b[', self.ctl(*args).stdout)
+
+    # --- cancel, named guests, confirmation, --no-block ---
+
+    def test_cancel_a_rehearsal(self):
+        """Cancel() while a save is under way: the rehearsal starts no further step (web3 is
+        never touched), the guest under way ends its step, and what it stopped comes back."""
+        for n in ('web1', 'web2', 'web3'):
+            self.define(n)
+        # One save at a time: web1 (no order comes first), web2's slow one, then web3.
+        self.start_daemon(self.write_config('[Shutdown]\nParallelSaves=1\n[Guest web2]\nOrder=2\n'
+                                            '[Guest web3]\nOrder=1\n'),
+                          env={'GUESTKEEPER_FAULTS': 'web2=slow-save'})
+        self.client.wait_state('idle')
+        r = self.ctl('cancel', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('Cancel: No rehearsal or restore run is under way', r.stderr)
+
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        follow = subprocess.Popen([CTL, 'preserve'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env, stdin=subprocess.DEVNULL)
+        self.addCleanup(follow.kill)
+        harness.wait_until(lambda: self.guests()['web2'][4] == 'saving', 20, 'the second save')
+        self.assertEqual(self.state('web1'), 'saved')
+        self.assertEqual(json.loads(self.ctl('--json', 'cancel').stdout), {'cancelled': True})
+        out, err = follow.communicate(timeout=30)
+        self.assertIn('preserve run finished: 2 done, 0 failed', out)
+        self.client.wait_run_finished('restore')
+        self.assertEqual([self.state(n) for n in ('web1', 'web2', 'web3')], ['running'] * 3)
+        pre, res = self.last_runs()
+        self.assertTrue(pre['cancelled'])
+        self.assertEqual({g['name']: g['outcome'] for g in pre['guests']},
+                         {'web1': 'saved', 'web2': 'saved', 'web3': ''})
+        self.assertEqual({g['name'] for g in res['guests']}, {'web1', 'web2', 'web3'})
+        self.assertEqual((res['kind'], res['reason']), ('restore', 'cancelled'))
+        self.assertRegex(res['requested_by'], r'^uid 0 via guestkeeperctl\[\d+\]')
+        self.assertEqual(self.ctl('cancel', check=False).returncode, 1)
+
+    def test_cancel_refused_during_a_host_shutdown(self):
+        self.define('web1')
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
+        self.client.wait_state('idle')
+        self.logind.emit_prepare_for_shutdown(True)
+        self.client.wait_state('preserving')
+        r = self.ctl('cancel', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(harness.remote_error(self.client.call, 'Cancel'), 'org.guestkeeper1.Error.Busy')
+        self.assertIn('guestkeeper cannot cancel it', r.stderr)
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(self.state('web1'), 'saved')
+
+    def test_cancel_a_restore(self):
+        """A restore starts no further guest once cancelled; the others stay recorded, with no
+        retry, until the next restore."""
+        for n in ('web1', 'web2', 'web3'):
+            self.define(n)
+        self.start_daemon(self.write_config('[Boot]\nParallelStarts=1\n'),
+                          env={'GUESTKEEPER_FAULTS': 'web1=slow-start,web2=slow-start,web3=slow-start'})
+        self.client.wait_state('idle')
+        self.ctl('preserve')
+        self.ctl('restore', '--no-block')
+        harness.wait_until(lambda: any(g[4] == 'restoring' for g in self.guests().values()), 20, 'a start')
+        self.ctl('cancel')
+        self.client.wait_run_finished('restore')
+        states = [self.state(n) for n in ('web1', 'web2', 'web3')]
+        self.assertEqual(states.count('running'), 1, states)
+        self.assertEqual(self.client.get('RestoreWaiting'), [])
+        harness.assert_never(lambda: self.client.get('State') != 'idle', 3, 'a retry of the restore')
+        self.assertEqual(self.ctl('restore').returncode, 0)
+        self.assertEqual([self.state(n) for n in ('web1', 'web2', 'web3')], ['running'] * 3)
+
+    def test_named_guests(self):
+        self.define('web1')
+        self.define('web2')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 2, 10, 'guests listed')
+        r = self.ctl('preserve', 'web1', 'nope', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('No guest named nope', r.stderr)
+        self.assertEqual(self.last_runs(), [])  # nothing started
+
+        self.assertIn('preserve run finished: 1 done, 0 failed', self.ctl('preserve', 'web1').stdout)
+        self.assertEqual((self.state('web1'), self.state('web2')), ('saved', 'running'))
+        uuid = self.conn.lookupByName('web2').UUIDString()
+        self.assertEqual(json.loads(self.ctl('--json', 'preserve', uuid).stdout),
+                         {'kind': 'preserve', 'done': 1, 'failed': 0})
+        self.assertEqual(self.state('web2'), 'saved')
+        r = self.ctl('restore', 'web2')
+        self.assertIn('restore run finished: 1 done, 0 failed', r.stdout)
+        self.assertEqual((self.state('web1'), self.state('web2')), ('saved', 'running'))
+        r = self.ctl('restore', 'web2', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('web2 was not stopped by guestkeeper', r.stderr)
+        self.ctl('restore')
+        self.assertEqual(self.state('web1'), 'running')
+
+    def test_confirmation_on_a_terminal(self):
+        """preserve on every guest asks on a terminal; n touches nothing; --yes asks nothing; the
+        progress line names the guest being saved (from PropertiesChanged)."""
+        self.define('web1')
+        self.define('web2')
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
+        self.client.wait_state('idle')
+        harness.wait_until(lambda: len(self.guests()) == 2, 10, 'guests listed')
+        code, out = self.ctl_pty('preserve', answer='n\n')
+        self.assertEqual(code, 1, out)
+        self.assertIn('Preserve all 2 running guests now? [y/N]', out)
+        self.assertIn('not confirmed: no guest touched', out)
+        self.assertEqual(self.last_runs(), [])
+        self.assertEqual((self.state('web1'), self.state('web2')), ('running', 'running'))
+
+        code, out = self.ctl_pty('preserve', '--yes')
+        self.assertEqual(code, 0, out)
+        self.assertNotIn('[y/N]', out)
+        self.assertIn('saving web1', out)
+        self.assertIn('preserve run finished: 2 done, 0 failed', out)
+        self.ctl('restore')
+
+        code, out = self.ctl_pty('preserve', answer='y\n')
+        self.assertEqual(code, 0, out)
+        self.assertEqual(self.state('web2'), 'saved')
+
+    def test_no_block(self):
+        self.define('web1')
+        self.start_daemon(env={'GUESTKEEPER_FAULTS': 'web1=slow-save'})
+        self.client.wait_state('idle')
+        r = self.ctl('preserve', '--no-block')
+        self.assertIn('preserve run started', r.stdout)
+        # The save takes 3 s: the command came back before the run ended.
+        self.assertEqual(self.client.get('State'), 'preserving')
+        self.assertEqual(self.client.run_finished, [])
+        self.client.wait_run_finished('preserve')
+        self.assertEqual(json.loads(self.ctl('--json', 'restore', '--no-block').stdout),
+                         {'kind': 'restore', 'started': True})
+        self.client.wait_run_finished('restore')
+        self.assertEqual(self.ctl('status', '--no-block', check=False).returncode, 2)
+
+    def test_exit_statuses(self):
+        self.assertEqual(self.ctl('status', check=False).returncode, 4)
+        self.assertEqual(self.ctl('frobnicate', check=False).returncode, 2)
+        self.assertEqual(self.ctl('list', 'extra', check=False).returncode, 2)
+        self.start_daemon()
+        self.client.wait_state('idle')
+        self.assertEqual(self.ctl('status', check=False).returncode, 0)
+        self.assertEqual(self.ctl('cancel', check=False).returncode, 1)
 
 
 if __name__ == '__main__':

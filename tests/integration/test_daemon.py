@@ -385,7 +385,9 @@ class PolkitTest(Base):
 
     def test_refused_when_polkit_says_no(self):
         calls = (('PreserveGuests', '', (), 'preserve'), ('PreserveGuestsWithFlags', '(t)', (1,), 'preserve'),
-                 ('RestoreGuests', '', (), 'restore'), ('Reload', '', (), 'reload'))
+                 ('RestoreGuests', '', (), 'restore'), ('Reload', '', (), 'reload'),
+                 ('PreserveGuestsNamed', '(ast)', (['web1'], 0), 'preserve'),
+                 ('RestoreGuestsNamed', '(as)', (['web1'],), 'restore'), ('Cancel', '', (), 'cancel'))
         names = []
         for method, sig, args, action in calls:
             r = harness.call_as(self.bus, 65534, method, sig, *args)
@@ -416,6 +418,16 @@ class PolkitTest(Base):
         r = harness.call_as(self.bus, 65534, 'RestoreGuests')
         self.assertIn('polkit does not authorize org.guestkeeper1.restore for uid 65534', r.stdout)
         self.assertEqual(self.state('web1'), 'saved')
+
+    def test_named_guests_once_polkit_says_yes(self):
+        # The call goes through its handler again once polkit answers: its arguments too.
+        self.define('web2')
+        harness.wait_until(lambda: len(self.guests()) == 2, 10, 'guests listed')
+        self.polkit.allow('org.guestkeeper1.preserve')
+        r = harness.call_as(self.bus, 65534, 'PreserveGuestsNamed', '(ast)', ['web2'], 0)
+        self.assertEqual(self.called(r)[1], 'OK', r.stdout)
+        self.assertEqual(self.client.wait_run_finished('preserve')[1:], (1, 0))
+        self.assertEqual((self.state('web1'), self.state('web2')), ('running', 'saved'))
 
     def test_root_is_never_asked(self):
         self.client.call('PreserveGuests')
