@@ -76,6 +76,14 @@ void json_print(JsonBuilder *b);
 /* Prints {"@key": @v}: what an action command says with --json. */
 void json_print_bool(const char *key, bool v);
 
+/* ---- polkit-agent.c ---- */
+extern bool arg_ask_password;
+/* For a call polkit may authorize: a caller who is not root, on a terminal, gets polkit's text
+ * agent (pkttyagent) and calls that allow interactive authorization. */
+void polkit_agent_open(sd_bus *bus);
+/* Stops the agent, if one was started. */
+void polkit_agent_close(void);
+
 /* ---- last-run.c ---- */
 int cmd_last_run(sd_bus *bus);
 

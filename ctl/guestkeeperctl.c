@@ -765,6 +765,8 @@ static void help(void)
                "  --value                   show: the values only\n"
                "  --no-block                preserve, restore: return once the run started\n"
                "  -y, --yes                 preserve: no question before preserving every guest\n"
+               "  --no-ask-password         no polkit agent: a call polkit would ask a password for\n"
+               "                            is refused\n"
                "  --defaults=debian|upstream  import-libvirt-guests: whose libvirt-guests.sh\n"
                "                            reads FILE (default: upstream under /etc/sysconfig, else "
                "Debian)\n"
@@ -784,6 +786,7 @@ static int run(int argc, char **argv)
                 ARG_ALL,
                 ARG_VALUE,
                 ARG_NO_BLOCK,
+                ARG_NO_ASK_PASSWORD,
         };
         static const struct option options[] = {
                 {"json", optional_argument, NULL, ARG_JSON},
@@ -800,6 +803,7 @@ static int run(int argc, char **argv)
                 {"value", no_argument, NULL, ARG_VALUE},
                 {"no-block", no_argument, NULL, ARG_NO_BLOCK},
                 {"yes", no_argument, NULL, 'y'},
+                {"no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD},
                 {},
         };
         g_autoptr(GPtrArray) props = g_ptr_array_new_with_free_func(g_free);
@@ -825,6 +829,9 @@ static int run(int argc, char **argv)
                         break;
                 case ARG_NO_PAGER:
                         arg_pager = false;
+                        break;
+                case ARG_NO_ASK_PASSWORD:
+                        arg_ask_password = false;
                         break;
                 case 'l':
                         arg_full = true;
@@ -911,6 +918,8 @@ static int run(int argc, char **argv)
         r = connect_bus(&bus);
         if (r)
                 return r;
+        if (g_strv_contains((const char *const[]){"preserve", "restore", "cancel", "reload", NULL}, cmd))
+                polkit_agent_open(bus);
         if (g_str_equal(cmd, "preserve") || g_str_equal(cmd, "restore"))
                 return cmd_run(bus, g_str_equal(cmd, "preserve"), nargs > 0 ? args : NULL);
         if (g_str_equal(cmd, "cancel"))
@@ -942,6 +951,7 @@ int main(int argc, char **argv)
 
         setlocale(LC_ALL, "");
         r = run(argc, argv);
+        polkit_agent_close();
         pager_close();
         return r;
 }

@@ -403,6 +403,62 @@ class PolkitTest(Base):
         self.assertEqual(self.state('web1'), 'running')
         self.assertEqual(self.client.get('State'), 'idle')
 
+    def ctl_as_nobody(self, *args, terminal):
+        """guestkeeperctl as uid 65534, on a pseudo-terminal or with nothing but pipes."""
+        cmd = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+               os.path.join(harness.BUILD_DIR, 'ctl', 'guestkeeperctl'), *args]
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        if not terminal:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=60)
+            return r.returncode, r.stdout + r.stderr
+        import fcntl
+        import pty
+        import termios
+        master, slave = pty.openpty()
+        # Its controlling terminal, as a login's: pkttyagent opens /dev/tty.
+        p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.addCleanup(p.kill)
+        out = b''
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        os.close(master)
+        return p.wait(timeout=30), out.decode(errors='replace')
+
+    def registered_agents(self):
+        with open(self.polkit.log_path) as f:
+            return f.read().count('RegisterAuthenticationAgent')
+
+    def test_ctl_on_a_terminal_brings_polkits_agent(self):
+        """Like systemctl: a user on a terminal gets pkttyagent and an interactive query, so that
+        auth_admin_keep can ask for a password; piped, or with --no-ask-password, neither."""
+        # What pkttyagent --fallback calls; the template lacks it.
+        self.polkit.mock('AddMethod', 'sssss', 'org.freedesktop.PolicyKit1.Authority',
+                         'RegisterAuthenticationAgentWithOptions', '(sa{sv})ssa{sv}', '', '')
+        rc, out = self.ctl_as_nobody('preserve', 'web1', terminal=True)
+        self.assertEqual(rc, 1, out)
+        self.assertIn('polkit does not authorize org.guestkeeper1.preserve for uid 65534', out)
+        self.assertEqual(self.registered_agents(), 1)
+        self.assertEqual([q[1:] for q in self.polkit.queries()], [('org.guestkeeper1.preserve', 1)])
+
+        rc, out = self.ctl_as_nobody('preserve', 'web1', terminal=False)
+        self.assertEqual(rc, 1, out)
+        rc, out = self.ctl_as_nobody('--no-ask-password', 'cancel', terminal=True)
+        self.assertEqual(rc, 1, out)
+        self.assertIn('polkit does not authorize org.guestkeeper1.cancel for uid 65534', out)
+        self.assertEqual(self.registered_agents(), 1)
+        self.assertEqual([q[1:] for q in self.polkit.queries()],
+                         [('org.guestkeeper1.preserve', 1), ('org.guestkeeper1.preserve', 0),
+                          ('org.guestkeeper1.cancel', 0)])
+        self.assertEqual(self.state('web1'), 'running')
+
     def test_allowed_when_polkit_says_yes(self):
         self.polkit.allow('org.guestkeeper1.preserve')
         r = harness.call_as(self.bus, 65534, 'PreserveGuests', interactive=True)
