@@ -279,6 +279,45 @@ def call_as(bus, uid, method, sig='', *args, interactive=False, wait=True):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
+def run_on_terminal(cmd, env, answer=None, timeout=60):
+    """Runs @cmd on a pseudo-terminal (200 columns) that is its controlling terminal, as a
+    login's is: returns the exit status and all it wrote there. @answer is typed once it asks a
+    question ("[y/N]")."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 200, 0, 0))
+    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    out, end = b'', time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+                if answer is not None and b'[y/N]' in out:
+                    os.write(master, answer.encode())
+                    answer = None
+            elif p.poll() is not None:
+                break
+        else:
+            p.kill()
+            raise AssertionError(f'{" ".join(cmd)} on a terminal did not end: {out!r}')
+    finally:
+        os.close(master)
+    return p.wait(timeout=10), out.decode(errors='replace')
+
+
 def busctl(bus, *args, user=None, check=True):
     cmd = ['busctl', f'--address={bus.address}', *args]
     if user is not None:

@@ -4,19 +4,13 @@
 and JSON, exit statuses, and clear errors when the daemon is not running."""
 
 import atexit
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -65,36 +59,10 @@ class CtlTest(Base):
         runs it: returns the exit status and all it wrote there. @answer is typed once it asks
         a question ("[y/N]"). No pager, colour setting or NO_COLOR comes from the caller's
         environment."""
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 200, 0, 0))
         e = {k: v for k, v in os.environ.items()
              if k not in ('PAGER', 'SYSTEMD_PAGER', 'NO_COLOR', 'SYSTEMD_COLORS', 'LESS')}
         e.update(DBUS_SYSTEM_BUS_ADDRESS=self.bus.address, TERM='xterm', **(env or {}))
-        p = subprocess.Popen([CTL, *args], stdin=slave, stdout=slave, stderr=slave, env=e, start_new_session=True)
-        os.close(slave)
-        self.addCleanup(p.kill)
-        out, end = b'', time.monotonic() + timeout
-        try:
-            while time.monotonic() < end:
-                ready, _, _ = select.select([master], [], [], 0.1)
-                if ready:
-                    try:
-                        data = os.read(master, 65536)
-                    except OSError:  # EIO: every writer closed the terminal
-                        break
-                    if not data:
-                        break
-                    out += data
-                    if answer is not None and b'[y/N]' in out:
-                        os.write(master, answer.encode())
-                        answer = None
-                elif p.poll() is not None:
-                    break
-            else:
-                raise AssertionError(f'guestkeeperctl {" ".join(args)} on a terminal did not end: {out!r}')
-        finally:
-            os.close(master)
-        return p.wait(timeout=10), out.decode(errors='replace')
+        return harness.run_on_terminal([CTL, *args], e, answer=answer, timeout=timeout)
 
     def test_not_running(self):
         r = self.ctl('status', check=False)

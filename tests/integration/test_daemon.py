@@ -411,26 +411,7 @@ class PolkitTest(Base):
         if not terminal:
             r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=60)
             return r.returncode, r.stdout + r.stderr
-        import fcntl
-        import pty
-        import termios
-        master, slave = pty.openpty()
-        # Its controlling terminal, as a login's: pkttyagent opens /dev/tty.
-        p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.addCleanup(p.kill)
-        out = b''
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not data:
-                break
-            out += data
-        os.close(master)
-        return p.wait(timeout=30), out.decode(errors='replace')
+        return harness.run_on_terminal(cmd, env)
 
     def registered_agents(self):
         with open(self.polkit.log_path) as f:
