@@ -329,9 +329,11 @@ def busctl(bus, *args, user=None, check=True):
 
 
 def name_has_owner(bus, name):
-    r = subprocess.run(['busctl', f'--address={bus.address}', 'status', name],
-                       capture_output=True, text=True)
-    return r.returncode == 0
+    # NameHasOwner, not "busctl status": that one also reads the owner's credentials from /proc
+    # and /sys, which a chroot (autopkgtest) may not have.
+    r = subprocess.run(['busctl', f'--address={bus.address}', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                        'org.freedesktop.DBus', 'NameHasOwner', 's', name], capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip() == 'b true'
 
 
 def name_owner_pid(bus, name):
