@@ -8,11 +8,13 @@
 #define SYSTEMD_PATH  "/org/freedesktop/systemd1"
 #define SYSTEMD_IFACE "org.freedesktop.systemd1.Manager"
 /* Each call in flight holds a reference through its floating slot's destroy callback: when
- * the bus is closed with a call pending, the query is freed without calling back. */
+ * the bus is freed with a call pending, the query is freed without calling back. The query does
+ * not reference the bus: the bus owns the slots, so it outlives them, and a reference would keep
+ * a bus closed at exit alive with its pending slots (a leak). */
 typedef struct Query {
         int ref;
         bool done;
-        sd_bus *bus;
+        sd_bus *bus; /* not a reference */
         char *unit;
         char *unit_file_state;
         char *active_state;
@@ -26,7 +28,6 @@ static void query_unref(void *p)
 
         if (--q->ref > 0)
                 return;
-        sd_bus_unref(q->bus);
         g_free(q->unit);
         g_free(q->unit_file_state);
         g_free(q->active_state);
@@ -108,7 +109,7 @@ int unit_state_query(sd_bus *bus, const char *unit, UnitStateCallback cb, void *
         int r;
 
         q->ref = 1;
-        q->bus = sd_bus_ref(bus);
+        q->bus = bus;
         q->unit = g_strdup(unit);
         q->cb = cb;
         q->userdata = userdata;

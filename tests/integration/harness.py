@@ -738,7 +738,9 @@ class Systemd:
     """systemd's Manager on the private bus (dbusmock), as the daemon asks it: SystemState,
     and GetUnitFileState/GetUnit + the unit's ActiveState for @units {name: (file, active)}."""
 
-    def __init__(self, bus, state='running', units=None):
+    def __init__(self, bus, state='running', units=None, slow_after=None):
+        """@slow_after: GetUnitFileState answers the first @slow_after calls at once, the
+        later ones after 5 s."""
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
         self.bus = bus
         self.proc = subprocess.Popen([PYTHON, '-m', 'dbusmock', '--system', 'org.freedesktop.systemd1',
@@ -750,8 +752,10 @@ class Systemd:
         files = {u: f for u, (f, _) in units.items()}
         paths = {u: '/org/freedesktop/systemd1/unit/' + ''.join(c if c.isalnum() else f'_{ord(c):02x}' for c in u)
                  for u, (_, a) in units.items() if a is not None}
+        slow = ('' if slow_after is None else
+                f'self.calls = getattr(self, "calls", 0) + 1\nif self.calls > {slow_after}: time.sleep(5)\n')
         self.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'GetUnitFileState', 's', 's',
-                  f'ret = {files!r}.get(args[0], "disabled")')
+                  slow + f'ret = {files!r}.get(args[0], "disabled")')
         self.mock('AddMethod', 'sssss', 'org.freedesktop.systemd1.Manager', 'GetUnit', 's', 'o',
                   f'p = {paths!r}.get(args[0])\n'
                   'if p is None: raise dbus.exceptions.DBusException("not loaded", '

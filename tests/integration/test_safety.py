@@ -237,6 +237,21 @@ class SafetyTest(Base):
         self.assertEqual(self.state('web1'), 'saved')
         self.assertIn('SystemState=stopping', self.daemon.log_text())
 
+    def test_exit_with_a_systemd_query_in_flight(self):
+        """The run's own look at libvirt-guests.service is still unanswered when the run ends
+        and the daemon exits: it exits at once, and frees the query (ASan, valgrind)."""
+        systemd = harness.Systemd(self.bus, 'stopping', slow_after=1)
+        self.addCleanup(systemd.stop)
+        self.define('web1')
+        self.start_daemon()
+        self.client.wait_state('idle')
+        t = time.monotonic()
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.daemon.proc.wait(30 * harness.SCALE), 0)
+        self.assertLess(time.monotonic() - t, 4.5 * harness.SCALE)  # not after systemd's 5 s
+        self.assertEqual(self.state('web1'), 'saved')
+        self.daemon.stop()  # the sanitizers' report
+
     def test_sigterm_decision_without_the_bus(self):
         """logind and systemd both silent on the bus: systemd's private socket decides; with
         nobody to ask at all, the guests are preserved."""
