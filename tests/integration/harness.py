@@ -678,7 +678,7 @@ def thread_stats(pid):
         try:
             with open(f'/proc/{pid}/task/{tid}/status') as f:
                 st = dict(line.rstrip('\n').split(':\t', 1) for line in f if ':\t' in line)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended between the listing and the read
             continue
         out[int(tid)] = (st['Name'], int(st['voluntary_ctxt_switches']) + int(st['nonvoluntary_ctxt_switches']))
     return out
