@@ -606,12 +606,14 @@ class PreflightE2E(E2E):
         path under which the daemon (in our mount namespace) sees that same tmpfs."""
         pid = self.libvirtd.proc.pid
         inside = '/var/lib/libvirt/qemu/save'
-        subprocess.run(['nsenter', '-t', str(pid), '-m', 'mount', '-t', 'tmpfs', '-o', f'size={mib}m,mode=0711',
-                        'gk-small-save', inside], check=True)
+        # -r: its root too; entering a mount namespace alone resets the root to the namespace's, which
+        # is not ours when the tests run in a chroot.
+        subprocess.run(['nsenter', '-t', str(pid), '-m', '-r', 'mount', '-t', 'tmpfs',
+                        '-o', f'size={mib}m,mode=0711', 'gk-small-save', inside], check=True)
 
         def unmount():
             self.remove_guests()  # their images are on it
-            subprocess.run(['nsenter', '-t', str(pid), '-m', 'umount', inside], check=True)
+            subprocess.run(['nsenter', '-t', str(pid), '-m', '-r', 'umount', inside], check=True)
         self.addCleanup(unmount)
         return f'/proc/{pid}/root{inside}'
 
