@@ -36,7 +36,17 @@ void manager_keep_run(Manager *m, Engine *e);
 
 /* manager.c */
 void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable *only);
+
+/* manager-status.c: what systemd and the bus are told. Keepalives are re-sent this often. */
+#define KEEPALIVE_INTERVAL_MSEC 10000
 void manager_set_state(Manager *m, ManagerState s);
+void manager_notify(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* STATUS= and the run's properties, sent once per main-loop turn and at most every 50 ms. */
+void manager_schedule_flush(Manager *m);
+/* EXTEND_TIMEOUT_USEC while a preserve run is bounded or moves; @force: at once (SIGTERM). */
+void manager_send_keepalive(Manager *m, bool force);
+gboolean manager_keepalive_cb(gpointer m);
+gboolean manager_watchdog_cb(gpointer m);
 /* manager_preserve() and manager_restore() of the guests @only ("uri\nuuid"; NULL: all). */
 int manager_preserve_guests(Manager *m, bool hold, GHashTable *only);
 int manager_restore_guests(Manager *m, GHashTable *only);
