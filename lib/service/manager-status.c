@@ -22,11 +22,14 @@ void manager_notify(const char *fmt, ...)
 {
         g_autofree char *s = NULL;
         va_list ap;
+        int r;
 
         va_start(ap, fmt);
         s = g_strdup_vprintf(fmt, ap);
         va_end(ap);
-        (void) sd_notify(0, s);
+        r = sd_notify(0, s);
+        if (r < 0)
+                log_full(LOG_WARNING, -r, NULL, NULL, "Failed to send \"%s\" to the service manager: %m", s);
 }
 
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,

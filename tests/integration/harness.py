@@ -62,32 +62,60 @@ def iterate(seconds):
         time.sleep(0.005)
 
 
-class NotifyListener:
-    """Receives sd_notify datagrams on a socket whose path goes in NOTIFY_SOCKET."""
+class DatagramListener:
+    """A thread reading datagrams from a unix socket bound at @path, each handed to on_datagram().
+
+    close() wakes the thread (shutdown) and waits for it before the socket is closed: a thread
+    still in recv() when the fd is closed would, on a restarted syscall, read the socket of a
+    later test that got the same fd number and steal its datagrams."""
 
     def __init__(self, path):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
-        self.messages = []  # (monotonic time, dict of the datagram's assignments)
-        self.lock = threading.Condition()
+        self.closing = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
         while True:
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(1 << 20)
             except OSError:
                 return
-            fields = {}
-            for line in data.decode(errors='replace').split('\n'):
-                if '=' in line:
-                    k, v = line.split('=', 1)
-                    fields[k] = v
-            with self.lock:
-                self.messages.append((time.monotonic(), fields))
-                self.lock.notify_all()
+            if self.closing:
+                return
+            self.on_datagram(data)
+
+    def on_datagram(self, data):
+        raise NotImplementedError
+
+    def close(self):
+        if self.closing:
+            return
+        self.closing = True
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
+        self.sock.close()
+
+
+class NotifyListener(DatagramListener):
+    """Receives sd_notify datagrams on a socket whose path goes in NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.messages = []  # (monotonic time, dict of the datagram's assignments)
+        self.lock = threading.Condition()
+        super().__init__(path)
+
+    def on_datagram(self, data):
+        fields = {}
+        for line in data.decode(errors='replace').split('\n'):
+            if '=' in line:
+                k, v = line.split('=', 1)
+                fields[k] = v
+        with self.lock:
+            self.messages.append((time.monotonic(), fields))
+            self.lock.notify_all()
 
     def values(self, key):
         with self.lock:
@@ -106,9 +134,6 @@ class NotifyListener:
                     raise AssertionError(f'no {key}={value or "*"} from sd_notify within {timeout} s; '
                                          f'got {[m for _, m in self.messages]}')
                 self.lock.wait(left)
-
-    def close(self):
-        self.sock.close()
 
 
 class PrivateBus:
@@ -412,7 +437,7 @@ class Libvirtd:
             return '(no log)'
 
 
-class Journal:
+class Journal(DatagramListener):
     """journald's native socket, as the daemon sees it when systemd runs it with stderr to the
     journal: the daemon starts in its own mount namespace with a tmpfs on /run and this
     directory on /run/systemd/journal, and JOURNAL_STREAM naming its stderr, so its structured
@@ -421,11 +446,9 @@ class Journal:
     def __init__(self, workdir):
         self.dir = os.path.join(workdir, 'journal')
         os.makedirs(self.dir)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(os.path.join(self.dir, 'socket'))
         self.entries = []
         self.lock = threading.Lock()
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__(os.path.join(self.dir, 'socket'))
 
     @staticmethod
     def parse(data):
@@ -445,14 +468,9 @@ class Journal:
             fields[k.decode()] = v.decode(errors='replace')
         return fields
 
-    def _run(self):
-        while True:
-            try:
-                data = self.sock.recv(1 << 20)
-            except OSError:
-                return
-            with self.lock:
-                self.entries.append(self.parse(data))
+    def on_datagram(self, data):
+        with self.lock:
+            self.entries.append(self.parse(data))
 
     def matching(self, **fields):
         with self.lock:
@@ -462,9 +480,6 @@ class Journal:
         script = ('mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && '
                   'mount --bind "$0" /run/systemd/journal && exec "$@"')
         return ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, self.dir, *argv]
-
-    def close(self):
-        self.sock.close()
 
 
 class Daemon:

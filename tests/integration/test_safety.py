@@ -49,8 +49,14 @@ class SilentServer:
             self.accepted += 1
 
     def hang_up(self):
-        """Closes every connection and the socket: the clients get an error at last."""
+        """Closes every connection and the socket: the clients get an error at last. The accept
+        thread is woken and joined first: one still in accept() when the fd is closed could take
+        the connections of a later socket that got the same fd number."""
+        if self.closed:
+            return
         self.closed = True
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
         for c in self.conns:
             c.close()
         self.sock.close()
