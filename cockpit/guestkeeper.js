@@ -50,14 +50,15 @@
     }
 
     function label(text, color, attrs) {
-        return h("span", { class: "pf-c-label" + (color ? " pf-m-" + color : ""), ...attrs },
+        return h("span", { ...attrs, class: "pf-c-label" + (color ? " pf-m-" + color : "") },
                  h("span", { class: "pf-c-label__content" }, text));
     }
 
     const ALERT_ICON = { danger: "✖", warning: "⚠", info: "ℹ", success: "✔" };
 
     function alert(variant, title, body, attrs) {
-        return h("div", { class: "pf-c-alert pf-m-inline pf-m-" + variant, ...attrs },
+        const extra = attrs && attrs.class ? " " + attrs.class : "";
+        return h("div", { ...attrs, class: "pf-c-alert pf-m-inline pf-m-" + variant + extra },
                  h("div", { class: "pf-c-alert__icon", "aria-hidden": "true" }, ALERT_ICON[variant]),
                  h("p", { class: "pf-c-alert__title" },
                    h("span", { class: "pf-screen-reader" }, variant + " alert: "), title),
@@ -65,7 +66,7 @@
     }
 
     function card(title, attrs, ...body) {
-        return h("section", { class: "pf-c-card gk-card", ...attrs },
+        return h("section", { ...attrs, class: "pf-c-card gk-card" },
                  h("div", { class: "pf-c-card__title" }, h("h2", { class: "pf-c-title pf-m-lg" }, title)),
                  h("div", { class: "pf-c-card__body" }, body));
     }

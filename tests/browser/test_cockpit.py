@@ -311,6 +311,7 @@ class CockpitPage(unittest.TestCase):
         self.wait(lambda d: self.text('gk-state') == 'preserved', 'State preserved on the page')
         self.wait(lambda d: 'Preserve run finished: 3 done, 0 failed' in self.text('gk-run-finished'),
                   'RunFinished shown')
+        self.assertEqual(len(self.texts('#gk-run-finished.pf-c-alert.pf-m-success')), 1)
         # libvirt says so, not only the page.
         for name in ('web1', 'web2', 'db1'):
             self.assertEqual(self.state(name), 'saved', name)
@@ -377,7 +378,7 @@ class CockpitPage(unittest.TestCase):
         self.start_daemon()
         harness.wait_until(lambda: len(self.client.get('Conflicts')) == 2, 10, 'two conflicts')
         self.open_page()
-        conflicts = self.texts('.gk-conflict')
+        conflicts = self.texts('.pf-c-alert.pf-m-warning.gk-conflict')  # warnings, styled so
         self.assertEqual(len(conflicts), 2)
         texts = '\n'.join(conflicts)
         self.assertIn('libvirt-guests.service is enabled and active', texts)
