@@ -20,6 +20,7 @@
         actionError: null,
         finished: null, // the last RunFinished seen: {kind, done, failed}
         acting: false,
+        running: null, // guestkeeperd owns its name: null until the bus says
     };
     let client = null;
     let proxy = null;
@@ -72,7 +73,7 @@
     }
 
     function descriptionList(rows) {
-        return h("dl", { class: "pf-c-description-list pf-m-horizontal pf-m-fluid gk-dl" },
+        return h("dl", { class: "pf-c-description-list pf-m-horizontal pf-m-auto-fit gk-dl" },
                  rows.filter(r => r).map(([term, value, id]) =>
                      h("div", { class: "pf-c-description-list__group" },
                        h("dt", { class: "pf-c-description-list__term" },
@@ -464,7 +465,7 @@
         if (!proxy)
             return;
         app.setAttribute("aria-busy", "false");
-        if (!proxy.valid) {
+        if (!proxy.valid || model.running === false) {
             app.replaceChildren(
                 h("h1", { class: "pf-c-title pf-m-xl" }, _("Guest shutdown")),
                 alert("danger", _("guestkeeperd is not running"),
@@ -483,8 +484,16 @@
             renderRuns());
     }
 
-    function init() {
+    /* A client and proxy of their own for each guestkeeperd: one made while the name had no
+     * owner stays empty when the daemon starts later. */
+    function connect() {
+        if (client)
+            client.close();
         client = cockpit.dbus(BUS, { bus: "system", superuser: "try" });
+        client.addEventListener("owner", (ev, owner) => {
+            model.running = !!owner;
+            render();
+        });
         proxy = client.proxy(IFACE, PATH);
         proxy.addEventListener("changed", (ev, changed) => {
             if ("State" in changed || "GuestsDone" in changed || "GuestsFailed" in changed)
@@ -496,18 +505,24 @@
             refresh();
             render();
         });
-        client.addEventListener("owner", (ev, owner) => {
-            /* guestkeeperd (re)started: its lists are new. */
-            if (owner)
-                refresh();
-            render();
-        });
-        permission = cockpit.permission({ admin: true });
-        permission.addEventListener("changed", render);
         proxy.wait(() => {
             render();
             refresh();
         });
+    }
+
+    function init() {
+        permission = cockpit.permission({ admin: true });
+        permission.addEventListener("changed", render);
+        cockpit.dbus("org.freedesktop.DBus", { bus: "system" }).subscribe(
+            { path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "NameOwnerChanged", arg0: BUS },
+            (path, iface, signal, [name, oldOwner, newOwner]) => {
+                model.running = !!newOwner;
+                if (newOwner)
+                    connect();
+                render();
+            });
+        connect();
     }
 
     document.addEventListener("DOMContentLoaded", init);

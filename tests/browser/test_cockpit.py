@@ -9,6 +9,7 @@ What is asserted is what a person sees (the page's text, its buttons) and what l
 of the guests; every wait is bounded (WebDriverWait). Screenshots go to
 <build>/meson-logs/screenshots/."""
 
+import json
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import libvirt
 from selenium import webdriver
@@ -176,14 +178,15 @@ class CockpitPage(unittest.TestCase):
         self.client.wait_state('idle')
         harness.wait_until(lambda: len(self.client.list_guests()) == 4, 10, 'the four guests listed')
 
-    def open_page(self, user=None, width=1280, height=1100):
+    def open_page(self, user=None, width=1280, height=1100, guests=True):
         self.ws = CockpitWs(self.wd.path, self.bus, self.data_dir, user)
         self.addCleanup(self.ws.stop)
         self.browser = start_browser(width, height)
         self.addCleanup(self.browser.quit)
         self.browser.get(self.ws.url)
         self.wait(lambda d: d.find_element(By.ID, 'gk-app').get_attribute('aria-busy') == 'false', 'the page rendered')
-        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, '#gk-guests tr[data-guest]'), 'the guests shown')
+        if guests:
+            self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, '#gk-guests tr[data-guest]'), 'the guests shown')
 
     def wait(self, cond, what, timeout=WAIT):
         try:
@@ -366,6 +369,30 @@ class CockpitPage(unittest.TestCase):
         for name in ('web1', 'web2', 'db1'):
             self.assertEqual(self.state(name), 'running', name)
         self.assertEqual(self.client.get('LastRun'), '')
+        self.assertEqual(self.console_errors(), [])
+
+    def test_in_cockpits_menu(self):
+        """Cockpit lists the page in its menu as "Guest shutdown" (manifests.json is what the
+        shell builds its menu from)."""
+        self.ws = CockpitWs(self.wd.path, self.bus, self.data_dir)
+        self.addCleanup(self.ws.stop)
+        with urllib.request.urlopen(f'http://127.0.0.1:{self.ws.port}/cockpit/@localhost/manifests.json',
+                                    timeout=WAIT) as r:
+            manifests = json.load(r)
+        self.assertEqual(manifests['guestkeeper']['menu']['index']['label'], 'Guest shutdown')
+
+    def test_daemon_started_after_the_page(self):
+        """The page says when guestkeeperd is not running, picks it up when it starts, and sees
+        it stop."""
+        self.open_page(guests=False)
+        self.assertIn('guestkeeperd is not running', self.text('gk-not-running'))
+        self.assertEqual(self.texts('#gk-preserve'), [])  # no action offered
+        self.start_daemon()
+        self.wait(lambda d: len(self.shown_guests()) == 4, 'the guests shown once the daemon runs')
+        self.assertEqual(self.text('gk-state'), 'idle')
+        self.assertEqual(self.text('gk-not-running'), '')
+        self.daemon.stop()
+        self.wait(lambda d: 'guestkeeperd is not running' in self.text('gk-not-running'), 'the daemon shown stopped')
         self.assertEqual(self.console_errors(), [])
 
     def test_conflicts_show_their_fix(self):
