@@ -181,9 +181,12 @@
             method: "PreserveGuests",
             button: _("Rehearse shutdown"),
             title: _("Rehearse a host shutdown?"),
-            body: () => cockpit.format(_("guestkeeperd saves, shuts down or powers off the $0 running guests now, " +
-                                         "as it would at a host shutdown (see the plan). They stay down until " +
-                                         "you restore them."), model.plan.length),
+            body: () => cockpit.format(cockpit.ngettext(
+                "guestkeeperd saves, shuts down or powers off the $0 running guest now, as it would at a host " +
+                "shutdown (see the plan). It stays down until you restore it.",
+                "guestkeeperd saves, shuts down or powers off the $0 running guests now, as it would at a host " +
+                "shutdown (see the plan). They stay down until you restore them.", model.plan.length),
+                                       model.plan.length),
             confirm: _("Preserve the guests"),
             danger: true,
         },
@@ -285,7 +288,9 @@
         }
         const waiting = proxy.RestoreWaiting || [];
         if (waiting.length) {
-            out.push(alert("info", cockpit.format(_("$0 guests wait to be restored"), waiting.length),
+            out.push(alert("info", cockpit.format(cockpit.ngettext("$0 guest waits to be restored",
+                                                                   "$0 guests wait to be restored", waiting.length),
+                                                  waiting.length),
                            h("ul", { class: "gk-list" },
                              waiting.map(([, , name, why]) => h("li", null, h("strong", null, name), ": " + why))),
                            { id: "gk-restore-waiting" }));
@@ -401,11 +406,14 @@
         const s = model.summary;
         if (s) {
             const [estimate, deadline, saves, inTime, dropped, warning] = s;
+            const running = model.plan.length;
             summary = [h("p", { id: "gk-plan-summary", class: "gk-hint" },
-                         cockpit.format(_("A host shutdown now: $0 running guests; $1 saves planned, " +
-                                          "estimated $2 of a $3 deadline; $4 expected in time, $5 dropped."),
-                                        model.plan.length, saves, duration(estimate), duration(deadline), inTime,
-                                        dropped)),
+                         cockpit.format(cockpit.ngettext("A host shutdown now: $0 running guest; ",
+                                                         "A host shutdown now: $0 running guests; ", running),
+                                        running),
+                         cockpit.format(cockpit.ngettext("$0 save planned, ", "$0 saves planned, ", saves), saves),
+                         cockpit.format(_("estimated $0 of a $1 deadline; $2 expected in time, $3 dropped."),
+                                        duration(estimate), duration(deadline), inTime, dropped)),
                 warning ? alert("warning", _("The saves may not fit in the deadline"), h("p", null, warning),
                                 { id: "gk-plan-warning" }) : null];
         }

@@ -350,6 +350,30 @@ class CockpitPage(unittest.TestCase):
         self.assertLessEqual(overflow, 0, 'the page is wider than a 400 px window')
         self.full_page_screenshot('cockpit-narrow', 400)
 
+    def test_failures_stand_out(self):
+        # db1 cannot be saved, ignores the ACPI button and cannot be powered off: it fails.
+        self.start_daemon('[Guest db1]\nShutdownTimeoutSec=1\n',
+                          env={'GUESTKEEPER_FAULTS': 'db1=save-fails,db1=ignore-shutdown,db1=destroy-fails'})
+        self.open_page()
+        self.confirm('preserve').click()
+        self.wait(lambda d: 'Preserve run finished: 2 done, 1 failed' in self.text('gk-run-finished'),
+                  'RunFinished with a failure shown')
+        self.assertEqual(self.state('db1'), 'running')
+        self.assertEqual((self.state('web1'), self.state('web2')), ('saved', 'saved'))
+        # In red: the end of the run, the progress bar, the guest's outcome, its row in the run.
+        self.assertEqual(len(self.texts('#gk-run-finished.pf-c-alert.pf-m-danger')), 1)
+        self.assertEqual(self.texts('#gk-progress.pf-m-danger #gk-counts'), ['2 of 3 done, 1 failed'])
+        self.wait(lambda d: self.texts('#gk-guests tr[data-guest=db1] [data-field=outcome] .pf-c-label.pf-m-red')
+                  == ['failed'], 'db1 shown failed in red')
+        self.wait(lambda d: self.texts('[data-run-kind=preserve] h3 .pf-c-label.pf-m-red') == ['1 failed'],
+                  'the last run shown with its failure')
+        failed_rows = self.texts('[data-run-kind=preserve] tr.gk-failed[data-guest=db1]')
+        self.assertEqual(len(failed_rows), 1)
+        self.assertTrue(self.texts('[data-run-kind=preserve] tr[data-guest=db1] [data-field=error] .gk-danger-text')
+                        [0], failed_rows)
+        self.assertEqual(self.console_errors(), [])
+        self.full_page_screenshot('cockpit-failure', 1280)
+
     def test_non_admin_sees_everything_and_changes_nothing(self):
         self.start_daemon()
         self.open_page(user=USER)
