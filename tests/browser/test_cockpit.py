@@ -233,6 +233,23 @@ class CockpitPage(unittest.TestCase):
         self.browser.set_window_size(width, height + 140)  # + the browser's own frame
         return self.screenshot(name)
 
+    def shell_screenshot(self, name):
+        """The page inside Cockpit's shell, as a person opens it: "Guest shutdown" in the menu,
+        the page in its frame, the window as tall as the page."""
+        self.browser.get(f'http://127.0.0.1:{self.ws.port}/guestkeeper')
+        self.wait(lambda d: d.find_elements(By.XPATH, '//nav//a[normalize-space()="Guest shutdown"]'),
+                  '"Guest shutdown" in the menu')
+        frame = self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, 'iframe[name$="/guestkeeper"]'), 'the frame')[0]
+        self.browser.switch_to.frame(frame)
+        try:
+            self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, '#gk-guests tr[data-guest]') and
+                      d.find_elements(By.CSS_SELECTOR, '#gk-last-runs [data-run-kind]'), 'the page in the shell')
+            height = self.browser.execute_script('return document.documentElement.scrollHeight')
+        finally:
+            self.browser.switch_to.default_content()
+        self.browser.set_window_size(1280, height + 200)  # + the shell's header and the browser's frame
+        return self.screenshot(name)
+
     def console_errors(self):
         return [e for e in self.browser.get_log('browser') if e['level'] in ('SEVERE', 'ERROR')]
 
@@ -341,6 +358,7 @@ class CockpitPage(unittest.TestCase):
                   'both runs in Last runs')
         self.assertEqual(self.console_errors(), [])
         self.full_page_screenshot('cockpit-after-run', 1280)
+        self.shell_screenshot('cockpit-in-shell')
 
         # A narrow window: everything still fits its width.
         self.browser.set_window_size(400, 900)
