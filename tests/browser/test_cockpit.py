@@ -358,7 +358,6 @@ class CockpitPage(unittest.TestCase):
                   'both runs in Last runs')
         self.assertEqual(self.console_errors(), [])
         self.full_page_screenshot('cockpit-after-run', 1280)
-        self.shell_screenshot('cockpit-in-shell')
 
         # A narrow window: everything still fits its width.
         self.browser.set_window_size(400, 900)
@@ -366,7 +365,10 @@ class CockpitPage(unittest.TestCase):
         overflow = self.browser.execute_script(
             'return document.documentElement.scrollWidth - document.documentElement.clientWidth')
         self.assertLessEqual(overflow, 0, 'the page is wider than a 400 px window')
-        self.full_page_screenshot('cockpit-narrow', 400)
+        self.screenshot('cockpit-narrow')
+        self.full_page_screenshot('cockpit-narrow-full', 400)
+
+        self.shell_screenshot('cockpit-in-shell')
 
     def test_failures_stand_out(self):
         # db1 cannot be saved, ignores the ACPI button and cannot be powered off: it fails.
