@@ -217,7 +217,7 @@ def package_debs():
              os.path.join(out, os.path.basename(deb).replace(f'_{version}_', f'_{version}+test1_'))])
         shutil.rmtree(tree)
         open(os.path.join(out, 'complete'), 'w').close()
-    debs = [os.path.join(out, f) for f in os.listdir(out) if f.endswith('.deb')]
+    debs = [os.path.join(out, f) for f in os.listdir(out) if f.startswith('guestkeeper_') and f.endswith('.deb')]
     return sorted(debs, key=lambda d: '+test1_' in d)
 
 
