@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,11 @@ void (*write_file_durable_before_rename)(const char *tmp_path) = NULL;
  * directory that makes the rename itself durable; the record needs both. */
 int write_file_durable(const char *path, const char *data, size_t len)
 {
+        return write_file_atomic(path, data, len, 0600, true);
+}
+
+int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode, bool durable)
+{
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
         g_autofree char *tmp = g_strdup_printf("%s/.#%s.XXXXXX", dir, base);
@@ -34,6 +40,11 @@ int write_file_durable(const char *path, const char *data, size_t len)
         fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
+        /* Whatever the umask: a file for other readers (node_exporter) says so itself. */
+        if (mode != 0600 && fchmod(fd, mode) < 0) {
+                r = -errno;
+                goto fail;
+        }
 
         while (done < len) {
                 ssize_t n = write(fd, data + done, len - done);
@@ -45,7 +56,7 @@ int write_file_durable(const char *path, const char *data, size_t len)
                 }
                 done += (size_t) n;
         }
-        if (fsync(fd) < 0) {
+        if (durable && fsync(fd) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -61,6 +72,8 @@ int write_file_durable(const char *path, const char *data, size_t len)
                 r = -errno;
                 goto fail;
         }
+        if (!durable)
+                return 0;
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return -errno;

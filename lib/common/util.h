@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+#include <sys/types.h>
 #include <glib.h>
 
 /* Queues @func on @ctx, always as a new idle source.
@@ -12,6 +14,10 @@ void context_post(GMainContext *ctx, int priority, GSourceFunc func, gpointer da
 /* Writes @data to @path atomically and durably: temp file in the same directory, fsync,
  * rename over @path, fsync of the directory. Mode 0600. Negative errno on failure. */
 int write_file_durable(const char *path, const char *data, size_t len);
+
+/* The same, mode @mode, and without the fsyncs unless @durable: a file that is rewritten
+ * often and matters only while the host runs (the metrics textfile). */
+int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode, bool durable);
 
 /* Tests only: called after the temp file is durable and before the rename, so a test can
  * die right there (tests/test-record.c). NULL in the daemon. */
