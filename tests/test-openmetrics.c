@@ -81,8 +81,18 @@ START_TEST(test_values)
 
         openmetrics_family(om, "gk_start_timestamp_seconds", "seconds", "x");
         openmetrics_sample(om, NULL, 1764625000123456 / 1e6);
+        openmetrics_sample(om, NULL, 8782 / 1e6);
+        openmetrics_sample(om, NULL, 0.1 + 0.2); /* needs all 17 digits */
+        openmetrics_sample(om, NULL, 1e300);
         text = openmetrics_finish(om);
-        ck_assert_ptr_nonnull(strstr(text, "gk_start_timestamp_seconds 1764625000.123456\n"));
+        ck_assert_str_eq(text, "# HELP gk_start_timestamp_seconds x\n"
+                               "# TYPE gk_start_timestamp_seconds gauge\n"
+                               "# UNIT gk_start_timestamp_seconds seconds\n"
+                               "gk_start_timestamp_seconds 1764625000.123456\n"
+                               "gk_start_timestamp_seconds 0.008782\n"
+                               "gk_start_timestamp_seconds 0.30000000000000004\n"
+                               "gk_start_timestamp_seconds 1e+300\n"
+                               "# EOF\n");
 }
 END_TEST
 

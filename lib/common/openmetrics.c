@@ -63,6 +63,20 @@ void openmetrics_family(OpenMetrics *om, const char *name, const char *unit, con
                 g_string_append_printf(om->text, "# UNIT %s %s\n", name, unit);
 }
 
+/* The shortest of 15 to 17 significant digits that reads back as @v: 0.008782, not
+ * 0.0087819999999999999; a timestamp keeps its microseconds. Always a '.', whatever the locale. */
+static const char *format_value(char *buf, size_t size, double v)
+{
+        for (int digits = 15; digits < 17; digits++) {
+                char fmt[8];
+
+                g_snprintf(fmt, sizeof fmt, "%%.%dg", digits);
+                if (g_ascii_strtod(g_ascii_formatd(buf, (gint) size, fmt, v), NULL) == v)
+                        return buf;
+        }
+        return g_ascii_formatd(buf, (gint) size, "%.17g", v);
+}
+
 void openmetrics_sample(OpenMetrics *om, const char *const *labels, double value)
 {
         char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -84,7 +98,7 @@ void openmetrics_sample(OpenMetrics *om, const char *const *labels, double value
         else if (isinf(value))
                 g_string_append(om->text, value > 0 ? "+Inf" : "-Inf");
         else
-                g_string_append(om->text, g_ascii_dtostr(buf, sizeof buf, value));
+                g_string_append(om->text, format_value(buf, sizeof buf, value));
         g_string_append_c(om->text, '\n');
 }
 
