@@ -683,6 +683,20 @@ static int cmd_show(sd_bus *bus)
         return EXIT_OK;
 }
 
+/* The text as the daemon gives it: for a scraper, a pipe or a file (no JSON form). */
+static int cmd_metrics(sd_bus *bus)
+{
+        g_autoptr(sd_bus_message) reply = NULL;
+        const char *text;
+
+        if (call(bus, "Metrics", &reply))
+                return EXIT_FAILED;
+        if (sd_bus_message_read(reply, "s", &text) < 0)
+                return fail("Metrics: unexpected reply");
+        fputs(text, stdout);
+        return fflush(stdout) == 0 ? EXIT_OK : fail("cannot write the metrics: %m");
+}
+
 static int cmd_import(const char *file)
 {
         static const char *const candidates[] = {"/etc/default/libvirt-guests",
@@ -751,6 +765,7 @@ static void help(void)
                "  reload                    re-read the configuration\n"
                "  last-run [--all]          the last preserve and restore runs (--all: every run\n"
                "                            kept): per guest its steps, outcome, time, bytes\n"
+               "  metrics                   the daemon's metrics as OpenMetrics text\n"
                "  import-libvirt-guests [FILE]  print the guestkeeper.conf equivalent to a\n"
                "                            libvirt-guests configuration\n"
                "  import-libvirt-guests --takeover [FILE]  switch this host from libvirt-guests\n"
@@ -885,8 +900,8 @@ static int run(int argc, char **argv)
         args = optind + 1 < argc ? argv + optind + 1 : NULL;
         nargs = MAX(0, argc - optind - 1);
         if (!g_strv_contains((const char *const[]){"status", "show", "list", "plan", "preserve", "restore",
-                                                   "cancel", "reload", "last-run", "import-libvirt-guests",
-                                                   NULL},
+                                                   "cancel", "reload", "last-run", "metrics",
+                                                   "import-libvirt-guests", NULL},
                              cmd))
                 return fail("unknown command \"%s\" (see --help)", cmd), EXIT_USAGE;
         if (g_str_equal(cmd, "import-libvirt-guests") && nargs > 1)
@@ -909,6 +924,8 @@ static int run(int argc, char **argv)
                 return fail("--all is for last-run only"), EXIT_USAGE;
         if ((arg_properties || arg_value) && !g_str_equal(cmd, "show"))
                 return fail("--property and --value are for show only"), EXIT_USAGE;
+        if (arg_json && g_str_equal(cmd, "metrics"))
+                return fail("metrics has no JSON form: it prints OpenMetrics text"), EXIT_USAGE;
 
         color_init();
         if (g_str_equal(cmd, "import-libvirt-guests")) {
@@ -933,6 +950,8 @@ static int run(int argc, char **argv)
                         puts("configuration reloaded");
                 return EXIT_OK;
         }
+        if (g_str_equal(cmd, "metrics"))
+                return cmd_metrics(bus);
         pager_open(arg_pager);
         if (g_str_equal(cmd, "status"))
                 return cmd_status(bus);

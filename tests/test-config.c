@@ -33,6 +33,7 @@ START_TEST(test_defaults)
         ck_assert_int_eq(config_load(p, false, &c, NULL, &err), 0);
         ck_assert_str_eq(c->uris[0], "default");
         ck_assert_ptr_null(c->uris[1]);
+        ck_assert_ptr_null(c->metrics_textfile); /* off */
         ck_assert_int_eq(c->save, SCOPE_PERSISTENT);
         ck_assert_int_eq(c->shutdown, SCOPE_ALL);
         ck_assert_int_eq(c->poweroff, SCOPE_ALL);
@@ -83,7 +84,9 @@ START_TEST(test_every_key)
                                                "Restore=no\n"
                                                "StartDelaySec=3\n"
                                                "ParallelStarts=1\n"
-                                               "SyncTime=true\n");
+                                               "SyncTime=true\n"
+                                               "[Metrics]\n"
+                                               "TextfilePath=/var/lib/prometheus/node-exporter/gk.prom\n");
         g_autoptr(Config) c = NULL;
         g_autofree char *err = NULL;
         g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
@@ -104,6 +107,7 @@ START_TEST(test_every_key)
         ck_assert_uint_eq(c->start_delay_usec, 3 * USEC_PER_SEC);
         ck_assert_uint_eq(c->parallel_starts, 1);
         ck_assert(c->sync_time);
+        ck_assert_str_eq(c->metrics_textfile, "/var/lib/prometheus/node-exporter/gk.prom");
         /* DeadlineSec=0 means no limit: said as a warning. */
         ck_assert_uint_eq(warnings->len, 1);
         ck_assert_msg(strstr(warnings->pdata[0], "DeadlineSec") && strstr(warnings->pdata[0], "no limit"),
@@ -147,6 +151,12 @@ static const struct {
         {"Guest web-*", "Order", "1e3", "\"1e3\" is not an integer from -100000 to 100000"},
         {"Guest web-*", "Order", "100001", "\"100001\" is not an integer from -100000 to 100000"},
         {"Guest web-*", "ShutdownMode", "agent,", "\"agent,\" is not one of acpi, agent, agent,acpi"},
+        {"Metrics", "TextfilePath", "gk.prom",
+         "\"gk.prom\" is not an absolute path of a file ending in \".prom\""},
+        {"Metrics", "TextfilePath", "/var/lib/gk.txt",
+         "\"/var/lib/gk.txt\" is not an absolute path of a file ending in \".prom\""},
+        {"Metrics", "TextfilePath", "/var/lib/.prom",
+         "\"/var/lib/.prom\" is not an absolute path of a file ending in \".prom\""},
         {"Guest db", "StartDelaySec", "soon",
          "\"soon\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},
 };

@@ -16,6 +16,7 @@ typedef enum KeyType {
         KEY_BOOL,
         KEY_SHUTDOWN_MODE,
         KEY_PATH,
+        KEY_TEXTFILE,
 } KeyType;
 
 typedef struct KeyDef {
@@ -52,6 +53,7 @@ static const KeyDef keys[] = {
         KEY("Boot", "AgentTimeoutSec", KEY_SECONDS, agent_timeout_usec),
         KEY("Boot", "RestoreAfterCrash", KEY_BOOL, restore_after_crash),
         KEY("Boot", "RestoreRetrySec", KEY_SECONDS, restore_retry_usec),
+        KEY("Metrics", "TextfilePath", KEY_TEXTFILE, metrics_textfile),
 };
 
 static const char *const guest_key_table[_GUEST_KEY_MAX] = {
@@ -132,6 +134,7 @@ Config *config_copy(const Config *c)
 
         n->uris = g_strdupv(c->uris);
         n->managed_save_dir = g_strdup(c->managed_save_dir);
+        n->metrics_textfile = g_strdup(c->metrics_textfile);
         n->guest_sections = g_ptr_array_new_with_free_func(guest_section_destroy);
         for (guint i = 0; i < c->guest_sections->len; i++) {
                 const GuestSection *s = c->guest_sections->pdata[i];
@@ -150,6 +153,7 @@ Config *config_free(Config *c)
                 return NULL;
         g_strfreev(c->uris);
         g_free(c->managed_save_dir);
+        g_free(c->metrics_textfile);
         g_ptr_array_unref(c->guest_sections);
         g_free(c);
         return NULL;
@@ -511,6 +515,18 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                 }
                 g_free(*(char **) field);
                 *(char **) field = g_strdup(value);
+                return 0;
+        case KEY_TEXTFILE:
+                /* node_exporter's textfile collector reads only *.prom. Empty: off. */
+                if (*value != '\0' && (!g_path_is_absolute(value) || !g_str_has_suffix(value, ".prom") ||
+                                       g_str_has_suffix(value, "/.prom"))) {
+                        *ret_what = g_strdup_printf("\"%s\" is not an absolute path of a file ending in "
+                                                    "\".prom\"",
+                                                    value);
+                        return -EINVAL;
+                }
+                g_free(*(char **) field);
+                *(char **) field = *value ? g_strdup(value) : NULL;
                 return 0;
         }
         g_assert_not_reached();

@@ -82,6 +82,7 @@ typedef struct Config {
         guint64 restore_retry_usec;   /* how long failed starts are retried after a restore began */
         char *managed_save_dir;       /* libvirt's managed-save images: NULL = by URI, "" = no check */
         bool abort_jobs;              /* abort a running domain job (backup, dump) before a save */
+        char *metrics_textfile;       /* node_exporter textfile kept up to date; NULL = none */
         GPtrArray *guest_sections;    /* GuestSection*, in the order read (later wins) */
 } Config;
 

@@ -251,6 +251,13 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int method_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        g_autofree char *text = manager_metrics(userdata);
+
+        return sd_bus_reply_method_return(msg, "s", text);
+}
+
 static void plan_msg_unref(gpointer msg)
 {
         sd_bus_message_unref(msg);
@@ -522,6 +529,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("t", estimate_usec, "t", deadline_usec, "u", saves, "u",
                                               saves_in_time, "u", saves_dropped, "s", warning),
                                 method_plan_summary, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Metrics", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", text), method_metrics,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("LastRuns", SD_BUS_ARGS("b", all), SD_BUS_RESULT("a" RUN_TYPE, runs),
                                 method_last_runs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("PreserveGuests", "", "", method_preserve, SD_BUS_VTABLE_UNPRIVILEGED),

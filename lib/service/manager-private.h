@@ -5,6 +5,7 @@
  * ListGuests(), RestoreWaiting, Plan()) share, and nothing else includes. */
 
 #include "manager.h"
+#include "policy.h"
 
 /* The save speed measured on this host, in the state directory. */
 #define SPEED_FILE "save-bandwidth"
@@ -23,6 +24,8 @@ char *manager_key_of(const char *uri, const char *uuid);
 bool manager_restorable(const RecordGuest *rg);
 /* A finished run's saves update the save speed kept for the pre-flight estimates. */
 void manager_note_save_speed(Manager *m, Engine *e);
+/* The pre-flight input of a guest under its policy: @dir as PreflightGuest.dir. */
+PreflightGuest manager_preflight_guest(const CachedGuest *g, const GuestPolicy *policy, int dir);
 /* GDestroyNotify of Manager.plan_calls. */
 void manager_plan_call_free(gpointer p);
 
@@ -50,6 +53,10 @@ gboolean manager_watchdog_cb(gpointer m);
 /* manager_preserve() and manager_restore() of the guests @only ("uri\nuuid"; NULL: all). */
 int manager_preserve_guests(Manager *m, bool hold, GHashTable *only);
 int manager_restore_guests(Manager *m, GHashTable *only);
+
+/* manager-metrics.c: rewrites the metrics textfile when its text or path changed; stops
+ * updating it when TextfilePath= is gone. */
+void manager_update_metrics_file(Manager *m);
 
 /* manager-restore.c */
 /* Restores what may be restored now (record guests on URIs that answer, retries due); returns

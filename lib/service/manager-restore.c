@@ -101,6 +101,7 @@ unsigned manager_note_restore_results(Manager *m, Engine *e)
         }
         schedule_retry(m);
         bus_manager_emit(m, (const char *const[]){"RestoreWaiting", NULL});
+        manager_schedule_flush(m); /* the metrics */
         return n;
 }
 

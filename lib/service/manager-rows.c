@@ -210,6 +210,7 @@ static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, vo
         PlanCall *c = userdata;
         Manager *m = c->m;
         GuestPolicy policy;
+        PreflightGuest pg;
         PlanRow *r;
 
         if (!guest_state_is_active(g->state))
@@ -236,21 +237,26 @@ static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, vo
         }
         if (policy.error)
                 plan_setting(r, "metadata-error", g_strdup(policy.error), "metadata");
-        g_array_append_val(
-                c->guests,
-                ((PreflightGuest){
-                        .memory_bytes = g->memory_kib * 1024,
-                        .hostdev = g->hostdev,
-                        .steps = policy.steps,
-                        .has_order = policy.has_order,
-                        .order = policy.order,
-                        /* The transient guests' directory is the last one. */
-                        .dir = g->persistent ? plan_dir(c, preflight_managed_save_dir(
-                                                                   m->config->managed_save_dir, uri))
-                                             : -2,
-                }));
+        /* The transient guests' directory is the last one. */
+        pg = manager_preflight_guest(
+                g, &policy,
+                g->persistent ? plan_dir(c, preflight_managed_save_dir(m->config->managed_save_dir, uri))
+                              : -2);
+        g_array_append_val(c->guests, pg);
         guest_policy_clear(&policy);
         g_ptr_array_add(c->rows, r);
+}
+
+PreflightGuest manager_preflight_guest(const CachedGuest *g, const GuestPolicy *policy, int dir)
+{
+        return (PreflightGuest){
+                .memory_bytes = g->memory_kib * 1024,
+                .hostdev = g->hostdev,
+                .steps = policy->steps,
+                .has_order = policy->has_order,
+                .order = policy->order,
+                .dir = dir,
+        };
 }
 
 static gint plan_rank_cmp(gconstpointer a, gconstpointer b)

@@ -197,6 +197,7 @@ static void flush(Manager *m)
         m->emitted_progress = progress;
         if (n > 0)
                 bus_manager_emit(m, changed);
+        manager_update_metrics_file(m);
 }
 
 static gboolean flush_cb(gpointer p)

@@ -76,6 +76,7 @@ static void on_unit_state(const char *unit, const char *unit_file_state, const c
         g_clear_pointer(&m->conflicts, g_ptr_array_unref);
         m->conflicts = g_steal_pointer(&now);
         bus_manager_emit(m, (const char *const[]){"Conflicts", NULL});
+        manager_schedule_flush(m); /* the metrics */
 }
 
 /* At start-up, on Reload and before each run: systemd's view of libvirt-guests.service (over
@@ -222,6 +223,7 @@ static void restore_after_request_cancel(Manager *m)
                 m->record->hold = false; /* on disk with the run's record writes */
                 log_notice("Maintenance hold released: its preserve run was cancelled");
                 bus_manager_emit(m, (const char *const[]){"Held", NULL});
+                manager_schedule_flush(m); /* the metrics */
         }
         want_inhibitor(m, true);
         manager_start_run(m, RUN_RESTORE, false, m->last_preserved);
@@ -264,6 +266,7 @@ static void on_finished(Engine *e, void *userdata)
         g_clear_pointer(&m->run_only, g_hash_table_unref);
         bus_manager_emit_run_finished(m, run_kind_to_string(kind), done, failed);
         bus_manager_emit(m, (const char *const[]){"Held", NULL});
+        manager_schedule_flush(m); /* the metrics */
 
         if (kind == RUN_PRESERVE) {
                 manager_set_state(m, MANAGER_PRESERVED);
@@ -392,6 +395,7 @@ int manager_preserve_guests(Manager *m, bool hold, GHashTable *only)
                 log_notice(
                         "Maintenance hold: the preserved guests stay down until 'guestkeeperctl restore'");
                 bus_manager_emit(m, (const char *const[]){"Held", NULL});
+                manager_schedule_flush(m); /* the metrics */
         }
         manager_start_run(m, RUN_PRESERVE, false, only);
         m->run_set_hold = set_hold;
@@ -418,6 +422,7 @@ int manager_restore_guests(Manager *m, GHashTable *only)
                 m->record->hold = false; /* on disk with the run's record writes */
                 log_notice("Maintenance hold released");
                 bus_manager_emit(m, (const char *const[]){"Held", NULL});
+                manager_schedule_flush(m); /* the metrics */
         }
         want_inhibitor(m, true);
         m->restore_pending = true;
@@ -640,6 +645,7 @@ static void on_cache_listed(GuestCache *c, const char *uri, bool ok, void *userd
         if (ok)
                 (void) manager_maybe_restore(m);
         bus_manager_emit(m, (const char *const[]){"RestoreWaiting", NULL});
+        manager_schedule_flush(m); /* the metrics */
 }
 
 static const GuestCacheCallbacks cache_callbacks = {
@@ -721,6 +727,11 @@ Manager *manager_free(Manager *m)
         if (m->retry_source)
                 g_source_remove(m->retry_source);
         g_ptr_array_unref(m->plan_calls);
+        /* Waits for a write in flight: a few KiB, no fsync. */
+        file_writer_free(m->metrics_writer);
+        g_free(m->metrics_path);
+        g_free(m->metrics_text);
+        g_free(m->metrics_failed_path);
         manager_disconnect_bus(m);
         /* Not waited for: a job stuck in a hung libvirtd must not hang the exit. Jobs hold
          * references to their hypervisors, so these outlive them. */

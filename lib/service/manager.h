@@ -14,6 +14,7 @@
 #include "bus-polkit.h"
 #include "config.h"
 #include "engine.h"
+#include "file-writer.h"
 #include "guest-cache.h"
 #include "logind.h"
 #include "preflight.h"
@@ -108,6 +109,10 @@ typedef struct Manager {
         unsigned emitted_total, emitted_done, emitted_failed;
         double emitted_progress;
         char *emitted_in_flight;
+        /* The metrics textfile ([Metrics] TextfilePath=): what was last handed to the writer. */
+        FileWriter *metrics_writer;
+        char *metrics_path, *metrics_text;
+        char *metrics_failed_path; /* its write failed and was logged: not again until one succeeds */
 
         void (*on_exit)(struct Manager *m, int code, void *userdata);
         void *on_exit_userdata;
@@ -173,6 +178,8 @@ GPtrArray *manager_last_runs(Manager *m, bool all);
 void manager_counts(Manager *m, unsigned *ret_total, unsigned *ret_done, unsigned *ret_failed,
                     double *ret_progress);
 bool manager_inhibitor_held(Manager *m);
+/* Metrics(): OpenMetrics text (guestkeeper-metrics(7)), from the manager's own state. */
+char *manager_metrics(Manager *m);
 /* The guests of the run with a step under way (const EngineGuest*, in run order). */
 GPtrArray *manager_in_flight(Manager *m);
 
