@@ -281,6 +281,8 @@ class MetricsTest(Base):
         self.assertEqual(value(n, 'guestkeeper_guests', state='running'), 3)
         for (name, labels), v in parse(self.textfile_text()).items():
             self.assertEqual(n[(name, labels)], v, name)
+        # A clean exit (valgrind: no leak), the write in flight waited for.
+        self.assertEqual(self.daemon.stop(), 0)
 
     def test_reload_new_path_and_off(self):
         self.define('web1')
@@ -305,6 +307,7 @@ class MetricsTest(Base):
         harness.assert_never(lambda: os.stat(other).st_ino != inode, 0.5, 'the textfile rewritten when off')
         self.assertEqual(read(other), before)
         self.assertIn(f'Metrics textfile {other}: no longer updated', self.daemon.log_text())
+        self.assertEqual(self.daemon.stop(), 0)
 
     def test_write_error_logged_once(self):
         self.define('web1')
@@ -329,6 +332,7 @@ class MetricsTest(Base):
         wait_until(lambda: os.path.exists(bad), 10, 'the textfile written at last')
         self.promtool_ok(read(bad))
         wait_until(lambda: f'Metrics textfile {bad} written again' in self.daemon.log_text(), 10, 'said')
+        self.assertEqual(self.daemon.stop(), 0)
 
     def test_bad_path_is_a_config_error(self):
         for value_, what in (('guestkeeper.prom', 'relative'), ('/var/lib/x/guestkeeper.txt', 'not .prom')):
@@ -357,6 +361,7 @@ class MetricsTest(Base):
         text, m = self.metrics()
         self.assertIn('guest="we\\"ird\\\\name"', text)
         self.assertEqual(value(m, 'guestkeeper_last_run_guests', kind='preserve', outcome='saved'), 1)
+        self.assertEqual(self.daemon.stop(), 0)
 
 
 if __name__ == '__main__':
