@@ -43,6 +43,7 @@ SAVE_ALL_ONE_AT_A_TIME = '[Guests]\nURIs=qemu:///system\n[Shutdown]\nSave=all\nP
 # Two small guests (saved in ~2 s each) for the tests about what comes back, not about the save.
 TWO_GUESTS = [('small', 128, 0), ('medium', 256, 100)]
 SYSTEM_URI = '[Guests]\nURIs=qemu:///system\n'
+PROM = '/var/lib/prometheus/node-exporter/guestkeeper.prom'
 
 
 def seconds_of_day(stamp):
@@ -267,6 +268,7 @@ class SystemTest(unittest.TestCase):
         a tree where the test installs the package itself."""
         stage = os.path.join(self.tmp, 'stage')
         os.makedirs(os.path.join(stage, 'var/lib/gk-guest'))
+        os.makedirs(os.path.join(stage, PROM.lstrip('/').rsplit('/', 1)[0]))  # as prometheus-node-exporter ships it
         env = dict(os.environ, DESTDIR=stage)
         if install_project:
             run(['meson', 'install', '-C', self.build, '--quiet'], env=env)
@@ -350,7 +352,9 @@ class SystemTest(unittest.TestCase):
             self.assertGreater(int(r[name]['last_tick']), int(r[name]['tick_before']), r)
 
     def test_guestkeeper_service(self):
-        self.prepare(['guestkeeper.service'], config=SAVE_ALL_ONE_AT_A_TIME)
+        # The textfile in Debian's node_exporter directory: the unit (ProtectSystem=strict) must let
+        # the daemon write there.
+        self.prepare(['guestkeeper.service'], config=SAVE_ALL_ONE_AT_A_TIME + f'[Metrics]\nTextfilePath={PROM}\n')
         self.c.boot()
         first = self.c.journal(0)
         # The shutdown: a real PrepareForShutdown, the saves, and the stop carried past
@@ -400,6 +404,8 @@ class SystemTest(unittest.TestCase):
         self.assertIn('Subject: A guestkeeper preserve run has finished', explained)
         self.assertIn(f'The preserve run {shutdown_run["ID"]} (reason: poweroff)', explained)
         self.assertIn('is over: 3 of 3 guests done, none failed.', explained)
+        metrics = self.read(PROM)
+        self.assertIn('guestkeeper_last_run_guests{kind="preserve",outcome="saved"} 3\n', metrics)
 
         self.c.boot()
         r = self.results()
@@ -408,6 +414,7 @@ class SystemTest(unittest.TestCase):
         self.assertRegex(second, r'Restore run finished: 3 guests, 3 done, 0 failed')
         restore_run = self.runs_kept()[1]
         self.assertEqual((restore_run['Kind'], restore_run['Reason'], restore_run['Done']), ('restore', 'start-up', '3'))
+        self.assertIn('guestkeeper_last_run_guests{kind="restore",outcome="restored"} 3\n', self.read(PROM))
 
     def runs_kept(self):
         """The [Run] sections of the container's run history, oldest first."""
