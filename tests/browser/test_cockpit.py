@@ -140,11 +140,17 @@ class CockpitPage(unittest.TestCase):
     def setUpClass(cls):
         cls.lvdir = harness.Workdir()
         cls.libvirtd = harness.Libvirtd(cls.lvdir.path)
-        # The package directory Cockpit looks in, holding the page's source files.
+        # The package directory Cockpit looks in, holding a copy of the page's files: readable by
+        # the unprivileged session too (a checkout under /root is not).
         cls.data_dir = tempfile.mkdtemp(prefix='gk-cockpit-data-')
         os.chmod(cls.data_dir, 0o755)
         os.makedirs(os.path.join(cls.data_dir, 'cockpit'))
-        os.symlink(PAGE_SRC, os.path.join(cls.data_dir, 'cockpit', 'guestkeeper'))
+        page = os.path.join(cls.data_dir, 'cockpit', 'guestkeeper')
+        shutil.copytree(PAGE_SRC, page, ignore=shutil.ignore_patterns('meson.build', 'package*.json'))
+        for d, _, files in os.walk(page):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
         os.makedirs(SCREENSHOTS, exist_ok=True)
 
     @classmethod

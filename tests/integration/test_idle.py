@@ -50,8 +50,14 @@ class IdleTest(Base):
             now = harness.thread_stats(pid)
             return sum(n - before.get(tid, (None, 0))[1] for tid, (_, n) in now.items())
 
-        harness.assert_never(lambda: woke() > self.BOUND, self.WINDOW,
-                             f'more than {self.BOUND} wake-ups of the idle daemon in {self.WINDOW} s')
+        try:
+            harness.assert_never(lambda: woke() > self.BOUND, self.WINDOW,
+                                 f'more than {self.BOUND} wake-ups of the idle daemon in {self.WINDOW} s')
+        except AssertionError as e:
+            now = harness.thread_stats(pid)
+            woken = {f'{name}[{tid}]': n - before.get(tid, (None, 0))[1] for tid, (name, n) in now.items()}
+            raise AssertionError(f'{e}; per thread: {woken}; the daemon\'s log ends:\n'
+                                 + self.daemon.log_text()[-2000:]) from None
         self.assertEqual(self.client.get('State'), 'idle')
 
 
