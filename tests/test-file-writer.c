@@ -12,6 +12,14 @@ typedef struct Seen {
         char *last_path;
 } Seen;
 
+/* Whether @path holds @text now. */
+static bool file_holds(const char *path, const char *text)
+{
+        g_autofree char *data = NULL;
+
+        return g_file_get_contents(path, &data, NULL, NULL) && g_str_equal(data, text);
+}
+
 static void on_written(FileWriter *w, const char *path, int r, void *userdata)
 {
         Seen *s = userdata;
@@ -26,7 +34,6 @@ START_TEST(test_newest_text_wins)
 {
         g_autofree char *dir = g_dir_make_tmp("gk-fw-XXXXXX", NULL);
         g_autofree char *path = g_build_filename(dir, "x.prom", NULL);
-        g_autofree char *data = NULL;
         Seen seen = {};
         FileWriter *w = file_writer_new(0644, on_written, &seen);
         mode_t old = umask(077);
@@ -37,8 +44,7 @@ START_TEST(test_newest_text_wins)
 
                 file_writer_write(w, path, text);
         }
-        RUN_UNTIL(seen.writes > 0 && g_file_get_contents(path, &data, NULL, NULL) &&
-                  g_str_equal(data, "v 99\n"));
+        RUN_UNTIL(seen.writes > 0 && file_holds(path, "v 99\n"));
         /* The first write, then only the newest of the 99 that came while it ran. */
         RUN_UNTIL(seen.writes == 2);
         ck_assert_int_eq(seen.last_r, 0);
