@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.request
 
@@ -42,18 +41,12 @@ WAIT = 30 * harness.SCALE
 USER = 'nobody'
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 class CockpitWs:
     """cockpit-ws --local-session: no login, the bridge runs as the user that runs cockpit-ws
     (root, or @user through setpriv), with the page's package found through XDG_DATA_DIRS."""
 
     def __init__(self, workdir, bus, data_dir, user=None):
-        self.port = free_port()
+        self.port = harness.free_port()
         self.log_path = os.path.join(workdir, f'cockpit-ws-{user or "root"}.log')
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address, XDG_DATA_DIRS=f'{data_dir}:/usr/share')
         for k in ('XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS'):
@@ -85,13 +78,7 @@ class CockpitWs:
             return f.read()[-3000:]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        harness.stop_process(self.proc, 10)
 
 
 def start_browser(width=1280, height=1100):

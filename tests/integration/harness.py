@@ -420,13 +420,8 @@ class Libvirtd:
             notify.close()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 20)
         self.proc = None
 
     def log_tail(self):
@@ -524,14 +519,8 @@ class Daemon:
             return ''
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
+            stop_process(self.proc, 30)
             self.log.close()
             self.check_wrapper_report()
         return self.proc.returncode if self.proc else None
@@ -670,6 +659,24 @@ class Workdir:
             print('kept', self.path)
             return
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc, timeout):
+    """SIGTERM, then SIGKILL if @proc has not exited within @timeout s; reaps it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def setup_environment(tc):

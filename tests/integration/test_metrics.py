@@ -7,8 +7,6 @@ its textfile collector, scraped over HTTP on 127.0.0.1."""
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import unittest
@@ -59,12 +57,6 @@ def series(samples, name):
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class MetricsTest(Base):
@@ -163,23 +155,14 @@ class MetricsTest(Base):
         return run
 
     def start_node_exporter(self):
-        port = free_port()
+        port = harness.free_port()
         log = open(os.path.join(self.wd.path, 'node-exporter.log'), 'wb')
         self.addCleanup(log.close)
         proc = subprocess.Popen([NODE_EXPORTER, f'--web.listen-address=127.0.0.1:{port}',
                                  '--collector.disable-defaults', '--collector.textfile',
                                  f'--collector.textfile.directory={self.textdir}'],
                                 stdout=log, stderr=subprocess.STDOUT)
-
-        def stop():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.addCleanup(stop)
+        self.addCleanup(harness.stop_process, proc, 10)
         url = f'http://127.0.0.1:{port}/metrics'
 
         def scrape():
