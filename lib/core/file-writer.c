@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "file-writer.h"
 
-#include "util.h"
 #include <string.h>
 
+#include "util.h"
 #include "worker.h"
 
 struct FileWriter {
