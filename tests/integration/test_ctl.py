@@ -454,8 +454,11 @@ class CtlTest(Base):
         self.assertEqual(g['outcome'], 'poweroff')
         out = self.ctl('last-run').stdout
         self.assertRegex(out, r'\n      save +\+\S+ s +\S+ s  failed: save failed: ')
-        # The next run is numbered after the file set aside.
-        self.assertTrue(any(n.startswith('00000004-') for n in os.listdir(os.path.dirname(bad))))
+        # The next run is numbered after the file set aside. LastRuns() answers from memory at
+        # once; the file is written on a worker after it.
+        harness.wait_until(lambda: any(n.startswith('00000004-') for n in os.listdir(os.path.dirname(bad))), 15,
+                           'the run written as 00000004-*.run')
+        self.assertFalse(any(n.startswith('00000001-') for n in os.listdir(os.path.dirname(bad))))
 
     def test_run_id_in_the_journal(self):
         """Every journal entry of a run carries GUESTKEEPER_RUN_ID=, the id last-run shows;
