@@ -269,9 +269,8 @@ class SystemTest(unittest.TestCase):
         stage = os.path.join(self.tmp, 'stage')
         os.makedirs(os.path.join(stage, 'var/lib/gk-guest'))
         os.makedirs(os.path.join(stage, PROM.lstrip('/').rsplit('/', 1)[0]))  # as prometheus-node-exporter ships it
-        env = dict(os.environ, DESTDIR=stage)
         if install_project:
-            run(['meson', 'install', '-C', self.build, '--quiet'], env=env)
+            self.install_into(stage)
         g = os.path.join(stage, 'var/lib/gk-guest')
         shutil.copy(os.path.join(self.image, 'vmlinuz'), g)
         shutil.copy(os.path.join(self.image, 'initramfs.gz'), g)
@@ -331,6 +330,10 @@ class SystemTest(unittest.TestCase):
         with open(os.path.join(stage, 'etc/systemd/logind.conf.d/test.conf'), 'w') as f:
             f.write('[Login]\nInhibitDelayMaxSec=1\n')
         self.c.in_overlay(f'tar -C {stage} -cf - . | tar -C {self.c.merged} -xf - --keep-directory-symlink')
+
+    def install_into(self, stage):
+        """The project as `meson install` puts it, under @stage."""
+        run(['meson', 'install', '-C', self.build, '--quiet'], env=dict(os.environ, DESTDIR=stage))
 
     def read(self, path):
         with open(self.c.path(path)) as f:
