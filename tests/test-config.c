@@ -42,6 +42,7 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(c->parallel_saves, 4);
         ck_assert_uint_eq(c->parallel_shutdowns, 0);
         ck_assert(!c->bypass_cache);
+        ck_assert_uint_eq(c->save_channels, CONFIG_SAVE_CHANNELS_AUTO);
         ck_assert(c->restore);
         ck_assert_uint_eq(c->start_delay_usec, 0);
         ck_assert_uint_eq(c->parallel_starts, 4);
@@ -80,6 +81,7 @@ START_TEST(test_every_key)
                                                "ParallelSaves=0\n"
                                                "ParallelShutdowns=7\n"
                                                "BypassCache=yes\n"
+                                               "SaveChannels=3\n"
                                                "[Boot]\n"
                                                "Restore=no\n"
                                                "StartDelaySec=3\n"
@@ -103,6 +105,7 @@ START_TEST(test_every_key)
         ck_assert_uint_eq(c->parallel_saves, 0);
         ck_assert_uint_eq(c->parallel_shutdowns, 7);
         ck_assert(c->bypass_cache);
+        ck_assert_uint_eq(c->save_channels, 3);
         ck_assert(!c->restore);
         ck_assert_uint_eq(c->start_delay_usec, 3 * USEC_PER_SEC);
         ck_assert_uint_eq(c->parallel_starts, 1);
@@ -137,6 +140,8 @@ static const struct {
         {"Shutdown", "ParallelSaves", "two", "\"two\" is not a non-negative integer"},
         {"Shutdown", "ParallelShutdowns", "0x10", "\"0x10\" is not a non-negative integer"},
         {"Shutdown", "BypassCache", "maybe", "\"maybe\" is not a boolean (yes/no)"},
+        {"Shutdown", "SaveChannels", "256", "\"256\" is not auto or a number of channels from 0 to 255"},
+        {"Shutdown", "SaveChannels", "Auto", "\"Auto\" is not auto or a number of channels from 0 to 255"},
         {"Boot", "Restore", "2", "\"2\" is not a boolean (yes/no)"},
         {"Boot", "StartDelaySec", "abc",
          "\"abc\" is not a time span (seconds, or e.g. \"5min\", \"1h 30s\")"},

@@ -984,6 +984,56 @@ START_TEST(test_bypass_cache_reaches_save_and_start)
 }
 END_TEST
 
+START_TEST(test_save_channels_reach_file_saves_and_restores)
+{
+        g_autoptr(Run) pre = NULL, post = NULL;
+        SaveRequest req;
+
+        /* Two transient guests of 1 GiB, one persistent; a host with 4 CPUs. */
+        config->save = SCOPE_ALL;
+        ADD(.name = "t1", .memory_kib = 1024 * 1024);
+        ADD(.name = "t2", .memory_kib = 1024 * 1024);
+        ADD(.name = "p", .persistent = true, .memory_kib = 1024 * 1024);
+        fake_set_parallel(hv, 4);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert(fake_last_request(hv, "t1", FAKE_SAVE, &req));
+        ck_assert_uint_eq(req.channels, SAVE_CHANNELS_AUTO);
+        ck_assert_uint_eq(req.memory_kib, 1024 * 1024);
+        ck_assert_uint_eq(req.concurrent, 3); /* ParallelSaves=4, three saves */
+        /* 4 CPUs shared by 3 saves: one channel each. */
+        ck_assert(testlib_has_message(pre->messages, "Saved t1 in the sparse format over 1 channel"));
+        ck_assert(testlib_has_message(pre->messages, "Saved t2 in the sparse format over 1 channel"));
+        /* A managed save has no channels. */
+        ck_assert(!testlib_has_message(pre->messages, "Saved p in the sparse format"));
+
+        post = run_to_end(RUN_RESTORE);
+        ck_assert(fake_last_request(hv, "t1", FAKE_START, &req));
+        ck_assert_uint_eq(req.channels, SAVE_CHANNELS_AUTO);
+        ck_assert_uint_eq(req.concurrent, 3); /* ParallelStarts=4, three starts */
+        ck_assert(testlib_has_message(post->messages, "Restored t1 in the sparse format over 1 channel"));
+        ck_assert_int_eq(fake_guest_state(hv, "t1"), GUEST_STATE_RUNNING);
+
+        /* One save at a time: it has the CPUs to itself, and a 1 GiB guest takes 4 channels. */
+        config->parallel_saves = 1;
+        g_clear_pointer(&pre, run_free);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert(fake_last_request(hv, "t2", FAKE_SAVE, &req));
+        ck_assert_uint_eq(req.concurrent, 1);
+        ck_assert(testlib_has_message(pre->messages, "Saved t2 in the sparse format over 4 channels"));
+        g_clear_pointer(&post, run_free);
+        post = run_to_end(RUN_RESTORE);
+
+        /* SaveChannels=0: the plain format. */
+        config->save_channels = 0;
+        g_clear_pointer(&pre, run_free);
+        pre = run_to_end(RUN_PRESERVE);
+        ck_assert(fake_last_request(hv, "t1", FAKE_SAVE, &req));
+        ck_assert_uint_eq(req.channels, 0);
+        ck_assert(!testlib_has_message(pre->messages, "sparse format"));
+        ck_assert_int_eq(fake_guest_state(hv, "t1"), _GUEST_STATE_INVALID); /* saved to its file */
+}
+END_TEST
+
 START_TEST(test_restore_failed_skipped_unwritten_outcome_started)
 {
         g_autoptr(Run) post = NULL;
@@ -1150,6 +1200,7 @@ int main(void)
         tcase_add_test(tr, test_restore_transient_shutdown_recreated_from_xml);
         tcase_add_test(tr, test_restore_failed_skipped_unwritten_outcome_started);
         tcase_add_test(tr, test_bypass_cache_reaches_save_and_start);
+        tcase_add_test(tr, test_save_channels_reach_file_saves_and_restores);
         suite_add_tcase(s, tc);
         suite_add_tcase(s, tr);
         return testlib_run_suite(s);

@@ -202,6 +202,72 @@ START_TEST(test_preserve_and_restore_save_all)
 }
 END_TEST
 
+#define SCRATCH_UUID "6695eb01-f6a4-8304-79aa-97f2502e0004"
+
+/* The test driver is not QEMU: file saves take the plain path, and nobody is told. */
+START_TEST(test_file_save_plain_on_other_drivers)
+{
+        g_autofree char *file = g_build_filename(dir, "scratch.save", NULL);
+        g_autofree char *err = NULL;
+        SaveRequest req = {.file = file,
+                           .channels = SAVE_CHANNELS_AUTO,
+                           .memory_kib = 1 << 20,
+                           .concurrent = 1};
+        SaveOutcome out = {};
+
+        ck_assert_msg(hv->ops->save(hv, SCRATCH_UUID, &req, &out, &err) == 0, "%s", err);
+        ck_assert_uint_eq(out.channels, 0);
+        ck_assert_ptr_null(out.note);
+        ck_assert_int_eq(state_of("scratch"), -1);
+        ck_assert_msg(hv->ops->restore(hv, &req, &out, &err) == 0, "%s", err);
+        ck_assert_ptr_null(out.note);
+        ck_assert_int_eq(state_of("scratch"), VIR_DOMAIN_RUNNING);
+}
+END_TEST
+
+/* A connection taken for one with parallel saves whose libvirt refuses them (the test driver
+ * has no virDomainSaveParams): the save falls back to the plain path, and only the first
+ * refusal says why. */
+START_TEST(test_parallel_save_refused_falls_back_once)
+{
+        g_autofree char *f1 = g_build_filename(dir, "scratch.save", NULL);
+        g_autofree char *f2 = g_build_filename(dir, "web1.save", NULL);
+        g_autofree char *err = NULL;
+        SaveRequest req = {.file = f1,
+                           .channels = SAVE_CHANNELS_AUTO,
+                           .memory_kib = 1 << 20,
+                           .concurrent = 1};
+        SaveOutcome out = {};
+
+        hypervisor_libvirt_assume_parallel(hv, 4);
+        ck_assert_msg(hv->ops->save(hv, SCRATCH_UUID, &req, &out, &err) == 0, "%s", err);
+        ck_assert_uint_eq(out.channels, 0);
+        ck_assert_ptr_nonnull(out.note);
+        ck_assert_msg(strstr(out.note, "libvirt refused the parallel save") &&
+                              strstr(out.note, "virDomainSaveParams"),
+                      "%s", out.note);
+        g_clear_pointer(&out.note, g_free);
+        ck_assert_int_eq(state_of("scratch"), -1);
+        ck_assert(g_file_test(f1, G_FILE_TEST_IS_REGULAR));
+
+        req.file = f2;
+        ck_assert_msg(hv->ops->save(hv, "6695eb01-f6a4-8304-79aa-97f2502e0001", &req, &out, &err) == 0, "%s",
+                      err);
+        ck_assert_ptr_null(out.note); /* said once */
+        ck_assert_int_eq(state_of("web1"), VIR_DOMAIN_SHUTOFF);
+
+        /* The restore's refusal, on a connection asked afresh. */
+        hypervisor_libvirt_assume_parallel(hv, 4);
+        req.file = f1;
+        ck_assert_msg(hv->ops->restore(hv, &req, &out, &err) == 0, "%s", err);
+        ck_assert_ptr_nonnull(out.note);
+        ck_assert_msg(strstr(out.note, "libvirt refused the parallel restore"), "%s", out.note);
+        g_clear_pointer(&out.note, g_free);
+        ck_assert_uint_eq(out.channels, 0);
+        ck_assert_int_eq(state_of("scratch"), VIR_DOMAIN_RUNNING);
+}
+END_TEST
+
 START_TEST(test_default_config_transient_shut_down_and_recreated)
 {
         g_autoptr(Engine) pre = NULL, post = NULL;
@@ -268,6 +334,8 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_domain_xml_scan);
         tcase_add_test(tc, test_preserve_and_restore_save_all);
+        tcase_add_test(tc, test_file_save_plain_on_other_drivers);
+        tcase_add_test(tc, test_parallel_save_refused_falls_back_once);
         tcase_add_test(tc, test_default_config_transient_shut_down_and_recreated);
         tcase_add_test(tc, test_graceful_shutdown_without_save);
         tcase_add_test(tc, test_unreachable_uri);

@@ -17,6 +17,7 @@ typedef enum KeyType {
         KEY_SHUTDOWN_MODE,
         KEY_PATH,
         KEY_TEXTFILE,
+        KEY_CHANNELS,
 } KeyType;
 
 typedef struct KeyDef {
@@ -42,6 +43,7 @@ static const KeyDef keys[] = {
         KEY("Shutdown", "ParallelSaves", KEY_UNSIGNED, parallel_saves),
         KEY("Shutdown", "ParallelShutdowns", KEY_UNSIGNED, parallel_shutdowns),
         KEY("Shutdown", "BypassCache", KEY_BOOL, bypass_cache),
+        KEY("Shutdown", "SaveChannels", KEY_CHANNELS, save_channels),
         KEY("Shutdown", "ShutdownMode", KEY_SHUTDOWN_MODE, shutdown_mode),
         KEY("Shutdown", "ShutdownRepeatSec", KEY_SECONDS, shutdown_repeat_usec),
         KEY("Shutdown", "ManagedSaveDirectory", KEY_PATH, managed_save_dir),
@@ -93,6 +95,7 @@ Config *config_new_default(void)
         c->parallel_saves = 4; /* measured: docs/performance.md, "ParallelSaves" */
         c->parallel_shutdowns = 0;
         c->bypass_cache = false;
+        c->save_channels = CONFIG_SAVE_CHANNELS_AUTO;
         c->restore = true;
         c->start_delay_usec = 0;
         c->parallel_starts = 4;
@@ -487,6 +490,20 @@ static int apply_key(Config *c, const KeyDef *def, const char *value, char **ret
                                             ? g_strdup_printf("\"%s\" is too large (at most %u)", value,
                                                               CONFIG_COUNT_MAX)
                                             : g_strdup_printf("\"%s\" is not a non-negative integer", value);
+                        return r;
+                }
+                *(unsigned *) field = u;
+                return 0;
+        case KEY_CHANNELS:
+                if (streq_ptr(value, "auto")) {
+                        *(unsigned *) field = CONFIG_SAVE_CHANNELS_AUTO;
+                        return 0;
+                }
+                r = config_parse_unsigned(value, CONFIG_SAVE_CHANNELS_MAX, &u);
+                if (r < 0) {
+                        *ret_what =
+                                g_strdup_printf("\"%s\" is not auto or a number of channels from 0 to %u",
+                                                value, CONFIG_SAVE_CHANNELS_MAX);
                         return r;
                 }
                 *(unsigned *) field = u;

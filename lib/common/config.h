@@ -59,6 +59,10 @@ typedef struct GuestSection {
 GuestSection *guest_section_free(GuestSection *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GuestSection, guest_section_free);
 
+/* SaveChannels=auto, and the most QEMU takes (multifd-channels). */
+#define CONFIG_SAVE_CHANNELS_AUTO G_MAXUINT
+#define CONFIG_SAVE_CHANNELS_MAX  255u
+
 /* The parsed configuration: a plain struct, every key of guestkeeper.conf(5). Times in µs. */
 typedef struct Config {
         char **uris; /* "default" kept as is: the hypervisor layer resolves it */
@@ -70,6 +74,7 @@ typedef struct Config {
         unsigned parallel_saves;       /* 0 = no limit */
         unsigned parallel_shutdowns;   /* 0 = no limit */
         bool bypass_cache;
+        unsigned save_channels; /* CONFIG_SAVE_CHANNELS_AUTO, 0 = the plain format, N channels */
         bool restore;
         guint64 start_delay_usec;
         guint64 connect_timeout_usec; /* a URI silent that long is unreachable for the run; 0 = none */

@@ -49,6 +49,9 @@ void guest_start_step(Guest *g, Step s)
                         EngineJob *j = engine_job_new(e, JOB_SAVE, g, NULL);
                         j->job.flag = e->config->bypass_cache;
                         j->job.abort_jobs = e->config->abort_jobs;
+                        j->job.channels = e->config->save_channels;
+                        j->job.memory_kib = g->pub.memory_kib;
+                        j->job.concurrent = e->concurrent;
                         if (!g->pub.persistent) {
                                 g_free(g->save_file);
                                 g->save_file = g_strdup_printf("%s/%s.save", e->save_dir, g->pub.uuid);
@@ -168,6 +171,7 @@ void guest_on_save_done(Guest *g, EngineJob *j)
         if (j->job.aborted)
                 engine_say(e, ENGINE_LEVEL_NOTICE, g, NULL, "Aborted the %s job of %s to save it",
                            j->job.aborted, g->pub.name);
+        engine_say_save_outcome(e, g, &j->job);
 
         if (scheduler_holds(e->sched, g, SCHED_SAVE))
                 guest_release_slots(g);
@@ -353,6 +357,8 @@ static void engine_preflight(Engine *e)
         }
         preflight_plan(e->dirs, e->n_dirs, &e->speed, e->config->parallel_saves, e->config->deadline_usec,
                        pg, e->guests->len, &plan);
+        e->concurrent =
+                e->config->parallel_saves > 0 ? MIN(e->config->parallel_saves, plan.saves) : plan.saves;
         for (guint i = 0; i < e->guests->len; i++) {
                 Guest *g = e->guests->pdata[i];
 

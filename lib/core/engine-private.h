@@ -111,7 +111,8 @@ struct Engine {
         Phase phase;
         bool cancelled;
         bool deadline_passed;
-        GPtrArray *guests; /* Guest*, run order */
+        GPtrArray *guests;   /* Guest*, run order */
+        unsigned concurrent; /* saves (preserve) or starts (restore) that run at once, at most */
         Scheduler *sched;
         unsigned awaiting_agent; /* restored guests whose agent has not answered yet */
         bool group_known;
@@ -149,6 +150,8 @@ typedef struct EngineJob {
 void engine_say_about(Engine *e, EngineLevel level, EngineTopic topic, Guest *g, const char *uri,
                       const char *fmt, ...) G_GNUC_PRINTF(6, 7);
 #define engine_say(e, level, g, uri, ...) engine_say_about(e, level, ENGINE_TOPIC_NONE, g, uri, __VA_ARGS__)
+/* What a save or save-file restore did beyond its request: the channels, libvirt's refusal. */
+void engine_say_save_outcome(Engine *e, Guest *g, const Job *j);
 void engine_note_progress(Engine *e);
 void guest_set_outcome(Guest *g, Outcome o);
 void engine_record_touch(Engine *e);

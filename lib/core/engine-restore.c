@@ -105,6 +105,8 @@ void guest_start_restore(Guest *g)
                 j = engine_job_new(e, JOB_RESTORE, g, NULL);
                 j->job.file = g_strdup(g->save_file);
                 j->job.flag = e->config->bypass_cache;
+                j->job.channels = e->config->save_channels;
+                j->job.concurrent = e->concurrent;
         } else if (g->xml) {
                 j = engine_job_new(e, JOB_CREATE, g, NULL);
                 j->job.xml = g_strdup(g->xml);
@@ -124,6 +126,7 @@ void guest_on_start_done(Guest *g, EngineJob *j)
         Engine *e = g->engine;
 
         guest_release_slots(g); /* a StartDelaySec starts now */
+        engine_say_save_outcome(e, g, &j->job);
         if (g->pub.finished)
                 return;
         if (j->job.r >= 0) {
@@ -223,4 +226,6 @@ void engine_begin_restore(Engine *e)
                 g->xml = g_strdup(rg->xml);
                 g->pub.error = g_strdup(rg->error);
         }
+        e->concurrent = e->config->parallel_starts > 0 ? MIN(e->config->parallel_starts, e->guests->len)
+                                                       : e->guests->len;
 }

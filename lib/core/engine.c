@@ -44,6 +44,16 @@ void engine_say_about(Engine *e, EngineLevel level, EngineTopic topic, Guest *g,
                        e->userdata);
 }
 
+void engine_say_save_outcome(Engine *e, Guest *g, const Job *j)
+{
+        if (j->outcome.note)
+                engine_say(e, ENGINE_LEVEL_WARNING, g, NULL, "%s", j->outcome.note);
+        if (j->r >= 0 && j->outcome.channels > 0)
+                engine_say(e, ENGINE_LEVEL_INFO, g, NULL, "%s %s in the sparse format over %u channel%s",
+                           j->kind == JOB_SAVE ? "Saved" : "Restored", g->pub.name, j->outcome.channels,
+                           j->outcome.channels == 1 ? "" : "s");
+}
+
 void engine_note_progress(Engine *e)
 {
         e->last_progress = now_usec();

@@ -22,6 +22,9 @@ void job_init_copy(Job *j, const Job *from)
         j->mode = from->mode;
         j->retry_usec = from->retry_usec;
         j->abort_jobs = from->abort_jobs;
+        j->channels = from->channels;
+        j->memory_kib = from->memory_kib;
+        j->concurrent = from->concurrent;
 }
 
 void job_clear(Job *j)
@@ -31,6 +34,7 @@ void job_clear(Job *j)
         g_clear_pointer(&j->xml, g_free);
         g_clear_pointer(&j->error, g_free);
         g_clear_pointer(&j->aborted, g_free);
+        g_clear_pointer(&j->outcome.note, g_free);
         g_clear_pointer(&j->list, g_ptr_array_unref);
         g_clear_pointer(&j->hv, hypervisor_unref);
 }
@@ -81,10 +85,22 @@ static int end_domain_job(Job *j)
         return 0;
 }
 
+static SaveRequest save_request(const Job *j)
+{
+        return (SaveRequest){
+                .file = j->file,
+                .bypass_cache = j->flag,
+                .channels = j->channels,
+                .memory_kib = j->memory_kib,
+                .concurrent = j->concurrent,
+        };
+}
+
 void job_run(gpointer p)
 {
         Job *j = p;
         const HypervisorOps *ops = j->hv->ops;
+        SaveRequest req = save_request(j);
         guint64 until;
 
         switch (j->kind) {
@@ -104,7 +120,7 @@ void job_run(gpointer p)
                 if (j->r >= 0) {
                         guint64 start = now_usec();
 
-                        j->r = ops->save(j->hv, j->uuid, j->file, j->flag, &j->error);
+                        j->r = ops->save(j->hv, j->uuid, &req, &j->outcome, &j->error);
                         j->save_usec = now_usec() - start;
                 }
                 break;
@@ -124,7 +140,7 @@ void job_run(gpointer p)
                 j->r = ops->start(j->hv, j->uuid, j->flag, &j->error);
                 break;
         case JOB_RESTORE:
-                j->r = ops->restore(j->hv, j->file, j->flag, &j->error);
+                j->r = ops->restore(j->hv, &req, &j->outcome, &j->error);
                 break;
         case JOB_CREATE:
                 j->r = ops->create_xml(j->hv, j->xml, &j->error);

@@ -36,14 +36,19 @@ typedef struct Job {
         unsigned mode;      /* JOB_SHUTDOWN: SHUTDOWN_MODE_* */
         guint64 retry_usec; /* JOB_LIST: how long an unreachable URI is retried */
         bool abort_jobs;    /* JOB_SAVE: abort a domain job under way first (else fail) */
+        /* JOB_SAVE, JOB_RESTORE: as SaveRequest's fields of the same names */
+        unsigned channels;
+        guint64 memory_kib;
+        unsigned concurrent;
         /* result */
         int r;
         char *error;
         GPtrArray *list; /* JOB_LIST: GuestInfo* */
         GuestState state;
         guint64 processed, total;
-        char *aborted;     /* JOB_SAVE: the domain job aborted before the save ("dump"), or NULL */
-        guint64 save_usec; /* JOB_SAVE: how long the save itself took */
+        char *aborted;       /* JOB_SAVE: the domain job aborted before the save ("dump"), or NULL */
+        guint64 save_usec;   /* JOB_SAVE: how long the save itself took */
+        SaveOutcome outcome; /* JOB_SAVE, JOB_RESTORE */
 } Job;
 
 void job_init(Job *j, JobKind kind, Hypervisor *hv, const char *uuid);

@@ -22,6 +22,7 @@ typedef struct FakeGuest {
         guint64 save_started;
         unsigned calls[_FAKE_COUNTER_MAX];
         bool bypass[_FAKE_COUNTER_MAX];
+        SaveRequest last_request[_FAKE_COUNTER_MAX]; /* FAKE_SAVE, FAKE_START (restores); no file */
 } FakeGuest;
 
 typedef struct FakeHypervisor {
@@ -32,6 +33,7 @@ typedef struct FakeHypervisor {
         bool unreachable;
         bool gate_closed;
         GCond gate;
+        unsigned parallel_cpus; /* offers parallel-channel saves on a host with this many CPUs; 0 = no */
 } FakeHypervisor;
 
 #define FK(h) ((FakeHypervisor *) (h))
@@ -171,8 +173,23 @@ static void set_stopped(Hypervisor *h, FakeGuest *g, GuestState st, StopReason w
         hypervisor_dispatch_async(h, g->uuid, GUEST_EVENT_STOPPED, why);
 }
 
-static int fk_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
+/* Lock held. As the libvirt backend: a file save or restore on a connection that offers it. */
+static void note_request(FakeHypervisor *f, FakeGuest *g, FakeCounter c, const SaveRequest *req,
+                         SaveOutcome *ret_outcome)
 {
+        g->bypass[c] = req->bypass_cache;
+        g->last_request[c] = *req;
+        g->last_request[c].file = NULL;
+        ret_outcome->channels = req->file && f->parallel_cpus > 0
+                                        ? save_channels_pick(req->channels, req->memory_kib,
+                                                             f->parallel_cpus, req->concurrent)
+                                        : 0;
+}
+
+static int fk_save(Hypervisor *h, const char *uuid, const SaveRequest *req, SaveOutcome *ret_outcome,
+                   char **ret_error)
+{
+        const char *file = req->file;
         FakeHypervisor *f = FK(h);
         g_autofree char *name = NULL;
         FakeGuest *g;
@@ -194,7 +211,7 @@ static int fk_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
                 return r;
         }
         enter(f, g, FAKE_SAVE);
-        g->bypass[FAKE_SAVE] = bypass_cache;
+        note_request(f, g, FAKE_SAVE, req, ret_outcome);
         ms = g->spec.save_ms;
         g->save_started = now_usec();
         name = g_strdup(g->name);
@@ -390,8 +407,9 @@ static int fk_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **r
         return r;
 }
 
-static int fk_restore(Hypervisor *h, const char *file, bool bypass_cache, char **ret_error)
+static int fk_restore(Hypervisor *h, const SaveRequest *req, SaveOutcome *ret_outcome, char **ret_error)
 {
+        const char *file = req->file;
         g_autofree char *data = NULL;
         g_auto(GStrv) parts = NULL;
         FakeGuest *g;
@@ -409,6 +427,7 @@ static int fk_restore(Hypervisor *h, const char *file, bool bypass_cache, char *
                 g_mutex_unlock(&h->lock);
                 return fail(ret_error, -ENOENT, "unknown guest in %s", file);
         }
+        note_request(FK(h), g, FAKE_START, req, ret_outcome);
         r = do_start(h, g, ret_error);
         g_mutex_unlock(&h->lock);
         return r;
@@ -637,6 +656,25 @@ bool fake_last_bypass(Hypervisor *h, const char *name, FakeCounter c)
         b = g && g->bypass[c];
         g_mutex_unlock(&h->lock);
         return b;
+}
+
+bool fake_last_request(Hypervisor *h, const char *name, FakeCounter c, SaveRequest *ret)
+{
+        FakeGuest *g;
+
+        g_mutex_lock(&h->lock);
+        g = find(FK(h), NULL, name);
+        if (g)
+                *ret = g->last_request[c];
+        g_mutex_unlock(&h->lock);
+        return g;
+}
+
+void fake_set_parallel(Hypervisor *h, unsigned host_cpus)
+{
+        g_mutex_lock(&h->lock);
+        FK(h)->parallel_cpus = host_cpus;
+        g_mutex_unlock(&h->lock);
 }
 
 unsigned fake_peak(Hypervisor *h, FakeCounter c)

@@ -55,6 +55,12 @@ bool fake_has_managed_save(Hypervisor *h, const char *name);
 unsigned fake_calls(Hypervisor *h, const char *name, FakeCounter c);
 /* Whether the guest's last save / start asked to bypass the page cache. */
 bool fake_last_bypass(Hypervisor *h, const char *name, FakeCounter c);
+/* The guest's last save (FAKE_SAVE) or save-file restore (FAKE_START) request, its file NULL;
+ * false if there is no such guest. */
+bool fake_last_request(Hypervisor *h, const char *name, FakeCounter c, SaveRequest *ret);
+/* Offers parallel-channel file saves as on a host with @host_cpus CPUs (0: the plain path only,
+ * the default): a save's outcome then reports the channels libvirt's backend would pick. */
+void fake_set_parallel(Hypervisor *h, unsigned host_cpus);
 /* Most operations of a kind in progress at once, over all guests. */
 unsigned fake_peak(Hypervisor *h, FakeCounter c);
 /* Operations of a kind in progress right now. */

@@ -82,7 +82,8 @@ static int fh_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char *
         return FH(h)->inner->ops->get_state(FH(h)->inner, uuid, ret, ret_error);
 }
 
-static int fh_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
+static int fh_save(Hypervisor *h, const char *uuid, const SaveRequest *req, SaveOutcome *ret_outcome,
+                   char **ret_error)
 {
         if (faults_of(h, uuid) & FAULT_SLOW_SAVE)
                 g_usleep(FAULT_SLOW_SAVE_USEC); /* a worker thread: this is what a big save does */
@@ -91,7 +92,7 @@ static int fh_save(Hypervisor *h, const char *uuid, const char *file, bool bypas
                         "operation failed: (injected) cannot write save image: No space left on device");
                 return -EIO;
         }
-        return FH(h)->inner->ops->save(FH(h)->inner, uuid, file, bypass_cache, ret_error);
+        return FH(h)->inner->ops->save(FH(h)->inner, uuid, req, ret_outcome, ret_error);
 }
 
 typedef struct LateStop {
@@ -150,9 +151,9 @@ static int fh_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **r
         return FH(h)->inner->ops->start(FH(h)->inner, uuid, bypass_cache, ret_error);
 }
 
-static int fh_restore(Hypervisor *h, const char *file, bool bypass_cache, char **ret_error)
+static int fh_restore(Hypervisor *h, const SaveRequest *req, SaveOutcome *ret_outcome, char **ret_error)
 {
-        return FH(h)->inner->ops->restore(FH(h)->inner, file, bypass_cache, ret_error);
+        return FH(h)->inner->ops->restore(FH(h)->inner, req, ret_outcome, ret_error);
 }
 
 static int fh_create_xml(Hypervisor *h, const char *xml, char **ret_error)

@@ -16,6 +16,22 @@
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree);
 
+/* The typed parameters of libvirt 11.2's parallel saves, as plain strings: headers older than
+ * 11.2 (Debian 12 has 9.0) lack them, and whether the daemon knows them is asked at run time. */
+#ifndef VIR_DOMAIN_SAVE_PARAM_IMAGE_FORMAT
+#define VIR_DOMAIN_SAVE_PARAM_IMAGE_FORMAT "image_format"
+#endif
+#ifndef VIR_DOMAIN_SAVE_PARAM_PARALLEL_CHANNELS
+#define VIR_DOMAIN_SAVE_PARAM_PARALLEL_CHANNELS "parallel.channels"
+#endif
+
+/* What a connection offers for file saves, asked once per connection. */
+typedef enum SavePath {
+        SAVE_PATH_UNKNOWN,
+        SAVE_PATH_PLAIN,
+        SAVE_PATH_PARALLEL, /* the sparse format over several channels */
+} SavePath;
+
 /* Two locks, so that the main thread never waits on libvirt: @connect_lock serialises
  * (re)connecting and is held across virConnectOpen(), which can block for as long as a hung
  * libvirtd or an unreachable remote host lets it; only workers take it. base.lock guards the
@@ -28,6 +44,10 @@ typedef struct LibvirtHypervisor {
         int lifecycle_id;   /* guarded by connect_lock */
         int metadata_id;    /* guarded by connect_lock */
         gint no_job_stats;  /* atomic: the driver has no job statistics (test:///), until a reconnect */
+        /* guarded by base.lock, reset by a reconnect (the daemon may have been upgraded) */
+        SavePath save_path;
+        unsigned host_cpus;
+        unsigned assume_cpus; /* tests: the path is parallel with this many CPUs, without asking */
 } LibvirtHypervisor;
 
 #define LV(h) ((LibvirtHypervisor *) (h))
@@ -275,6 +295,9 @@ static virConnectPtr shared_conn(Hypervisor *h, char **ret_error, int *ret)
                 if (!local)
                         (void) virConnectSetKeepAlive(n, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
                 g_atomic_int_set(&lh->no_job_stats, 0);
+                g_mutex_lock(&h->lock);
+                lh->save_path = SAVE_PATH_UNKNOWN;
+                g_mutex_unlock(&h->lock);
                 fresh = true;
         }
         c = lh->conn;
@@ -541,14 +564,149 @@ static int lv_get_state(Hypervisor *h, const char *uuid, GuestState *ret, char *
                 _r;                                                                                         \
         })
 
-static int lv_save(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error)
+/* Whether @c's daemon saves files in the sparse format over parallel channels: libvirt >= 11.2
+ * with QEMU >= 9.0, asked on the first file save or restore of the connection. Sets
+ * *ret_cpus to the hypervisor host's CPUs (a remote URI's host, not ours). */
+static bool parallel_offered(Hypervisor *h, virConnectPtr c, unsigned *ret_cpus)
 {
-        unsigned flags = bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+        LibvirtHypervisor *lh = LV(h);
+        unsigned long lib = 0, hv = 0;
+        const char *type;
+        virNodeInfo node;
+        SavePath path;
+        unsigned cpus = 1;
 
-        if (file)
-                return DOMAIN_CALL(h, uuid, ret_error, "save failed",
-                                   virDomainSaveFlags(d, file, NULL, flags));
-        return DOMAIN_CALL(h, uuid, ret_error, "managed save failed", virDomainManagedSave(d, flags));
+        g_mutex_lock(&h->lock);
+        if (lh->save_path == SAVE_PATH_UNKNOWN && lh->assume_cpus > 0) {
+                lh->save_path = SAVE_PATH_PARALLEL;
+                lh->host_cpus = lh->assume_cpus;
+        }
+        path = lh->save_path;
+        *ret_cpus = lh->host_cpus;
+        g_mutex_unlock(&h->lock);
+        if (path != SAVE_PATH_UNKNOWN)
+                return path == SAVE_PATH_PARALLEL;
+
+        type = virConnectGetType(c);
+        path = type && virConnectGetLibVersion(c, &lib) >= 0 && virConnectGetVersion(c, &hv) >= 0 &&
+                               save_channels_available(type, lib, hv)
+                       ? SAVE_PATH_PARALLEL
+                       : SAVE_PATH_PLAIN;
+        if (path == SAVE_PATH_PARALLEL && virNodeGetInfo(c, &node) >= 0)
+                cpus = node.cpus;
+        virResetLastError();
+
+        g_mutex_lock(&h->lock);
+        if (lh->save_path == SAVE_PATH_UNKNOWN) {
+                lh->save_path = path;
+                lh->host_cpus = cpus;
+        }
+        path = lh->save_path;
+        *ret_cpus = lh->host_cpus;
+        g_mutex_unlock(&h->lock);
+        return path == SAVE_PATH_PARALLEL;
+}
+
+/* libvirt said no to the parallel path itself rather than failing the save: a driver or QEMU
+ * without it (no virDomainSaveParams, no mapped-ram, an unknown parameter). */
+static bool refused(const virErrorPtr e)
+{
+        return e && (e->code == VIR_ERR_NO_SUPPORT || e->code == VIR_ERR_ARGUMENT_UNSUPPORTED ||
+                     e->code == VIR_ERR_OPERATION_UNSUPPORTED || e->code == VIR_ERR_CONFIG_UNSUPPORTED ||
+                     e->code == VIR_ERR_INVALID_ARG);
+}
+
+/* The connection uses the plain path from now on. The first caller to find out gets the note
+ * (its caller logs it once); the others that were refused at the same time retry quietly. */
+static void give_up_parallel(Hypervisor *h, const char *what, SaveOutcome *ret_outcome)
+{
+        virErrorPtr e = virGetLastError();
+        bool first;
+
+        g_mutex_lock(&h->lock);
+        first = LV(h)->save_path == SAVE_PATH_PARALLEL;
+        LV(h)->save_path = SAVE_PATH_PLAIN;
+        g_mutex_unlock(&h->lock);
+        if (first)
+                ret_outcome->note = g_strdup_printf("libvirt refused the parallel %s (%s); using the plain "
+                                                    "format on this connection from now on",
+                                                    what, e && e->message ? e->message : "no reason given");
+        virResetLastError();
+}
+
+/* A save of @d in the sparse format over @channels channels, or with @d NULL, the restore of
+ * that file on @c. (A save without a file would be a managed save, see lv_save().) */
+static int call_parallel(virDomainPtr d, virConnectPtr c, const char *file, unsigned channels,
+                         unsigned flags)
+{
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0, r = -1;
+
+        if (virTypedParamsAddString(&params, &n, &max, VIR_DOMAIN_SAVE_PARAM_FILE, file) >= 0 &&
+            (!d || virTypedParamsAddString(&params, &n, &max, VIR_DOMAIN_SAVE_PARAM_IMAGE_FORMAT,
+                                           "sparse") >= 0) &&
+            virTypedParamsAddInt(&params, &n, &max, VIR_DOMAIN_SAVE_PARAM_PARALLEL_CHANNELS,
+                                 (int) channels) >= 0)
+                r = d ? virDomainSaveParams(d, params, n, flags)
+                      : virDomainRestoreParams(c, params, n, flags);
+        virTypedParamsFree(params, n);
+        return r;
+}
+
+/* The parallel path, where the connection offers it: 1 done, 0 take the plain path, -1 failed
+ * (libvirt's error is the thread's last). @d NULL: the restore of @req->file. */
+static int try_parallel(Hypervisor *h, virConnectPtr c, virDomainPtr d, const SaveRequest *req,
+                        SaveOutcome *ret_outcome)
+{
+        unsigned flags = req->bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+        unsigned cpus = 0, channels;
+
+        if (req->channels == 0 || !parallel_offered(h, c, &cpus))
+                return 0;
+        channels = save_channels_pick(req->channels, req->memory_kib, cpus, req->concurrent);
+        if (call_parallel(d, c, req->file, channels, flags) >= 0) {
+                ret_outcome->channels = channels;
+                return 1;
+        }
+        /* A file in the plain format (saved with SaveChannels=0, or before an upgrade) takes no
+         * channels: "Parallel save is only supported with the 'sparse' save image format". That
+         * is the file's doing, not the connection's. */
+        if (!d && virGetLastErrorCode() == VIR_ERR_INVALID_ARG) {
+                virResetLastError();
+                return 0;
+        }
+        if (!refused(virGetLastError()))
+                return -1;
+        give_up_parallel(h, d ? "save" : "restore", ret_outcome);
+        return 0;
+}
+
+/* A managed save stays a managed save: libvirt restores its image whenever the guest starts
+ * (autostart, virsh start), so no stale image can ever be resumed over disks that moved on. It
+ * has no parallel path: virDomainSaveParams() without a file is a managed save, and libvirt 11.3
+ * then uses qemu.conf's save_image_format and drops "image_format" and "parallel.channels"
+ * without a word. Only files (transient guests) get the sparse format and channels. */
+static int lv_save(Hypervisor *h, const char *uuid, const SaveRequest *req, SaveOutcome *ret_outcome,
+                   char **ret_error)
+{
+        unsigned flags = req->bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+        g_autoptr(virDomain) d = NULL;
+        virConnectPtr c = NULL;
+        int r;
+
+        r = lookup(h, uuid, &c, &d, ret_error);
+        if (r < 0)
+                return r;
+        if (!req->file)
+                r = virDomainManagedSave(d, flags);
+        else {
+                r = try_parallel(h, c, d, req, ret_outcome);
+                if (r == 0)
+                        r = virDomainSaveFlags(d, req->file, NULL, flags);
+        }
+        r = r < 0 ? error_from_libvirt(ret_error, req->file ? "save failed" : "managed save failed") : 0;
+        virConnectClose(c);
+        return r;
 }
 
 static int lv_shutdown(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error)
@@ -593,17 +751,19 @@ static int lv_start(Hypervisor *h, const char *uuid, bool bypass_cache, char **r
         return DOMAIN_CALL(h, uuid, ret_error, "start failed", virDomainCreateWithFlags(d, flags));
 }
 
-static int lv_restore(Hypervisor *h, const char *file, bool bypass_cache, char **ret_error)
+static int lv_restore(Hypervisor *h, const SaveRequest *req, SaveOutcome *ret_outcome, char **ret_error)
 {
-        unsigned flags = bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
+        unsigned flags = req->bypass_cache ? VIR_DOMAIN_SAVE_BYPASS_CACHE : 0;
         virConnectPtr c;
         int r;
 
         c = get_conn(h, ret_error, &r);
         if (!c)
                 return r;
-        if (virDomainRestoreFlags(c, file, NULL, flags) < 0)
-                r = error_from_libvirt(ret_error, "restore failed");
+        r = try_parallel(h, c, NULL, req, ret_outcome);
+        if (r == 0)
+                r = virDomainRestoreFlags(c, req->file, NULL, flags);
+        r = r < 0 ? error_from_libvirt(ret_error, "restore failed") : 0;
         virConnectClose(c);
         return r;
 }
@@ -751,6 +911,14 @@ void *hypervisor_libvirt_dup_conn(Hypervisor *h)
 
         g_free(error);
         return c;
+}
+
+void hypervisor_libvirt_assume_parallel(Hypervisor *h, unsigned host_cpus)
+{
+        g_mutex_lock(&h->lock);
+        LV(h)->assume_cpus = host_cpus;
+        LV(h)->save_path = SAVE_PATH_UNKNOWN;
+        g_mutex_unlock(&h->lock);
 }
 
 static const HypervisorOps libvirt_ops = {

@@ -20,6 +20,7 @@
 #include <glib.h>
 
 #include "macro.h"
+#include "save-channels.h"
 
 typedef enum GuestState {
         GUEST_STATE_RUNNING,
@@ -79,6 +80,25 @@ typedef enum StopReason {
         STOP_REASON_OTHER,
 } StopReason;
 
+/* A save, or the restore of a save file. */
+typedef struct SaveRequest {
+        const char *file; /* save: NULL = managed save (persistent guests); restore: the file */
+        bool bypass_cache;
+        /* Files only (a managed save has no such parameter): SAVE_CHANNELS_AUTO, 0 = the plain
+         * format, N = the sparse format over N channels, where the connection offers it. */
+        unsigned channels;
+        guint64 memory_kib;  /* the guest's, 0 = unknown: for SAVE_CHANNELS_AUTO */
+        unsigned concurrent; /* how many saves (restores) the run lets run at once, 0 = no limit */
+} SaveRequest;
+
+/* What a save or restore did beyond its request. */
+typedef struct SaveOutcome {
+        unsigned channels; /* 0: the plain format */
+        /* Set by the one call that found libvirt refusing the parallel path (the connection
+         * uses the plain one from then on): why. */
+        char *note;
+} SaveOutcome;
+
 typedef struct Hypervisor Hypervisor;
 
 typedef void (*HypervisorListener)(Hypervisor *h, const char *uuid, GuestEvent event, int detail,
@@ -89,14 +109,16 @@ typedef struct HypervisorOps {
         /* Active guests only, or every guest the hypervisor knows. Array of GuestInfo*. */
         int (*list)(Hypervisor *h, bool include_inactive, GPtrArray **ret, char **ret_error);
         int (*get_state)(Hypervisor *h, const char *uuid, GuestState *ret, char **ret_error);
-        /* @file NULL: managed save (persistent guests); else save to that file. */
-        int (*save)(Hypervisor *h, const char *uuid, const char *file, bool bypass_cache, char **ret_error);
+        /* @ret_outcome is filled on success and failure; the caller frees its note. */
+        int (*save)(Hypervisor *h, const char *uuid, const SaveRequest *req, SaveOutcome *ret_outcome,
+                    char **ret_error);
         /* @mode: SHUTDOWN_MODE_* flags; with both, the agent first, then ACPI. */
         int (*shutdown)(Hypervisor *h, const char *uuid, unsigned mode, char **ret_error);
         int (*destroy)(Hypervisor *h, const char *uuid, char **ret_error);
         /* Starts a defined guest; resumes from its managed-save image if it has one. */
         int (*start)(Hypervisor *h, const char *uuid, bool bypass_cache, char **ret_error);
-        int (*restore)(Hypervisor *h, const char *file, bool bypass_cache, char **ret_error);
+        /* Restores @req->file (a save file); @ret_outcome as for save. */
+        int (*restore)(Hypervisor *h, const SaveRequest *req, SaveOutcome *ret_outcome, char **ret_error);
         int (*create_xml)(Hypervisor *h, const char *xml, char **ret_error);
         int (*job_progress)(Hypervisor *h, const char *uuid, guint64 *ret_processed, guint64 *ret_total,
                             char **ret_error);
@@ -148,3 +170,6 @@ Hypervisor *hypervisor_libvirt_new(const char *uri, GMainContext *ctx);
 /* Tests and tools: a new reference to the live virConnectPtr (a test:///file.xml
  * connection is private to its opener), or NULL. Caller virConnectClose()s it. */
 void *hypervisor_libvirt_dup_conn(Hypervisor *h);
+/* Tests: take the connection for one that offers parallel-channel saves on a host with
+ * @host_cpus CPUs, without asking libvirt (whose test driver then refuses them). */
+void hypervisor_libvirt_assume_parallel(Hypervisor *h, unsigned host_cpus);
