@@ -57,8 +57,8 @@ def drop_page_cache():
 
 def case_config(name):
     """(guestkeeper.conf lines, qemu.conf save_image_format or None, transient guests)."""
-    bypass = name.endswith('-bypass')
-    base = name[:-len('-bypass')] if bypass else name
+    bypass = name == 'bypass' or name.endswith('-bypass')
+    base = 'default' if name == 'bypass' else name[:-len('-bypass')] if bypass else name
     keys = 'BypassCache=yes\n' if bypass else ''
     fmt, transient = None, False
     if base == 'default':
@@ -113,12 +113,15 @@ class Bench:
 
     def close(self):
         for d in self.conn.listAllDomains():
-            if d.isActive():
-                d.destroy()
-            if d.isPersistent():
-                if d.hasManagedSaveImage():
-                    d.managedSaveRemove()
-                d.undefine()
+            try:
+                if d.isActive():
+                    d.destroy()
+                if d.isPersistent():
+                    if d.hasManagedSaveImage():
+                        d.managedSaveRemove()
+                    d.undefine()
+            except libvirt.libvirtError:
+                pass  # gone meanwhile (a transient guest stopped)
         self.conn.close()
         self.lv.stop()
         self.wd.cleanup()
@@ -147,8 +150,10 @@ class Bench:
         """N_BIG guests running, persistent or transient, each with FILL_MIB written."""
         if self.transient is not None and self.transient != transient:
             for d in self.conn.listAllDomains():
-                if d.isActive():
+                try:
                     d.destroy()
+                except libvirt.libvirtError:
+                    pass  # not running (any more)
                 if d.isPersistent():
                     if d.hasManagedSaveImage():
                         d.managedSaveRemove()
@@ -225,6 +230,8 @@ class Bench:
                 reaction = self.events.paused[0] - t0 if self.events.paused else float('nan')
                 tail = preserved - self.events.stopped[-1]
             log = daemon.log_text()
+            if os.environ.get('SHOW_LOG'):
+                print(''.join(x + '\n' for x in log.splitlines() if 'ave' in x or 'efused' in x), flush=True)
             daemon.stop()
 
             drop_page_cache()
@@ -287,7 +294,7 @@ def main():
               f'{"restore":>8} {"ch":>4}' + ('  vs libvirt-guests: preserve, restore' if base else ''), flush=True)
         for name in cases:
             r = b.run_case(name)
-            disk_time = r['bytes'] / bw
+            disk_time = r['bytes'] / bw or float('nan')
             line = (f'{name:<22} {r["preserve"]:7.2f}s {r["reaction"] * 1000:5.0f}ms {r["tail"] * 1000:4.0f}ms '
                     f'{r["bytes"] / 1e6:6.0f} {r["bytes"] / r["preserve"] / 1e6:6.0f} '
                     f'{r["preserve"] / disk_time:6.2f} {r["restore"]:7.2f}s {r["channels"]:>4}')

@@ -653,8 +653,8 @@ static int call_parallel(virDomainPtr d, virConnectPtr c, const char *file, unsi
         return r;
 }
 
-/* The parallel path, where the connection offers it: 1 done, 0 take the plain path, -1 failed
- * (libvirt's error is the thread's last). @d NULL: the restore of @req->file. */
+/* The parallel path, where the connection offers it: 1 done, 0 take the plain path (with a note
+ * when the parallel one was tried and failed). @d NULL: the restore of @req->file. */
 static int try_parallel(Hypervisor *h, virConnectPtr c, virDomainPtr d, const SaveRequest *req,
                         SaveOutcome *ret_outcome)
 {
@@ -664,6 +664,11 @@ static int try_parallel(Hypervisor *h, virConnectPtr c, virDomainPtr d, const Sa
         if (req->channels == 0 || !parallel_offered(h, c, &cpus))
                 return 0;
         channels = save_channels_pick(req->channels, req->memory_kib, cpus, req->concurrent);
+        /* Never a direct-io restore: with libvirt 11.3 and QEMU 10.0, a guest restored that way
+         * keeps QEMU's direct-io parameter, and its next sparse save without bypass-cache
+         * failed, once with QEMU gone ("Unable to read from monitor"): the guest was lost. */
+        if (!d)
+                flags &= ~VIR_DOMAIN_SAVE_BYPASS_CACHE;
         if (call_parallel(d, c, req->file, channels, flags) >= 0) {
                 ret_outcome->channels = channels;
                 return 1;
@@ -675,9 +680,17 @@ static int try_parallel(Hypervisor *h, virConnectPtr c, virDomainPtr d, const Sa
                 virResetLastError();
                 return 0;
         }
-        if (!refused(virGetLastError()))
-                return -1;
-        give_up_parallel(h, d ? "save" : "restore", ret_outcome);
+        if (refused(virGetLastError())) {
+                give_up_parallel(h, d ? "save" : "restore", ret_outcome);
+                return 0;
+        }
+        /* Failed under way: the plain format once more, for this call only (the guest still
+         * runs: libvirt resumes it). Seen: "Failed to find file descriptor with matching
+         * flags=0x4001", a sparse save after the direct-io restore above. */
+        ret_outcome->note =
+                g_strdup_printf("the parallel %s failed (%s); trying the plain format",
+                                d ? "save" : "restore", virGetLastErrorMessage() ?: "no reason given");
+        virResetLastError();
         return 0;
 }
 

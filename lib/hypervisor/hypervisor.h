@@ -94,8 +94,9 @@ typedef struct SaveRequest {
 /* What a save or restore did beyond its request. */
 typedef struct SaveOutcome {
         unsigned channels; /* 0: the plain format */
-        /* Set by the one call that found libvirt refusing the parallel path (the connection
-         * uses the plain one from then on): why. */
+        /* Why the parallel path was given up: by the one call that found libvirt refusing it
+         * (the connection uses the plain path from then on), or by a call whose parallel save or
+         * restore failed under way and was made again the plain way. */
         char *note;
 } SaveOutcome;
 
