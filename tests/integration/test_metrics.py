@@ -100,6 +100,14 @@ class MetricsTest(Base):
         except FileNotFoundError:
             return None
 
+    def hold_textfile(self):
+        """The textfile as it is now, kept open: its inode number cannot be given to a later file
+        while it is (after two rewrites, the second temp file could otherwise get the first
+        file's number back). Returns a function: whether the path names another file now."""
+        f = open(self.textfile)
+        self.addCleanup(f.close)
+        return lambda: self.textfile_inode() != os.fstat(f.fileno()).st_ino
+
     def wait_textfile(self, cond, what):
         """The textfile's samples once cond(samples) holds (the file is replaced whole: a read
         never sees half of it)."""
@@ -215,10 +223,10 @@ class MetricsTest(Base):
         self.assertEqual([n for n in os.listdir(self.textdir)], ['guestkeeper.prom'])  # no temp file left
 
         # A rehearsal: rewritten on the state change, and at the run's end.
-        inode = self.textfile_inode()
+        replaced = self.hold_textfile()
         self.client.call('PreserveGuests')
         self.wait_textfile(lambda s: value(s, 'guestkeeper_state', state='preserving') == 1, 'preserving')
-        self.assertNotEqual(self.textfile_inode(), inode)  # replaced (temp file + rename), not edited
+        self.assertTrue(replaced())  # replaced (temp file + rename), not edited
         self.client.wait_run_finished('preserve')
         s = self.wait_textfile(lambda s: value(s, 'guestkeeper_state', state='preserved') == 1 and
                                series(s, 'guestkeeper_last_run_guests'), 'preserved, with the run')
@@ -248,9 +256,9 @@ class MetricsTest(Base):
         self.assertEqual(value(m, 'guestkeeper_guests', state='running'), 3)
 
         # Nothing changed, nothing written: a reload with the same configuration.
-        inode = self.textfile_inode()
+        replaced = self.hold_textfile()
         self.client.call('Reload')
-        harness.assert_never(lambda: self.textfile_inode() != inode, 1.0, 'the textfile rewritten unchanged')
+        harness.assert_never(replaced, 1.0, 'the textfile rewritten unchanged')
 
         # A real node_exporter reads the file with its textfile collector.
         scrape = self.start_node_exporter()
