@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
         } else if (!err)
                 abort();
-        policy_for_guest(c, "guest", true, xml, &p);
+        policy_for_guest(c, "qemu:///system", "guest", true, xml, &p);
         if (p.steps & ~7u)
                 abort();
         guest_policy_clear(&p);

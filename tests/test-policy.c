@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The policy: which steps and values a guest gets, and where each comes from. */
 #include "config.h"
+#include "conflicts.h"
 #include "import.h"
 #include "macro.h"
 #include "policy.h"
 #include "testlib.h"
+#include "util.h"
 
 static unsigned steps_of(const Config *c, bool persistent)
 {
         GuestPolicy p;
         unsigned steps;
 
-        policy_for_guest(c, "guest", persistent, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "guest", persistent, NULL, &p);
         steps = p.steps;
         guest_policy_clear(&p);
         return steps;
@@ -108,7 +110,7 @@ START_TEST(test_precedence)
         GuestPolicy p;
 
         /* Globals only. */
-        policy_for_guest(c, "other", true, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "other", true, NULL, &p);
         ck_assert_uint_eq(p.shutdown_timeout_usec, 300 * USEC_PER_SEC);
         ck_assert(!p.has_order);
         ck_assert_uint_eq(p.shutdown_mode, SHUTDOWN_MODE_ACPI);
@@ -117,7 +119,7 @@ START_TEST(test_precedence)
         guest_policy_clear(&p);
 
         /* Two sections match: the later one wins for the keys it sets, the earlier keeps its. */
-        policy_for_guest(c, "web-1", true, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "web-1", true, NULL, &p);
         ck_assert_uint_eq(p.shutdown_timeout_usec, 60 * USEC_PER_SEC);
         ck_assert_str_eq(p.source[GUEST_KEY_SHUTDOWN_TIMEOUT], "Guest web-*");
         ck_assert(p.has_order);
@@ -127,7 +129,7 @@ START_TEST(test_precedence)
         guest_policy_clear(&p);
 
         /* Metadata beats every section. */
-        policy_for_guest(c, "web-1", true,
+        policy_for_guest(c, "qemu:///system", "web-1", true,
                          META("<gk:order>5</gk:order><gk:shutdown-timeout>2min</gk:shutdown-timeout>"), &p);
         ck_assert_int_eq(p.order, 5);
         ck_assert_str_eq(p.source[GUEST_KEY_ORDER], "metadata");
@@ -137,20 +139,20 @@ START_TEST(test_precedence)
         guest_policy_clear(&p);
 
         /* skip: no step at all. */
-        policy_for_guest(c, "db", true, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "db", true, NULL, &p);
         ck_assert(p.skip);
         ck_assert_uint_eq(p.steps, 0);
         ck_assert_str_eq(p.source[GUEST_KEY_ACTION], "Guest db  cache-?");
         guest_policy_clear(&p);
-        policy_for_guest(c, "cache-1", true, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "cache-1", true, NULL, &p);
         ck_assert(p.skip);
         guest_policy_clear(&p);
-        policy_for_guest(c, "cache-10", true, NULL, &p);
+        policy_for_guest(c, "qemu:///system", "cache-10", true, NULL, &p);
         ck_assert(!p.skip);
         guest_policy_clear(&p);
 
         /* ... unless the metadata says otherwise. */
-        policy_for_guest(c, "db", true, META("<gk:action>shutdown</gk:action>"), &p);
+        policy_for_guest(c, "qemu:///system", "db", true, META("<gk:action>shutdown</gk:action>"), &p);
         ck_assert(!p.skip);
         ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SHUTDOWN) | STEP_MASK(STEP_POWEROFF));
         guest_policy_clear(&p);
@@ -163,13 +165,13 @@ START_TEST(test_actions)
         g_autoptr(Config) c = config_from("[Shutdown]\nSave=none\nPowerOff=none\n");
         GuestPolicy p;
 
-        policy_for_guest(c, "g", false, META("<action>save</action>"), &p);
+        policy_for_guest(c, "qemu:///system", "g", false, META("<action>save</action>"), &p);
         ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SAVE) | STEP_MASK(STEP_SHUTDOWN));
         guest_policy_clear(&p);
-        policy_for_guest(c, "g", true, META("<action>poweroff</action>"), &p);
+        policy_for_guest(c, "qemu:///system", "g", true, META("<action>poweroff</action>"), &p);
         ck_assert_uint_eq(p.steps, STEP_MASK(STEP_POWEROFF));
         guest_policy_clear(&p);
-        policy_for_guest(c, "g", true, META("<action>shutdown</action>"), &p);
+        policy_for_guest(c, "qemu:///system", "g", true, META("<action>shutdown</action>"), &p);
         ck_assert_uint_eq(p.steps, STEP_MASK(STEP_SHUTDOWN));
         guest_policy_clear(&p);
 }
@@ -193,7 +195,7 @@ START_TEST(test_bad_metadata)
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 GuestPolicy p;
 
-                policy_for_guest(c, "g", true, bad[i], &p);
+                policy_for_guest(c, "qemu:///system", "g", true, bad[i], &p);
                 ck_assert_msg(p.error, "accepted: %s", bad[i]);
                 ck_assert_int_eq(p.order, 7);
                 ck_assert_str_eq(p.source[GUEST_KEY_ORDER], "Guest *");
@@ -221,6 +223,91 @@ START_TEST(test_metadata_forms)
 }
 END_TEST
 
+/* libvirt's own auto-shutdown set in qemu.conf: its guests of the local QEMU system driver are
+ * left to it whatever else says; the others stay guestkeeper's. */
+START_TEST(test_libvirt_auto_shutdown)
+{
+        g_autoptr(Config) c = config_from("[Guest *]\nAction=save\n");
+        static const struct {
+                const char *uri;
+                bool persistent, left;
+        } cases[] = {
+                {"qemu:///system", true, true},
+                {"qemu+unix:///system?socket=/run/x/libvirt-sock", true, true},
+                {"qemu:///system", false, false}, /* transient: outside "persistent" */
+                {"qemu:///session", true, false},
+                {"qemu+ssh://host/system", true, false}, /* another host's qemu.conf */
+                {"qemu+tcp://host/system", true, false},
+                {"test:///default", true, false},
+                {"default", true, false}, /* LIBVIRT_DEFAULT_URI=test:///default (tests/meson.build) */
+        };
+
+        c->libvirt_auto_shutdown = SCOPE_PERSISTENT;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                GuestPolicy p;
+
+                policy_for_guest(c, cases[i].uri, "g", cases[i].persistent,
+                                 META("<gk:action>poweroff</gk:action>"), &p);
+                ck_assert_msg(p.skip == cases[i].left && p.libvirt == cases[i].left, "%s", cases[i].uri);
+                ck_assert_str_eq(p.source[GUEST_KEY_ACTION],
+                                 cases[i].left ? POLICY_SOURCE_LIBVIRT : "metadata");
+                ck_assert_uint_eq(p.steps, cases[i].left ? 0 : STEP_MASK(STEP_POWEROFF));
+                guest_policy_clear(&p);
+        }
+        /* "default" is the local QEMU driver for root when nothing else is said. */
+        {
+                g_autofree char *env = g_strdup(g_getenv("LIBVIRT_DEFAULT_URI"));
+                GuestPolicy p;
+
+                g_unsetenv("LIBVIRT_DEFAULT_URI");
+                policy_for_guest(c, "default", "g", true, NULL, &p);
+                ck_assert(p.skip && p.libvirt);
+                guest_policy_clear(&p);
+                g_setenv("LIBVIRT_DEFAULT_URI", "qemu:///session", TRUE);
+                ck_assert(!uri_is_local_qemu_system("default"));
+                g_setenv("LIBVIRT_DEFAULT_URI", env, TRUE);
+        }
+        c->libvirt_auto_shutdown = SCOPE_NONE;
+        ck_assert_uint_eq(steps_of(c, true), STEPS_ALL);
+}
+END_TEST
+
+/* The scopes of qemu.conf's auto_shutdown_* keys, as libvirt reads them. */
+START_TEST(test_qemu_conf_scopes)
+{
+        static const struct {
+                const char *conf;
+                Scope scope;
+        } cases[] = {
+                {"", SCOPE_NONE},
+                {"#auto_shutdown_try_save = \"all\"\n", SCOPE_NONE},
+                {"auto_shutdown_try_save = \"none\"\nauto_shutdown_poweroff=\"none\"\n", SCOPE_NONE},
+                {"auto_shutdown_try_save = \"persistent\"\n", SCOPE_PERSISTENT},
+                {"  auto_shutdown_poweroff=\"transient\"  \n", SCOPE_TRANSIENT},
+                {"auto_shutdown_try_save = \"persistent\"\nauto_shutdown_try_shutdown = \"transient\"\n",
+                 SCOPE_ALL},
+                {"auto_shutdown_try_shutdown = \"all\"\n", SCOPE_ALL},
+                {"auto_shutdown_try_save = \"sometimes\"\n", SCOPE_ALL}, /* never guess ours */
+                {"auto_shutdown_restore = 1\nauto_save_bypass_cache = 1\n", SCOPE_NONE},
+        };
+        g_autofree char *root = testlib_tmpdir();
+        g_autofree char *etc = g_build_filename(root, "etc", "libvirt", NULL);
+        g_autofree char *path = g_build_filename(etc, "qemu.conf", NULL);
+
+        ck_assert_int_eq(conflicts_libvirt_auto_shutdown(root), SCOPE_NONE); /* no file */
+        ck_assert_int_eq(g_mkdir_with_parents(etc, 0755), 0);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                g_autoptr(GPtrArray) lines = NULL;
+
+                testlib_write(path, cases[i].conf);
+                ck_assert_msg(conflicts_libvirt_auto_shutdown(root) == cases[i].scope, "%s", cases[i].conf);
+                lines = conflicts_detect(root);
+                ck_assert_uint_eq(lines->len > 0, cases[i].scope != SCOPE_NONE);
+        }
+        testlib_rm_rf(root);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("policy");
@@ -233,6 +320,8 @@ int main(void)
         tcase_add_test(tc, test_actions);
         tcase_add_test(tc, test_bad_metadata);
         tcase_add_test(tc, test_metadata_forms);
+        tcase_add_test(tc, test_libvirt_auto_shutdown);
+        tcase_add_test(tc, test_qemu_conf_scopes);
         suite_add_tcase(s, tc);
         return testlib_run_suite(s);
 }

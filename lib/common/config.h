@@ -89,6 +89,10 @@ typedef struct Config {
         bool abort_jobs;              /* abort a running domain job (backup, dump) before a save */
         char *metrics_textfile;       /* node_exporter textfile kept up to date; NULL = none */
         GPtrArray *guest_sections;    /* GuestSection*, in the order read (later wins) */
+        /* Not a guestkeeper.conf key: the guests of the local QEMU system driver that libvirt's
+         * own auto-shutdown acts on (qemu.conf), which guestkeeper leaves to it at shutdown. Set
+         * by the manager from conflicts_libvirt_auto_shutdown(). */
+        Scope libvirt_auto_shutdown;
 } Config;
 
 Config *config_new_default(void);

@@ -144,3 +144,22 @@ void keyfile_append(GString *out, const char *key, const char *value)
                 g_string_append(out, "\\s");
         g_string_append_c(out, '\n');
 }
+
+bool uri_is_local_qemu_system(const char *uri)
+{
+        g_autoptr(GUri) u = NULL;
+        const char *scheme, *host;
+
+        if (streq_ptr(uri, "default")) {
+                const char *env = g_getenv("LIBVIRT_DEFAULT_URI");
+
+                return !env || !*env || (!streq_ptr(env, "default") && uri_is_local_qemu_system(env));
+        }
+        u = uri ? g_uri_parse(uri, G_URI_FLAGS_NONE, NULL) : NULL;
+        if (!u)
+                return false;
+        scheme = g_uri_get_scheme(u);
+        host = g_uri_get_host(u);
+        return (streq_ptr(scheme, "qemu") || streq_ptr(scheme, "qemu+unix")) && (!host || !*host) &&
+               streq_ptr(g_uri_get_path(u), "/system");
+}

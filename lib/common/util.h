@@ -32,6 +32,11 @@ char *format_usec(guint64 usec);
  * writer for thousands of guests (the record, the run history). */
 void keyfile_append(GString *out, const char *key, const char *value);
 
+/* Whether @uri names this host's QEMU system driver (qemu:///system, qemu+unix:///system,
+ * with or without parameters): the driver /etc/libvirt/qemu.conf configures. "default" is
+ * libvirt's default for root, LIBVIRT_DEFAULT_URI when set, else the local QEMU driver. */
+bool uri_is_local_qemu_system(const char *uri);
+
 /* Monotonic clock in µs. */
 static inline guint64 now_usec(void)
 {

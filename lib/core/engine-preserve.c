@@ -409,14 +409,21 @@ void engine_begin_preserve(Engine *e)
                                 if (!g_hash_table_contains(e->only, key))
                                         continue; /* not named: left alone, not in the record */
                         }
-                        policy_for_guest(e->config, info->name, info->persistent, info->metadata, &policy);
+                        policy_for_guest(e->config, slot->uri, info->name, info->persistent, info->metadata,
+                                         &policy);
                         if (policy.error)
                                 engine_say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri, "%s: %s", info->name,
                                            policy.error);
-                        if (policy.skip) {
+                        if (policy.libvirt)
+                                engine_say(e, ENGINE_LEVEL_WARNING, NULL, slot->uri,
+                                           "%s: left to libvirt's own auto-shutdown (auto_shutdown_* in "
+                                           "qemu.conf): one mechanism per guest",
+                                           info->name);
+                        else if (policy.skip)
                                 engine_say(e, ENGINE_LEVEL_INFO, NULL, slot->uri,
                                            "%s: skipped (Action=skip, from %s)", info->name,
                                            policy.source[GUEST_KEY_ACTION]);
+                        if (policy.skip) {
                                 guest_policy_clear(&policy);
                                 continue;
                         }

@@ -198,9 +198,11 @@ void engine_begin_restore(Engine *e)
                         continue; /* reported once for the URI; stays in the record */
                 if (g_hash_table_contains(slot->guests, rg->uuid))
                         continue;
-                policy_for_guest(e->config, rg->name, rg->persistent, listed_metadata(slot, rg->uuid),
-                                 &policy);
-                if (policy.skip) {
+                policy_for_guest(e->config, rg->uri, rg->name, rg->persistent,
+                                 listed_metadata(slot, rg->uuid), &policy);
+                /* A guest guestkeeper stopped before libvirt's auto-shutdown was set up is still
+                 * guestkeeper's to bring back: libvirt restores only what it saved itself. */
+                if (policy.skip && !policy.libvirt) {
                         engine_say(e, ENGINE_LEVEL_NOTICE, NULL, rg->uri,
                                    "%s: not started (Action=skip, from %s); dropped from the record",
                                    rg->name, policy.source[GUEST_KEY_ACTION]);

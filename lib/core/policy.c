@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 
 #include "macro.h"
+#include "util.h"
 
 static unsigned steps_from_scopes(const Config *c, bool persistent)
 {
@@ -173,8 +174,8 @@ static bool section_matches(const GuestSection *s, const char *name)
         return false;
 }
 
-void policy_for_guest(const Config *c, const char *name, bool persistent, const char *metadata,
-                      GuestPolicy *ret)
+void policy_for_guest(const Config *c, const char *uri, const char *name, bool persistent,
+                      const char *metadata, GuestPolicy *ret)
 {
         GuestSettings meta = {}, *e = &ret->effective;
 
@@ -224,6 +225,13 @@ void policy_for_guest(const Config *c, const char *name, bool persistent, const 
                 }
         }
 
+        if (c->libvirt_auto_shutdown != SCOPE_NONE && scope_includes(c->libvirt_auto_shutdown, persistent) &&
+            uri_is_local_qemu_system(uri)) {
+                e->action = ACTION_SKIP;
+                e->set |= 1u << GUEST_KEY_ACTION;
+                set_source(ret, GUEST_KEY_ACTION, POLICY_SOURCE_LIBVIRT);
+                ret->libvirt = true;
+        }
         ret->skip = (e->set & (1u << GUEST_KEY_ACTION)) && e->action == ACTION_SKIP;
         ret->steps = (e->set & (1u << GUEST_KEY_ACTION)) ? steps_from_action(c, persistent, e->action)
                                                          : steps_from_scopes(c, persistent);

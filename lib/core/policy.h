@@ -10,8 +10,13 @@
 
 #include "config.h"
 
+/* The source of the action of a guest left to libvirt's own auto-shutdown. */
+#define POLICY_SOURCE_LIBVIRT "libvirt-auto-shutdown"
+
 typedef struct GuestPolicy {
         bool skip;      /* Action=skip: never touched at shutdown, never started at boot */
+        bool libvirt;   /* skipped because libvirt's own auto-shutdown acts on it: at boot, a
+                         * guest guestkeeper itself stopped before is still restored */
         unsigned steps; /* STEP_MASK() bits, in escalation order; 0 when skipped */
         guint64 shutdown_timeout_usec;
         bool has_order;
@@ -24,9 +29,12 @@ typedef struct GuestPolicy {
 } GuestPolicy;
 
 /* @metadata: the guest's element in guestkeeper's namespace, NULL if none. Never fails: bad
- * metadata is reported in ret->error and ignored. Free with guest_policy_clear(). */
-void policy_for_guest(const Config *c, const char *name, bool persistent, const char *metadata,
-                      GuestPolicy *ret);
+ * metadata is reported in ret->error and ignored. Free with guest_policy_clear().
+ * A guest of @uri that libvirt's own auto-shutdown acts on (c->libvirt_auto_shutdown) is
+ * skipped whatever else says, its action's source POLICY_SOURCE_LIBVIRT: one mechanism per
+ * guest. */
+void policy_for_guest(const Config *c, const char *uri, const char *name, bool persistent,
+                      const char *metadata, GuestPolicy *ret);
 void guest_policy_clear(GuestPolicy *p);
 
 /* Reads <guest><action>…</action>…</guest> (any namespace prefix). -EINVAL with *ret_error

@@ -46,7 +46,7 @@ static void planned_guest(const char *uri, bool reachable, const CachedGuest *g,
 
         if (!guest_state_is_active(g->state))
                 return;
-        policy_for_guest(p->m->config, g->name, g->persistent, g->metadata, &policy);
+        policy_for_guest(p->m->config, uri, g->name, g->persistent, g->metadata, &policy);
         pg = manager_preflight_guest(g, &policy, -1);
         g_array_append_val(p->guests, pg);
         guest_policy_clear(&policy);

@@ -156,8 +156,9 @@ void manager_reconcile(Manager *m, const char *uri)
                                  rg->name);
                         continue;
                 }
-                policy_for_guest(m->config, rg->name, rg->persistent, now ? now->metadata : NULL, &policy);
-                skip = policy.skip;
+                policy_for_guest(m->config, rg->uri, rg->name, rg->persistent, now ? now->metadata : NULL,
+                                 &policy);
+                skip = policy.skip && !policy.libvirt; /* libvirt does nothing after a power cut */
                 guest_policy_clear(&policy);
                 if (skip)
                         continue;

@@ -71,7 +71,7 @@ static void list_guest(const char *uri, bool reachable, const CachedGuest *g, vo
         if (!*r->outcome) {
                 GuestPolicy policy;
 
-                policy_for_guest(l->m->config, g->name, g->persistent, g->metadata, &policy);
+                policy_for_guest(l->m->config, uri, g->name, g->persistent, g->metadata, &policy);
                 if (policy.skip)
                         r->outcome = outcome_to_string(OUTCOME_SKIPPED);
                 guest_policy_clear(&policy);
@@ -215,7 +215,7 @@ static void plan_guest(const char *uri, bool reachable, const CachedGuest *g, vo
 
         if (!guest_state_is_active(g->state))
                 return;
-        policy_for_guest(m->config, g->name, g->persistent, g->metadata, &policy);
+        policy_for_guest(m->config, uri, g->name, g->persistent, g->metadata, &policy);
         r = g_new0(PlanRow, 1);
         r->uri = g_strdup(uri);
         r->uuid = g_strdup(g->uuid);

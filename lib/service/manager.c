@@ -83,6 +83,10 @@ static void on_unit_state(const char *unit, const char *unit_file_state, const c
  * the bus, if there is one), libvirt's own auto-shutdown (qemu.conf). */
 static void check_conflicts(Manager *m)
 {
+        /* Read here, not in the answer: the run about to start must already leave libvirt's
+         * guests alone. */
+        m->config->libvirt_auto_shutdown =
+                conflicts_libvirt_auto_shutdown(g_getenv("GUESTKEEPER_ROOT") ?: "/");
         if (!m->bus || unit_state_query(m->bus, "libvirt-guests.service", on_unit_state, m) < 0)
                 on_unit_state("libvirt-guests.service", NULL, NULL, m);
 }

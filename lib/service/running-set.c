@@ -127,9 +127,10 @@ static void collect_guest(const char *uri, bool reachable, const CachedGuest *g,
 
         if (!g_hash_table_contains(c->vouched, uri) || !guest_state_is_active(g->state))
                 return;
-        /* Action=skip: never started by guestkeeper, so not its to bring back either. */
-        policy_for_guest(c->config, g->name, g->persistent, g->metadata, &policy);
-        if (!policy.skip)
+        /* Action=skip: never started by guestkeeper, so not its to bring back either. A guest
+         * left to libvirt's auto-shutdown is still kept: libvirt does nothing after a power cut. */
+        policy_for_guest(c->config, uri, g->name, g->persistent, g->metadata, &policy);
+        if (!policy.skip || policy.libvirt)
                 add_entry(c->entries, uri, g->uuid, g->name, g->persistent, g->xml);
         guest_policy_clear(&policy);
 }

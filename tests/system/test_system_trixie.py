@@ -173,34 +173,45 @@ class TrixieSystemTest(test_system.SystemTest):
         second = self.journal(1)
         self.assertRegex(second, r'Restore run finished: 2 guests, 2 done, 0 failed')
 
-    def test_libvirt_auto_shutdown_is_a_conflict(self):
-        """libvirt's own auto-shutdown enabled in qemu.conf on a host running guestkeeper:
-        guestkeeperd reports each key as a CONFLICT at start-up, and libvirt 11.3 does act on
-        them, at the same moment as guestkeeper: on logind's PrepareForShutdown, not at its own
-        stop, so no ordering of the units puts one before the other. (Both then work on the
-        same guests: libvirtd suspends them and starts its saves while guestkeeperd saves them;
-        a guest saved while libvirt held it paused came back paused. See docs/migration.md.)"""
+    def test_libvirt_auto_shutdown_gets_its_guests(self):
+        """libvirt's own auto-shutdown enabled in qemu.conf on a host running guestkeeper.
+        libvirt 11.3 acts on logind's PrepareForShutdown, at the same moment as guestkeeperd, so
+        no ordering of the units separates them; when both acted, a guest came back paused
+        (docs/migration.md). So guestkeeperd reports each key as a CONFLICT and leaves the
+        guests the keys cover to libvirt: at the poweroff libvirt alone saves them, and at the
+        next boot libvirt's auto_shutdown_restore resumes them, running, not paused; guestkeeper
+        neither saves nor starts them. (logind's delay is raised here so that libvirt's saves,
+        one at a time, end before it runs out: this checks the handover, not libvirt's limits,
+        which bench/bench-autoshutdown.py measures.)"""
         self.prepare(['guestkeeper.service'], guests=TWO_GUESTS, config=SYSTEM_URI)
         m = self.c.merged
         self.c.in_overlay(f"printf '%s' '{AUTO_SHUTDOWN}' >>{m}/etc/libvirt/qemu.conf\n"
-                          f"printf '%s' '{AUTO_SHUTDOWN_LOG}' >>{m}/etc/libvirt/libvirtd.conf")
-        self.timed_boot('auto-shutdown conflict: one boot')
+                          f"printf '%s' '{AUTO_SHUTDOWN_LOG}' >>{m}/etc/libvirt/libvirtd.conf\n"
+                          f"printf '[Login]\\nInhibitDelayMaxSec=60\\n' >{m}/etc/systemd/logind.conf.d/zz-libvirt.conf")
+        self.timed_boot('auto-shutdown: boot 1 (libvirt saves)')
         first = self.journal(0)
         with open(os.path.join(BUILD_DIR, 'system-trixie-auto-shutdown.txt'), 'w') as f:
             f.write(evidence(first) + '\n'.join(line for line in first.split('\n') if 'libvirtd[' in line) + '\n')
-        for key, value in (('try_save', 'persistent'), ('try_shutdown', 'all'), ('poweroff', 'all')):
-            self.assertIn(f'CONFLICT: /etc/libvirt/qemu.conf: auto_shutdown_{key} = "{value}"', first)
-        ran = first_line(first, r'libvirtd\[\d+\]: Run autoshutdown uri=qemu:///system trySave=persistent')
-        started = first_line(first, r'guestkeeperd\[\d+\]: Preserve run started')
-        done = first_line(first, r'guestkeeperd\[\d+\]: Preserve run finished')
-        stop = first_line(first, r'Stopping libvirtd\.service')
-        self.assertTrue(ran and started and done and stop, evidence(first)[-3000:])
-        # libvirt acts within logind's delay, while guestkeeper's run is under way, long before
-        # its daemon is stopped.
-        self.assertLess(abs(ran - started), 1.0)
-        self.assertLess(ran, done)
-        self.assertLess(done, stop)
+        for key, value, which in (('try_save', 'persistent', 'the persistent'), ('try_shutdown', 'all', 'all the'),
+                                  ('poweroff', 'all', 'all the')):
+            self.assertIn(f'CONFLICT: /etc/libvirt/qemu.conf: auto_shutdown_{key} = "{value}": libvirt\'s own '
+                          f'auto-shutdown acts at shutdown on {which} guests of qemu:///system; guestkeeper leaves '
+                          'them to it', first)
+        for name, _, _ in TWO_GUESTS:
+            self.assertRegex(first, rf"guestkeeperd\[\d+\]: .*{name}: left to libvirt's own auto-shutdown")
+        self.assertRegex(first, r'guestkeeperd\[\d+\]: Preserve run finished: 0 guests')
         self.assertRegex(first, r'libvirtd\[\d+\]: .*Auto shutdown with 2 running domains')
+        # libvirt's saves ended on their own: none was aborted, none found its guest gone.
+        self.assertNotRegex(first, r'unable to perform managed save|guest unexpectedly quit|operation aborted')
+        self.assertNotRegex(first, r'guestkeeperd\[\d+\]: (small|medium): (saved|shutdown|poweroff|failed)')
+
+        self.timed_boot('auto-shutdown: boot 2 (libvirt restores)')
+        self.assert_resumed(self.results(), TWO_GUESTS)
+        second = self.journal(1)
+        self.assertNotRegex(second, r'guestkeeperd\[\d+\]: (.*stopped while guestkeeper was not watching|'
+                                    r'(small|medium): restored)')
+        self.assertNotRegex(second, r'guestkeeperd\[\d+\]: Restore run finished: [1-9]')
+
 
 def test_system_unit_tests():
     """The unit tests tests/meson.build declares."""
