@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The policy: which steps and values a guest gets, and where each comes from. */
+#include <string.h>
+
 #include "config.h"
 #include "conflicts.h"
 #include "import.h"
@@ -265,7 +267,19 @@ START_TEST(test_libvirt_auto_shutdown)
                 guest_policy_clear(&p);
                 g_setenv("LIBVIRT_DEFAULT_URI", "qemu:///session", TRUE);
                 ck_assert(!uri_is_local_qemu_system("default"));
-                g_setenv("LIBVIRT_DEFAULT_URI", env, TRUE);
+                if (env)
+                        g_setenv("LIBVIRT_DEFAULT_URI", env, TRUE);
+                else
+                        g_unsetenv("LIBVIRT_DEFAULT_URI");
+        }
+        /* The user's own Action=skip stays the user's (never started at boot): not libvirt's. */
+        {
+                GuestPolicy p;
+
+                policy_for_guest(c, "qemu:///system", "g", true, META("<gk:action>skip</gk:action>"), &p);
+                ck_assert(p.skip && !p.libvirt);
+                ck_assert_str_eq(p.source[GUEST_KEY_ACTION], "metadata");
+                guest_policy_clear(&p);
         }
         c->libvirt_auto_shutdown = SCOPE_NONE;
         ck_assert_uint_eq(steps_of(c, true), STEPS_ALL);
@@ -289,20 +303,42 @@ START_TEST(test_qemu_conf_scopes)
                 {"auto_shutdown_try_shutdown = \"all\"\n", SCOPE_ALL},
                 {"auto_shutdown_try_save = \"sometimes\"\n", SCOPE_ALL}, /* never guess ours */
                 {"auto_shutdown_restore = 1\nauto_save_bypass_cache = 1\n", SCOPE_NONE},
+                /* As libvirt's own reader (virconf.c) takes them. */
+                {"auto_shutdown_try_save = \"none\"  # off for now\n", SCOPE_NONE},
+                {"auto_shutdown_try_save = 'none'\n", SCOPE_NONE},
+                {"auto_shutdown_poweroff='transient';\n", SCOPE_TRANSIENT},
+                {"auto_shutdown_try_save = \"none\"\nauto_shutdown_try_save = \"all\"\n", SCOPE_NONE},
+                {"auto_shutdown_try_save = \"persistent\" # saved\nauto_shutdown_try_save = \"all\"\n",
+                 SCOPE_PERSISTENT},
+                {"auto_shutdown_try_save_x = \"all\"\nx_auto_shutdown_try_save = \"all\"\n", SCOPE_NONE},
+                /* Not a string: libvirt refuses it; never guessed to be "none". */
+                {"auto_shutdown_try_save = [ \"all\" ]\n", SCOPE_ALL},
         };
         g_autofree char *root = testlib_tmpdir();
         g_autofree char *etc = g_build_filename(root, "etc", "libvirt", NULL);
         g_autofree char *path = g_build_filename(etc, "qemu.conf", NULL);
 
-        ck_assert_int_eq(conflicts_libvirt_auto_shutdown(root), SCOPE_NONE); /* no file */
+        ck_assert_int_eq(conflicts_libvirt_auto_shutdown(root, LIBVIRT_AUTO_SHUTDOWN_VERSION), SCOPE_NONE);
         ck_assert_int_eq(g_mkdir_with_parents(etc, 0755), 0);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 g_autoptr(GPtrArray) lines = NULL;
 
                 testlib_write(path, cases[i].conf);
-                ck_assert_msg(conflicts_libvirt_auto_shutdown(root) == cases[i].scope, "%s", cases[i].conf);
-                lines = conflicts_detect(root);
-                ck_assert_uint_eq(lines->len > 0, cases[i].scope != SCOPE_NONE);
+                ck_assert_msg(conflicts_libvirt_auto_shutdown(root, 11003000) == cases[i].scope, "%s",
+                              cases[i].conf);
+                lines = conflicts_detect(root, 11003000);
+                ck_assert_msg((lines->len > 0) == (cases[i].scope != SCOPE_NONE), "%s", cases[i].conf);
+        }
+        /* A libvirt before 11.2 ignores the keys: nothing is left to it, and the line says so. */
+        {
+                g_autoptr(GPtrArray) lines = NULL;
+
+                testlib_write(path, "auto_shutdown_try_save = \"all\"\n");
+                ck_assert_int_eq(conflicts_libvirt_auto_shutdown(root, 9000000), SCOPE_NONE);
+                lines = conflicts_detect(root, 9000000);
+                ck_assert_uint_eq(lines->len, 1);
+                ck_assert_ptr_nonnull(strstr(lines->pdata[0], "libvirt 9.0.0 here ignores it"));
+                ck_assert_int_eq(conflicts_libvirt_auto_shutdown(root, 11002000), SCOPE_ALL);
         }
         testlib_rm_rf(root);
 }

@@ -155,7 +155,7 @@ bool uri_is_local_qemu_system(const char *uri)
 
                 return !env || !*env || (!streq_ptr(env, "default") && uri_is_local_qemu_system(env));
         }
-        u = uri ? g_uri_parse(uri, G_URI_FLAGS_NONE, NULL) : NULL;
+        u = uri ? g_uri_parse(uri, G_URI_FLAGS_PARSE_RELAXED, NULL) : NULL;
         if (!u)
                 return false;
         scheme = g_uri_get_scheme(u);

@@ -225,7 +225,9 @@ void policy_for_guest(const Config *c, const char *uri, const char *name, bool p
                 }
         }
 
+        /* Action=skip of the user's stays the user's: never started at boot either. */
         if (c->libvirt_auto_shutdown != SCOPE_NONE && scope_includes(c->libvirt_auto_shutdown, persistent) &&
+            !((e->set & (1u << GUEST_KEY_ACTION)) && e->action == ACTION_SKIP) &&
             uri_is_local_qemu_system(uri)) {
                 e->action = ACTION_SKIP;
                 e->set |= 1u << GUEST_KEY_ACTION;

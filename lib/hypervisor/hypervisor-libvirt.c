@@ -62,6 +62,13 @@ static void silence_errors(void *userdata, virErrorPtr err)
         /* libvirt prints every error to stderr by default; we copy them out ourselves. */
 }
 
+unsigned long hypervisor_libvirt_version(void)
+{
+        unsigned long v = 0;
+
+        return virGetVersion(&v, NULL, NULL) < 0 ? 0 : v;
+}
+
 void hypervisor_libvirt_global_init(void)
 {
         static gsize once = 0;

@@ -167,6 +167,10 @@ char *hypervisor_get_uri(Hypervisor *h);
 
 /* Backends. */
 void hypervisor_libvirt_global_init(void); /* once, before the first connect */
+/* The version of the libvirt library this process runs with (virGetVersion(): a constant of
+ * the library, no I/O, any thread), major * 1000000 + minor * 1000 + micro; 0 if unknown. On a
+ * distribution's host the local daemons come from the same source package and version. */
+unsigned long hypervisor_libvirt_version(void);
 Hypervisor *hypervisor_libvirt_new(const char *uri, GMainContext *ctx);
 /* Tests and tools: a new reference to the live virConnectPtr (a test:///file.xml
  * connection is private to its opener), or NULL. Caller virConnectClose()s it. */

@@ -123,7 +123,8 @@ static gboolean running_update_cb(gpointer p)
         while (g_hash_table_iter_next(&it, &k, NULL))
                 if (guest_cache_reachable(m->cache, k))
                         g_hash_table_add(vouched, k);
-        running_set_update(m->running, m->cache, m->config, vouched, m->record, all_resolved);
+        running_set_update(m->running, m->cache, m->config, vouched, m->record, all_resolved,
+                           m->state == MANAGER_PRESERVED && m->run_is_shutdown);
         return G_SOURCE_REMOVE;
 }
 

@@ -53,7 +53,8 @@ static void on_unit_state(const char *unit, const char *unit_file_state, const c
 {
         Manager *m = userdata;
         /* Testing aid (guestkeeperd(8)): where to look for the files of other mechanisms. */
-        g_autoptr(GPtrArray) now = conflicts_detect(g_getenv("GUESTKEEPER_ROOT") ?: "/");
+        g_autoptr(GPtrArray) now =
+                conflicts_detect(g_getenv("GUESTKEEPER_ROOT") ?: "/", hypervisor_libvirt_version());
         g_autofree char *line = conflicts_unit_text(unit, unit_file_state, active_state);
         bool changed;
 
@@ -85,8 +86,8 @@ static void check_conflicts(Manager *m)
 {
         /* Read here, not in the answer: the run about to start must already leave libvirt's
          * guests alone. */
-        m->config->libvirt_auto_shutdown =
-                conflicts_libvirt_auto_shutdown(g_getenv("GUESTKEEPER_ROOT") ?: "/");
+        m->config->libvirt_auto_shutdown = conflicts_libvirt_auto_shutdown(
+                g_getenv("GUESTKEEPER_ROOT") ?: "/", hypervisor_libvirt_version());
         if (!m->bus || unit_state_query(m->bus, "libvirt-guests.service", on_unit_state, m) < 0)
                 on_unit_state("libvirt-guests.service", NULL, NULL, m);
 }
@@ -320,6 +321,9 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
         g_autofree char *save_dir = g_build_filename(m->state_dir, "save", NULL);
         g_autofree char *speed_file = g_build_filename(m->state_dir, SPEED_FILE, NULL);
         g_autoptr(GPtrArray) hvs = guest_cache_hypervisors(m->cache);
+        /* libvirt's auto-shutdown acts only when the host shuts down: a rehearsal, a named
+         * preserve or a maintenance hold acts on its guests too. */
+        g_autoptr(Config) own = NULL;
         EngineOptions o = {
                 .kind = kind,
                 .config = m->config,
@@ -346,6 +350,11 @@ void manager_start_run(Manager *m, RunKind kind, bool host_shutdown, GHashTable 
         if (only)
                 m->run_only = g_hash_table_ref(only);
         check_conflicts(m);
+        if (kind == RUN_PRESERVE && !host_shutdown && m->config->libvirt_auto_shutdown != SCOPE_NONE) {
+                own = config_copy(m->config);
+                own->libvirt_auto_shutdown = SCOPE_NONE;
+                o.config = own; /* engine_new() takes its own copy */
+        }
         {
                 sd_id128_t id;
 

@@ -118,6 +118,7 @@ typedef struct Collect {
         GHashTable *entries;
         GHashTable *vouched;
         const Config *config;
+        bool going_down;
 } Collect;
 
 static void collect_guest(const char *uri, bool reachable, const CachedGuest *g, void *userdata)
@@ -128,9 +129,10 @@ static void collect_guest(const char *uri, bool reachable, const CachedGuest *g,
         if (!g_hash_table_contains(c->vouched, uri) || !guest_state_is_active(g->state))
                 return;
         /* Action=skip: never started by guestkeeper, so not its to bring back either. A guest
-         * left to libvirt's auto-shutdown is still kept: libvirt does nothing after a power cut. */
+         * left to libvirt's auto-shutdown is kept (libvirt does nothing after a power cut) until
+         * the host goes down: then it is libvirt's to stop and to bring back. */
         policy_for_guest(c->config, uri, g->name, g->persistent, g->metadata, &policy);
-        if (!policy.skip || policy.libvirt)
+        if (!policy.skip || (policy.libvirt && !c->going_down))
                 add_entry(c->entries, uri, g->uuid, g->name, g->persistent, g->xml);
         guest_policy_clear(&policy);
 }
@@ -141,7 +143,7 @@ static bool uri_watched(char **uris, const char *uri)
 }
 
 void running_set_update(RunningSet *s, GuestCache *cache, const Config *config, GHashTable *vouched,
-                        Record *pending, bool all_resolved)
+                        Record *pending, bool all_resolved, bool going_down)
 {
         g_autoptr(GHashTable) t = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entry_free);
         g_autoptr(GPtrArray) sorted = NULL;
@@ -157,7 +159,7 @@ void running_set_update(RunningSet *s, GuestCache *cache, const Config *config, 
                         continue; /* the URI is no longer configured: its guests are not ours */
                 add_entry(t, g->uri, g->uuid, g->name, g->persistent, g->xml);
         }
-        guest_cache_foreach(cache, collect_guest, &(Collect){t, vouched, config});
+        guest_cache_foreach(cache, collect_guest, &(Collect){t, vouched, config, going_down});
         for (guint i = 0; pending && i < pending->guests->len; i++) {
                 RecordGuest *g = pending->guests->pdata[i];
 

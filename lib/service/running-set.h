@@ -31,10 +31,12 @@ Record *running_set_record(RunningSet *s);
  * @cache that @config does not skip, plus @pending (the record's guests still to be started
  * after an unclean stop: they stay until they run). Entries of other URIs are kept as they
  * are: a URI that does not answer may still run them. Entries of URIs no longer watched are
- * dropped once @all_resolved (every watched URI is known by its resolved name). Writes if
- * anything changed. */
+ * dropped once @all_resolved (every watched URI is known by its resolved name). The guests
+ * left to libvirt's auto-shutdown are kept, unless @going_down (a host shutdown's preserve run
+ * is over): from then on they are libvirt's to stop and bring back. Writes if anything
+ * changed. */
 void running_set_update(RunningSet *s, GuestCache *cache, const Config *config, GHashTable *vouched,
-                        Record *pending, bool all_resolved);
+                        Record *pending, bool all_resolved, bool going_down);
 
 /* The entries of @uri that the cache does not show running now and @record does not hold
  * (RecordGuest*, borrowed from the set): guests whose stop nobody saw. */

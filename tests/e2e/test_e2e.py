@@ -424,42 +424,27 @@ class PolicyE2E(E2E):
         self.assertEqual(self.record(), {})
 
 
-    def test_guests_of_libvirts_own_auto_shutdown_left_to_it(self):
-        """libvirt's auto_shutdown_try_save = "persistent" in qemu.conf (libvirt 9.0 ignores
-        the key; 11.2 and later act on it): the persistent guest of qemu:///system is left to
-        libvirt (untouched by a preserve run, Plan() says why), the transient one, which
-        libvirt's keys do not cover, stays guestkeeper's. Set back to "none" and reloaded: the
-        persistent guest is guestkeeper's again."""
-        self.boot(('libvirts', 'cooperative', 128, 0, True), ('ours', 'cooperative', 128, 0, False))
+    def test_auto_shutdown_keys_that_this_libvirt_ignores(self):
+        """libvirt's auto_shutdown_try_save = "persistent" in qemu.conf on Debian 12: libvirt 9.0
+        ignores the key (its auto-shutdown came with 11.2), so nothing is left to it — a guest
+        left to libvirt there would be left to nobody. guestkeeper keeps the guest, and the
+        conflict says why. (The handover itself, against libvirt 11.3 acting for real, is in
+        the system-trixie suite; its rules in tests/test-policy.c.)"""
+        self.boot(('vm1', 'cooperative', 128, 0, True))
         conf = os.path.join(self.wd.path, 'root', 'etc', 'libvirt', 'qemu.conf')
         os.makedirs(os.path.dirname(conf))
         with open(conf, 'w') as f:
             f.write('auto_shutdown_try_save = "persistent"\n')
         self.start_daemon()
+        self.assertEqual(self.conn.getLibVersion() // 1000000, 9, 'this test is about a libvirt before 11.2')
         settings = {r[2]: {k: (v, src) for k, v, src in r[5]} for r in self.client.call('Plan')[0]}
-        self.assertEqual(settings['libvirts']['action'], ('skip', 'libvirt-auto-shutdown'))
-        self.assertEqual(settings['ours']['action'], ('shutdown', 'default'))
-        wait_until(lambda: len(self.client.get('Conflicts')) == 1, 10, 'the conflict')
-        ticks = {n: c.last_tick() for n, c in self.consoles.items()}
-
+        self.assertEqual(settings['vm1']['action'], ('save', 'default'))
+        conflicts = wait_until(lambda: self.client.get('Conflicts'), 10, 'the conflict')
+        self.assertEqual(len(conflicts), 1)
+        self.assertRegex(conflicts[0], r'auto_shutdown_try_save = "persistent": libvirt 9\.0\.\d+ here ignores it')
         self.client.call('PreserveGuests')
         self.assertEqual(self.client.wait_run_finished('preserve', timeout=60)[1:], (1, 0))
-        self.assertEqual({n: g['Outcome'] for n, g in self.record().items()}, {'ours': 'shutdown'})
-        self.assertEqual(self.state('libvirts'), 'running')
-        self.consoles['libvirts'].wait_tick_after(ticks['libvirts'])
-        self.assertEqual(self.client.list_guests()['libvirts'][4], 'skipped')
-        self.assertIn("libvirts: left to libvirt's own auto-shutdown", self.daemon.log_text())
-        self.client.call('RestoreGuests')
-        self.assertEqual(self.client.wait_run_finished('restore', timeout=60)[1:], (1, 0))
-        self.assertEqual((self.state('libvirts'), self.state('ours')), ('running', 'running'))
-
-        with open(conf, 'w') as f:
-            f.write('auto_shutdown_try_save = "none"\n')
-        self.client.call('Reload')
-        settings = {r[2]: {k: (v, src) for k, v, src in r[5]} for r in self.client.call('Plan')[0]}
-        self.assertEqual(settings['libvirts']['action'], ('save', 'default'))
-        wait_until(lambda: self.client.get('Conflicts') == [], 10, 'no conflict after Reload')
-
+        self.assertEqual(self.state('vm1'), 'saved')
 
 class LibvirtdCrashE2E(E2E):
     """Its own libvirtd: this test kills it."""

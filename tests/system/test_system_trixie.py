@@ -207,7 +207,7 @@ class TrixieSystemTest(test_system.SystemTest):
         self.assertRegex(first, r'libvirtd\[\d+\]: .*Auto shutdown with 2 running domains')
         # libvirt's saves ended on their own: none was aborted, none found its guest gone.
         self.assertNotRegex(first, r'unable to perform managed save|guest unexpectedly quit|operation aborted')
-        self.assertNotRegex(first, r'guestkeeperd\[\d+\]: (small|medium): (saved|shutdown|poweroff|failed)')
+        self.assertNotRegex(first, r'guestkeeperd\[\d+\]: (small|medium): (saved|shutdown|poweroff|preserve failed)')
 
         self.timed_boot('auto-shutdown: boot 2 (libvirt restores)')
         self.assert_resumed(self.results(), TWO_GUESTS)
