@@ -129,9 +129,10 @@
         }
         const m = line.match(/^(.*qemu\.conf): (auto_shutdown_\w+)/);
         if (m) {
-            return [h("p", null, cockpit.format(_("Set $0 to \"none\" in $1, then let guestkeeperd check again:"),
+            /* libvirt's daemon reads qemu.conf when it starts; restarting it leaves the guests running. */
+            return [h("p", null, cockpit.format(_("Set $0 to \"none\" in $1, restart libvirt's daemon (virtqemud.service instead where the modular daemons run; the guests keep running), then let guestkeeperd check again:"),
                                                 m[2], m[1])),
-                h("pre", { class: "gk-code" }, "guestkeeperctl reload")];
+                h("pre", { class: "gk-code" }, "systemctl try-restart libvirtd.service\nguestkeeperctl reload")];
         }
         return null;
     }

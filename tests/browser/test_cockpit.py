@@ -449,6 +449,7 @@ class CockpitPage(unittest.TestCase):
         self.assertIn('guestkeeperctl import-libvirt-guests --takeover', texts)
         self.assertIn('auto_shutdown_try_save', texts)
         self.assertIn('guestkeeperctl reload', texts)
+        self.assertIn('systemctl try-restart libvirtd.service', texts)
         # The one way out that would shut every guest down is never offered.
         self.assertNotIn('systemctl stop', self.text('gk-app'))
         self.assertNotIn('disable --now', self.text('gk-app'))
