@@ -212,6 +212,10 @@ class TrixieSystemTest(test_system.SystemTest):
         self.timed_boot('auto-shutdown: boot 2 (libvirt restores)')
         self.assert_resumed(self.results(), TWO_GUESTS)
         second = self.journal(1)
+        with open(os.path.join(BUILD_DIR, 'system-trixie-auto-shutdown.txt'), 'a') as f:
+            f.write('--- boot 2\n' + '\n'.join(line for line in second.split('\n')
+                                               if re.search(r'libvirtd\[|guestkeeperd\[|gk-scenario|Started|Starting', line))
+                    + '\n')
         self.assertNotRegex(second, r'guestkeeperd\[\d+\]: (.*stopped while guestkeeper was not watching|'
                                     r'(small|medium): restored)')
         self.assertNotRegex(second, r'guestkeeperd\[\d+\]: Restore run finished: [1-9]')
